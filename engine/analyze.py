@@ -1,0 +1,189 @@
+"""Reading one audio file: stream info, loudness, peaks, metadata, fingerprint.
+
+Called from scanner worker threads; it touches no database. Blocks are read one at a
+time, so memory stays bounded for files of any length.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from engine.metadata import read_metadata
+from engine.peaks import PeakAccumulator
+from engine.ucs import UcsTable, parse_ucs
+
+FINGERPRINT_SPAN = 64 * 1024
+# Frames × channels per block read; keeps a block near 4 MB of float32.
+_BLOCK_SAMPLES = 1 << 20
+
+_BIT_DEPTH = {
+    "PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32,
+    "FLOAT": 32, "DOUBLE": 64, "ALAC_16": 16, "ALAC_20": 20, "ALAC_24": 24, "ALAC_32": 32,
+}  # fmt: skip
+
+# Magic numbers of containers libsndfile reads, to tell "corrupt" from "not audio".
+_MAGIC = (b"RIFF", b"RF64", b"BW64", b"FORM", b"fLaC", b"OggS", b"ID3", b"riff", b".snd", b"caff")
+
+
+class FileVanished(Exception):
+    """The file disappeared between listing and reading it."""
+
+
+class FileChanged(Exception):
+    """The file was rewritten while it was being read."""
+
+
+@dataclass
+class Analysis:
+    """What the scanner stores for one file: catalog columns and, for readable files, peaks."""
+
+    record: dict[str, Any]
+    peaks: tuple[bytes, bytes] | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def fingerprint(path: Path, size: int) -> str:
+    """Content fingerprint for rename detection: size plus the first and last 64 KiB."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str(size).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(FINGERPRINT_SPAN))
+        if size > FINGERPRINT_SPAN:
+            f.seek(max(FINGERPRINT_SPAN, size - FINGERPRINT_SPAN))
+            h.update(f.read(FINGERPRINT_SPAN))
+    return h.hexdigest()
+
+
+def _stat(path: Path) -> os.stat_result:
+    try:
+        return path.stat()
+    except FileNotFoundError as exc:
+        raise FileVanished(str(path)) from exc
+
+
+def _open_error(path: Path, exc: Exception) -> str:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError as os_exc:
+        return f"cannot open: {os_exc.strerror or os_exc}"
+    detail = str(exc).split(":", 1)[-1].strip() or exc.__class__.__name__
+    if any(k in detail.lower() for k in ("unimplemented", "not recognised", "unknown format")):
+        return f"unsupported format: {detail}"
+    if head[:4] in _MAGIC or head[:3] in _MAGIC or head[4:8] == b"ftyp" or head[:2] == b"\xff\xfb":
+        return f"corrupt or truncated audio file: {detail}"
+    return f"unsupported format (not an audio file soundfile can read): {detail}"
+
+
+def analyze(path: Path, root_id: int, ucs_table: UcsTable | None = None) -> Analysis:
+    """Read `path` whole, in blocks. Raises FileVanished or FileChanged; never other errors."""
+    before = _stat(path)
+    p = Path(path)
+    base: dict[str, Any] = {
+        "root_id": root_id,
+        "path": str(p),
+        "folder": str(p.parent),
+        "name": p.name,
+        "size": before.st_size,
+        "mtime_ns": before.st_mtime_ns,
+        "scanned_at": time.time(),
+    }
+    ucs = parse_ucs(p.stem, ucs_table)
+    if ucs:
+        base.update(ucs)
+
+    def error(message: str) -> Analysis:
+        return Analysis({**base, "status": "error", "error": message})
+
+    if before.st_size == 0:
+        return error("empty file (0 bytes)")
+    try:
+        base["fingerprint"] = fingerprint(p, before.st_size)
+    except FileNotFoundError as exc:
+        raise FileVanished(str(p)) from exc
+    except OSError as exc:
+        return error(f"cannot open: {exc.strerror or exc}")
+
+    try:
+        snd = sf.SoundFile(str(p))
+    except FileNotFoundError as exc:
+        raise FileVanished(str(p)) from exc
+    except PermissionError as exc:
+        return error(f"cannot open: {exc.strerror or 'permission denied'}")
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
+        return error(_open_error(p, exc))
+
+    with snd:
+        base.update(
+            format=snd.format,
+            subtype=snd.subtype,
+            sample_rate=snd.samplerate,
+            channels=snd.channels,
+            bit_depth=_BIT_DEPTH.get(snd.subtype),
+        )
+        if snd.samplerate <= 0 or snd.channels <= 0:
+            return error(f"invalid header: {snd.samplerate} Hz, {snd.channels} channels")
+        declared = snd.frames if 0 <= snd.frames < (1 << 62) else 0
+        peaks = PeakAccumulator(declared)
+        peak = 0.0
+        sum_sq = 0.0
+        frames = 0
+        block_frames = max(1024, _BLOCK_SAMPLES // snd.channels)
+        is_float = snd.subtype in ("FLOAT", "DOUBLE")
+        try:
+            while True:
+                block = snd.read(block_frames, dtype="float32", always_2d=True)
+                if not len(block):
+                    break
+                if is_float:
+                    # Float files can hold NaN/inf; they would poison peaks and RMS.
+                    np.nan_to_num(block, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
+                frames += len(block)
+                peaks.add(block)
+                peak = max(peak, float(np.abs(block).max()))
+                sum_sq += float(np.square(block, dtype=np.float64).sum())
+        except FileNotFoundError as exc:
+            raise FileVanished(str(p)) from exc
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+            if frames == 0:
+                return error(f"corrupt or truncated audio data: {exc}")
+            base["error"] = f"audio data ends early after {frames} frames: {exc}"
+
+    if frames == 0:
+        return error("no audio frames (header only)")
+    after = _stat(p)
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        raise FileChanged(str(p))
+
+    rms = math.sqrt(sum_sq / (frames * base["channels"]))
+    base.update(
+        status="ok",
+        frames=frames,
+        duration=frames / base["sample_rate"],
+        peak_db=_db(peak),
+        rms_db=_db(rms),
+    )
+    meta = read_metadata(p)
+    tags = meta.pop("embedded_tags", {})
+    base.update(meta)
+    base["embedded_tags"] = _json(tags) if tags else None
+    return Analysis(base, peaks.finish())
+
+
+def _db(value: float) -> float | None:
+    """dBFS rounded to 0.01 dB; None for digital silence (no finite level)."""
+    return round(20 * math.log10(value), 2) if value > 0 else None
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)

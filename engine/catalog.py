@@ -1,0 +1,317 @@
+"""The catalog: one SQLite database that is the truth about a library.
+
+Locking rule: each thread opens its own :class:`Catalog` (SQLite connections must not be
+shared between threads). Exactly one of them writes at a time — the scanner's writer, or
+the CLI/engine thread for user edits — and every write is one short ``BEGIN IMMEDIATE``
+transaction, so a reader never sees a half-written file and a kill loses at most the
+transaction in flight. WAL mode lets readers (search) run while the writer works.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from engine.migrations import apply_migrations
+from engine.words import name_words, split_words
+
+FILE_COLUMNS = (
+    "root_id", "path", "folder", "name", "size", "mtime_ns", "fingerprint", "format",
+    "subtype", "sample_rate", "channels", "frames", "duration", "bit_depth", "peak_db",
+    "rms_db", "status", "error", "scanned_at", "description", "originator",
+    "origination_date", "ixml_note", "ixml_project", "ixml_scene", "ixml_take",
+    "embedded_tags", "ucs_catid", "ucs_category", "ucs_subcategory", "ucs_fx_name",
+    "ucs_creator", "ucs_source",
+)  # fmt: skip
+
+
+class Catalog:
+    """A connection to one library's catalog. Use from the thread that created it."""
+
+    def __init__(self, path: Path | str, *, timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves (see transaction()).
+        conn = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        self.db = sqlite_utils.Database(conn)
+        self.conn = conn
+        apply_migrations(conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write. Nested use joins the outer transaction."""
+        if self.conn.in_transaction:
+            yield self.conn
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        return list(self.db.query(sql, params))
+
+    def integrity_ok(self) -> bool:
+        return self.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    # -- roots -------------------------------------------------------------------------
+
+    def add_root(self, path: str) -> int:
+        with self.transaction() as c:
+            row = c.execute("SELECT id FROM roots WHERE path = ?", (path,)).fetchone()
+            if row:
+                return int(row[0])
+            cur = c.execute("INSERT INTO roots (path, added_at) VALUES (?, ?)", (path, time.time()))
+            return int(cur.lastrowid or 0)
+
+    def remove_root(self, path: str) -> int:
+        """Forget a root folder and its files; returns how many files were removed."""
+        with self.transaction() as c:
+            row = c.execute("SELECT id FROM roots WHERE path = ?", (path,)).fetchone()
+            if not row:
+                return 0
+            ids = [r[0] for r in c.execute("SELECT id FROM files WHERE root_id = ?", (row[0],))]
+            for file_id in ids:
+                c.execute("DELETE FROM files_fts WHERE rowid = ?", (file_id,))
+            c.execute("DELETE FROM files WHERE root_id = ?", (row[0],))
+            c.execute("DELETE FROM roots WHERE id = ?", (row[0],))
+            return len(ids)
+
+    def roots(self) -> list[dict[str, Any]]:
+        return self.query(
+            """SELECT r.id, r.path, r.added_at, r.last_scan_at,
+                      COUNT(f.id) AS files,
+                      COALESCE(SUM(f.status = 'ok'), 0) AS indexed,
+                      COALESCE(SUM(f.status = 'error'), 0) AS errors,
+                      COALESCE(SUM(f.duration), 0) AS duration
+               FROM roots r LEFT JOIN files f ON f.root_id = r.id
+               GROUP BY r.id ORDER BY r.path"""
+        )
+
+    def mark_root_scanned(self, root_id: int) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE roots SET last_scan_at = ? WHERE id = ?", (time.time(), root_id))
+
+    # -- files -------------------------------------------------------------------------
+
+    def known_files(self, root_id: int) -> dict[str, tuple[int, int, int, str | None]]:
+        """path -> (id, size, mtime_ns, fingerprint) for every file under a root."""
+        rows = self.conn.execute(
+            "SELECT path, id, size, mtime_ns, fingerprint FROM files WHERE root_id = ?",
+            (root_id,),
+        )
+        return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+
+    def file_by_path(self, path: str) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM files WHERE path = ?", (path,))
+        return rows[0] if rows else None
+
+    def file_by_id(self, file_id: int) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM files WHERE id = ?", (file_id,))
+        return rows[0] if rows else None
+
+    def write_file(
+        self, record: Mapping[str, Any], peaks: tuple[bytes, bytes] | None = None
+    ) -> int:
+        """Insert or replace the row for record['path'], its peaks and its search text.
+
+        An existing row keeps its id, so user tags, favorites and collections survive
+        a file being changed and rescanned.
+        """
+        values = {k: record.get(k) for k in FILE_COLUMNS}
+        with self.transaction() as c:
+            row = c.execute("SELECT id FROM files WHERE path = ?", (values["path"],)).fetchone()
+            cols = ", ".join(FILE_COLUMNS)
+            marks = ", ".join("?" for _ in FILE_COLUMNS)
+            params = [values[k] for k in FILE_COLUMNS]
+            if row:
+                file_id = int(row[0])
+                sets = ", ".join(f"{k} = ?" for k in FILE_COLUMNS)
+                c.execute(f"UPDATE files SET {sets} WHERE id = ?", [*params, file_id])
+            else:
+                cur = c.execute(f"INSERT INTO files ({cols}) VALUES ({marks})", params)
+                file_id = int(cur.lastrowid or 0)
+            if peaks is None:
+                c.execute("DELETE FROM peaks WHERE file_id = ?", (file_id,))
+            else:
+                c.execute(
+                    "INSERT OR REPLACE INTO peaks (file_id, overview, detail) VALUES (?, ?, ?)",
+                    (file_id, peaks[0], peaks[1]),
+                )
+            self._refresh_fts(file_id)
+            return file_id
+
+    def move_file(self, file_id: int, path: str, root_id: int, size: int, mtime_ns: int) -> None:
+        """Point a row at its renamed/moved file without re-decoding it."""
+        p = Path(path)
+        with self.transaction() as c:
+            c.execute(
+                """UPDATE files SET path = ?, folder = ?, name = ?, root_id = ?, size = ?,
+                   mtime_ns = ? WHERE id = ?""",
+                (path, str(p.parent), p.name, root_id, size, mtime_ns, file_id),
+            )
+            self._refresh_fts(file_id)
+
+    def delete_files(self, file_ids: list[int]) -> None:
+        with self.transaction() as c:
+            for file_id in file_ids:
+                c.execute("DELETE FROM files_fts WHERE rowid = ?", (file_id,))
+                c.execute("DELETE FROM files WHERE id = ?", (file_id,))
+
+    def peaks(self, file_id: int) -> tuple[bytes, bytes] | None:
+        row = self.conn.execute(
+            "SELECT overview, detail FROM peaks WHERE file_id = ?", (file_id,)
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def errors(self) -> list[dict[str, Any]]:
+        return self.query(
+            "SELECT id, path, format, size, error, scanned_at FROM files "
+            "WHERE status = 'error' ORDER BY path"
+        )
+
+    def counts(self) -> dict[str, int]:
+        row = self.conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(status = 'ok'), 0), COALESCE(SUM(status = 'error'), 0)"
+            " FROM files"
+        ).fetchone()
+        return {"files": row[0], "indexed": row[1], "errors": row[2]}
+
+    def _refresh_fts(self, file_id: int) -> None:
+        c = self.conn
+        c.execute("DELETE FROM files_fts WHERE rowid = ?", (file_id,))
+        row = self.file_by_id(file_id)
+        if row is None or row["status"] != "ok":
+            return
+        root = c.execute("SELECT path FROM roots WHERE id = ?", (row["root_id"],)).fetchone()
+        folder = row["folder"]
+        if root and folder.startswith(root[0]):
+            # Words of the folders inside the library root, plus the root's own name.
+            folder = Path(root[0]).name + "/" + folder[len(root[0]) :]
+        user_tags = [r[0] for r in c.execute("SELECT tag FROM user_tags WHERE file_id = ?", (file_id,))]
+        embedded = json.loads(row["embedded_tags"] or "{}")
+        description = " ".join(
+            str(v)
+            for v in (
+                row["description"], row["ixml_note"], row["ixml_project"], row["ixml_scene"],
+                row["originator"], *embedded.values(),
+            )
+            if v
+        )  # fmt: skip
+        ucs = " ".join(
+            str(v)
+            for v in (
+                row["ucs_catid"], row["ucs_category"], row["ucs_subcategory"], row["ucs_fx_name"]
+            )
+            if v
+        )
+        c.execute(
+            "INSERT INTO files_fts (rowid, name, folder, description, tags, ucs) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                file_id,
+                name_words(row["name"]),
+                " ".join(split_words(folder)),
+                description,
+                " ".join(" ".join([t, *split_words(t)]) for t in user_tags),
+                ucs + " " + " ".join(split_words(ucs)),
+            ),
+        )
+
+    # -- user tags, favorites, collections ---------------------------------------------
+
+    def add_tags(self, file_id: int, tags: list[str]) -> None:
+        with self.transaction() as c:
+            for tag in tags:
+                c.execute("INSERT OR IGNORE INTO user_tags VALUES (?, ?)", (file_id, tag.strip()))
+            self._refresh_fts(file_id)
+
+    def remove_tags(self, file_id: int, tags: list[str]) -> None:
+        with self.transaction() as c:
+            for tag in tags:
+                c.execute("DELETE FROM user_tags WHERE file_id = ? AND tag = ?", (file_id, tag))
+            self._refresh_fts(file_id)
+
+    def tags_of(self, file_id: int) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT tag FROM user_tags WHERE file_id = ? ORDER BY tag", (file_id,)
+        )
+        return [r[0] for r in rows]
+
+    def set_favorite(self, file_id: int, favorite: bool) -> None:
+        with self.transaction() as c:
+            if favorite:
+                c.execute(
+                    "INSERT OR IGNORE INTO favorites VALUES (?, ?)", (file_id, time.time())
+                )
+            else:
+                c.execute("DELETE FROM favorites WHERE file_id = ?", (file_id,))
+
+    def is_favorite(self, file_id: int) -> bool:
+        q = "SELECT 1 FROM favorites WHERE file_id = ?"
+        return self.conn.execute(q, (file_id,)).fetchone() is not None
+
+    def create_collection(self, name: str) -> int:
+        with self.transaction() as c:
+            row = c.execute("SELECT id FROM collections WHERE name = ?", (name,)).fetchone()
+            if row:
+                return int(row[0])
+            cur = c.execute(
+                "INSERT INTO collections (name, created_at) VALUES (?, ?)", (name, time.time())
+            )
+            return int(cur.lastrowid or 0)
+
+    def add_to_collection(self, collection_id: int, file_ids: list[int]) -> None:
+        with self.transaction() as c:
+            start = c.execute(
+                "SELECT COALESCE(MAX(position), -1) + 1 FROM collection_items "
+                "WHERE collection_id = ?",
+                (collection_id,),
+            ).fetchone()[0]
+            for offset, file_id in enumerate(file_ids):
+                c.execute(
+                    "INSERT OR IGNORE INTO collection_items VALUES (?, ?, ?)",
+                    (collection_id, file_id, start + offset),
+                )
+
+    def collection_files(self, collection_id: int) -> list[int]:
+        rows = self.conn.execute(
+            "SELECT file_id FROM collection_items WHERE collection_id = ? ORDER BY position",
+            (collection_id,),
+        )
+        return [r[0] for r in rows]
+
+    # -- settings ----------------------------------------------------------------------
+
+    def get_setting(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_setting(self, key: str, value: str | None) -> None:
+        with self.transaction() as c:
+            if value is None:
+                c.execute("DELETE FROM settings WHERE key = ?", (key,))
+            else:
+                c.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", (key, value))

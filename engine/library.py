@@ -1,0 +1,170 @@
+"""The engine's façade: one library folder, its catalog, scanning and search.
+
+A Library belongs to the thread that created it (it holds a SQLite connection). The GUI
+runs one on its engine thread; the CLI runs one on the main thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from engine.analyze import FileChanged, FileVanished, analyze
+from engine.catalog import Catalog
+from engine.paths import catalog_path, resolve_library_dir
+from engine.peaks import decode_peaks
+from engine.scanner import Scanner, ScanProgress, ScanReport
+from engine.search import SearchResult, keyword_search
+from engine.ucs import UcsTable
+
+log = logging.getLogger(__name__)
+
+UCS_TABLE_SETTING = "ucs_table"
+
+
+class LibraryError(Exception):
+    """A user-facing problem with a library operation (bad path and the like)."""
+
+
+class Library:
+    """A sound library stored in `library_dir` (default: SONARIUM_LIBRARY or user data)."""
+
+    def __init__(self, library_dir: str | os.PathLike[str] | None = None) -> None:
+        self.dir = resolve_library_dir(library_dir)
+        self.catalog = Catalog(catalog_path(self.dir))
+        self._ucs_table: UcsTable | None = None
+        self._ucs_loaded_from: str | None = None
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- folders -----------------------------------------------------------------------
+
+    def add_folders(self, paths: list[str | os.PathLike[str]]) -> list[str]:
+        """Register folders (absolute, resolved); returns their paths. Does not scan."""
+        added = []
+        for raw in paths:
+            path = Path(raw).expanduser()
+            if not path.is_dir():
+                raise LibraryError(f"not a folder: {raw}")
+            resolved = str(path.resolve())
+            for root in self.catalog.roots():
+                if _is_inside(resolved, root["path"]) and resolved != root["path"]:
+                    raise LibraryError(f"{resolved} is already in the library under {root['path']}")
+            root_id = self.catalog.add_root(resolved)
+            self._absorb_nested_roots(resolved, root_id)
+            added.append(resolved)
+        return added
+
+    def _absorb_nested_roots(self, parent: str, parent_id: int) -> None:
+        # Adding a parent of existing roots: their files (and tags) move under it.
+        with self.catalog.transaction() as c:
+            for root in self.catalog.roots():
+                if root["id"] != parent_id and _is_inside(root["path"], parent):
+                    c.execute("UPDATE files SET root_id = ? WHERE root_id = ?", (parent_id, root["id"]))
+                    c.execute("DELETE FROM roots WHERE id = ?", (root["id"],))
+
+    def remove_folder(self, path: str | os.PathLike[str]) -> int:
+        """Forget a root folder and its files (the files on disk are untouched)."""
+        resolved = str(Path(path).expanduser().resolve())
+        roots = {r["path"] for r in self.catalog.roots()}
+        target = resolved if resolved in roots else str(path)
+        if target not in roots:
+            raise LibraryError(f"not a library folder: {path} (see 'folders')")
+        return self.catalog.remove_root(target)
+
+    def folders(self) -> list[dict[str, Any]]:
+        return self.catalog.roots()
+
+    # -- scanning ----------------------------------------------------------------------
+
+    def scan(
+        self,
+        roots: list[str] | None = None,
+        *,
+        progress: Callable[[ScanProgress], None] | None = None,
+        cancel: threading.Event | None = None,
+        pause: threading.Event | None = None,
+        workers: int | None = None,
+    ) -> ScanReport:
+        """Bring the catalog up to date with the folders on disk. Call on the owning thread."""
+        scanner = Scanner(
+            self.catalog, ucs_table=self.ucs_table(), workers=workers,
+            progress=progress, cancel=cancel, pause=pause,
+        )  # fmt: skip
+        return scanner.scan(roots)
+
+    # -- search and info ---------------------------------------------------------------
+
+    def search(self, query: str, limit: int = 100, offset: int = 0) -> list[SearchResult]:
+        """Keyword/metadata search; raises engine.query.QueryError for malformed queries."""
+        return keyword_search(self.catalog, query, limit=limit, offset=offset)
+
+    def info(self, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """Everything known about a file: its catalog row, or a fresh analysis if it is
+        not in the library (then `in_library` is False and nothing is stored)."""
+        p = Path(path).expanduser()
+        resolved = str(p.resolve()) if p.exists() else str(p)
+        row = self.catalog.file_by_path(resolved) or self.catalog.file_by_path(str(p.absolute()))
+        if row is not None:
+            row["in_library"] = True
+            row["tags"] = self.catalog.tags_of(row["id"])
+            row["favorite"] = self.catalog.is_favorite(row["id"])
+            peaks = self.catalog.peaks(row["id"])
+        else:
+            if not p.is_file():
+                raise LibraryError(f"no such file: {path}")
+            try:
+                result = analyze(p, 0, self.ucs_table())
+            except (FileVanished, FileChanged) as exc:
+                raise LibraryError(f"could not read {path}: {exc.__class__.__name__}") from exc
+            row = dict(result.record)
+            row.pop("root_id", None)
+            row["in_library"] = False
+            peaks = result.peaks
+        row["embedded_tags"] = json.loads(row["embedded_tags"]) if row.get("embedded_tags") else {}
+        row["peak_buckets"] = len(decode_peaks(peaks[1])[0]) if peaks else 0
+        return row
+
+    def errors(self) -> list[dict[str, Any]]:
+        return self.catalog.errors()
+
+    # -- settings ----------------------------------------------------------------------
+
+    def ucs_table(self) -> UcsTable | None:
+        """The user's UCS table from settings, loaded once; None when unset or unreadable."""
+        path = self.catalog.get_setting(UCS_TABLE_SETTING)
+        if path != self._ucs_loaded_from:
+            self._ucs_loaded_from = path
+            self._ucs_table = None
+            if path:
+                try:
+                    self._ucs_table = UcsTable.load(path)
+                except (OSError, ValueError) as exc:
+                    log.warning("UCS table %s not loaded: %s", path, exc)
+        return self._ucs_table
+
+    def set_ucs_table(self, path: str | None) -> None:
+        """Use the UCS table at `path` (JSON or CSV) for new scans; None to stop using one."""
+        if path is not None:
+            path = str(Path(path).expanduser().resolve())
+            try:
+                UcsTable.load(path)
+            except (OSError, ValueError) as exc:
+                raise LibraryError(f"cannot use UCS table {path}: {exc}") from exc
+        self.catalog.set_setting(UCS_TABLE_SETTING, path)
+
+
+def _is_inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)

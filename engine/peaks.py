@@ -1,0 +1,101 @@
+"""Waveform peaks computed while streaming a file, stored at two resolutions.
+
+A file's peaks are min/max pairs of the sample values over all channels, quantised to
+int8 and interleaved (min0, max0, min1, max1, ...). The overview (for a result row) has
+at most OVERVIEW_BUCKETS pairs, the detail (for the large waveform) at most
+DETAIL_BUCKETS; both are tiny, so any file can be drawn without decoding it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+OVERVIEW_BUCKETS = 128
+DETAIL_BUCKETS = 2048
+# The accumulator keeps this many units per detail bucket, so the final reduction to
+# DETAIL_BUCKETS stays accurate even when the declared length was wrong.
+_UNITS = DETAIL_BUCKETS * 4
+
+
+class PeakAccumulator:
+    """Collects min/max per fixed-size unit of frames from consecutive blocks.
+
+    Memory stays bounded by the number of units (~8k), whatever the file's length.
+    """
+
+    def __init__(self, expected_frames: int) -> None:
+        self.unit = max(1, math.ceil(max(expected_frames, 1) / _UNITS))
+        self._mins: list[np.ndarray] = []
+        self._maxs: list[np.ndarray] = []
+        self._carry_min = math.inf
+        self._carry_max = -math.inf
+        self._carry_len = 0
+
+    def add(self, block: np.ndarray) -> None:
+        """Add a (frames, channels) float block."""
+        if block.size == 0:
+            return
+        lo = block.min(axis=1) if block.ndim == 2 else block
+        hi = block.max(axis=1) if block.ndim == 2 else block
+        pos = 0
+        n = len(lo)
+        if self._carry_len:
+            take = min(self.unit - self._carry_len, n)
+            self._carry_min = min(self._carry_min, float(lo[:take].min()))
+            self._carry_max = max(self._carry_max, float(hi[:take].max()))
+            self._carry_len += take
+            pos = take
+            if self._carry_len == self.unit:
+                self._flush_carry()
+        whole = (n - pos) // self.unit
+        if whole:
+            end = pos + whole * self.unit
+            self._mins.append(lo[pos:end].reshape(whole, self.unit).min(axis=1))
+            self._maxs.append(hi[pos:end].reshape(whole, self.unit).max(axis=1))
+            pos = end
+        if pos < n:
+            self._carry_min = float(lo[pos:].min())
+            self._carry_max = float(hi[pos:].max())
+            self._carry_len = n - pos
+
+    def _flush_carry(self) -> None:
+        self._mins.append(np.array([self._carry_min], dtype=np.float32))
+        self._maxs.append(np.array([self._carry_max], dtype=np.float32))
+        self._carry_min, self._carry_max, self._carry_len = math.inf, -math.inf, 0
+
+    def finish(self) -> tuple[bytes, bytes]:
+        """(overview, detail) blobs."""
+        if self._carry_len:
+            self._flush_carry()
+        if not self._mins:
+            empty = encode_peaks(np.zeros(0), np.zeros(0))
+            return empty, empty
+        mins = np.concatenate(self._mins).astype(np.float32)
+        maxs = np.concatenate(self._maxs).astype(np.float32)
+        return (
+            encode_peaks(*_reduce(mins, maxs, OVERVIEW_BUCKETS)),
+            encode_peaks(*_reduce(mins, maxs, DETAIL_BUCKETS)),
+        )
+
+
+def _reduce(mins: np.ndarray, maxs: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    if len(mins) <= buckets:
+        return mins, maxs
+    edges = np.linspace(0, len(mins), buckets + 1).astype(np.int64)
+    return np.minimum.reduceat(mins, edges[:-1]), np.maximum.reduceat(maxs, edges[:-1])
+
+
+def encode_peaks(mins: np.ndarray, maxs: np.ndarray) -> bytes:
+    """Interleave and quantise to int8 (full scale = ±127)."""
+    out = np.empty(len(mins) * 2, dtype=np.int8)
+    out[0::2] = np.clip(np.floor(np.asarray(mins) * 127.0), -127, 127)
+    out[1::2] = np.clip(np.ceil(np.asarray(maxs) * 127.0), -127, 127)
+    return out.tobytes()
+
+
+def decode_peaks(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(mins, maxs) as floats in [-1, 1]."""
+    data = np.frombuffer(blob, dtype=np.int8).astype(np.float32) / 127.0
+    return data[0::2], data[1::2]

@@ -1,0 +1,329 @@
+"""Incremental, resumable, cancellable folder scanning.
+
+The thread that calls :meth:`Scanner.scan` is the catalog's writer for the duration of
+the scan; decoding runs on a small worker pool. Each file's row, peaks and search text
+are committed in one transaction as soon as the file is done, so a kill loses at most
+the files in flight and the next scan resumes where this one stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.analyze import Analysis, FileChanged, FileVanished, analyze, fingerprint
+from engine.catalog import Catalog
+from engine.ucs import UcsTable
+
+log = logging.getLogger(__name__)
+
+AUDIO_EXTENSIONS = frozenset(
+    [".wav", ".wave", ".bwf", ".rf64", ".w64", ".aif", ".aiff", ".aifc", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".caf", ".m4a", ".aac", ".wma", ".wv", ".ape"]
+)
+
+
+@dataclass
+class ScanProgress:
+    """A snapshot of a running scan, passed to progress callbacks."""
+
+    files_done: int
+    files_total: int
+    bytes_done: int
+    bytes_total: int
+    elapsed: float
+    current: str = ""
+
+    @property
+    def files_per_second(self) -> float:
+        return self.files_done / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def bytes_per_second(self) -> float:
+        return self.bytes_done / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        rate = self.bytes_per_second
+        if rate <= 0 or self.files_done == 0:
+            return None
+        return max(0.0, (self.bytes_total - self.bytes_done) / rate)
+
+
+@dataclass
+class ScanReport:
+    """What a scan changed, for the CLI's summary and for tests."""
+
+    added: int = 0
+    updated: int = 0
+    moved: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    errors: int = 0
+    vanished: int = 0
+    cancelled: bool = False
+    elapsed: float = 0.0
+    files_seen: int = 0
+    bytes_read: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def touched(self) -> int:
+        return self.added + self.updated + self.moved + self.removed
+
+
+@dataclass
+class _Listed:
+    path: str
+    root_id: int
+    size: int
+    mtime_ns: int
+
+
+def walk_audio(root: Path, warnings: list[str]) -> Iterator[tuple[str, os.stat_result]]:
+    """Audio files under `root`, following symlinks but never looping.
+
+    Hidden entries (".*", including macOS "._" resource forks) are skipped.
+    """
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[tuple[int, int]] = set()
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = folder.stat()
+        except OSError as exc:
+            warnings.append(f"cannot read folder {folder}: {exc.strerror or exc}")
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen_dirs:
+            continue  # a symlink loop or a second link to a folder already walked
+        seen_dirs.add(key)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            warnings.append(f"cannot read folder {folder}: {exc.strerror or exc}")
+            continue
+        subdirs = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                est = entry.stat(follow_symlinks=True)
+            except OSError:
+                continue  # dangling symlink, or gone since listing
+            if stat.S_ISDIR(est.st_mode):
+                subdirs.append(Path(entry.path))
+            elif stat.S_ISREG(est.st_mode) and Path(entry.name).suffix.lower() in AUDIO_EXTENSIONS:
+                fkey = (est.st_dev, est.st_ino)
+                if fkey in seen_files:
+                    continue
+                seen_files.add(fkey)
+                yield entry.path, est
+        stack.extend(reversed(subdirs))
+
+
+class Scanner:
+    """Scans registered root folders into a catalog. Create and use on one thread."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        ucs_table: UcsTable | None = None,
+        workers: int | None = None,
+        progress: Callable[[ScanProgress], None] | None = None,
+        cancel: threading.Event | None = None,
+        pause: threading.Event | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.ucs_table = ucs_table
+        self.workers = workers or min(4, os.cpu_count() or 1)
+        self.progress = progress
+        self.cancel = cancel or threading.Event()
+        # Set = paused. Checked between files, so pausing waits for the files in flight.
+        self.pause = pause or threading.Event()
+
+    def scan(self, roots: list[str] | None = None) -> ScanReport:
+        """Bring the catalog up to date with the given root paths (default: all roots)."""
+        started = time.monotonic()
+        report = ScanReport()
+        all_roots = {r["path"]: r["id"] for r in self.catalog.roots()}
+        selected = {p: all_roots[p] for p in (roots or all_roots) if p in all_roots}
+
+        listed: list[_Listed] = []
+        known: dict[str, tuple[int, int, int, str | None]] = {}
+        for root_path, root_id in selected.items():
+            root = Path(root_path)
+            if not root.is_dir():
+                # Keep the rows of an unplugged drive instead of deleting the whole root.
+                report.warnings.append(f"folder is missing, kept its files: {root_path}")
+                continue
+            known.update(self.catalog.known_files(root_id))
+            for path, st in walk_audio(root, report.warnings):
+                listed.append(_Listed(path, root_id, st.st_size, st.st_mtime_ns))
+        report.files_seen = len(listed)
+
+        listed_paths = {item.path for item in listed}
+        missing = {p: v for p, v in known.items() if p not in listed_paths}
+        todo: list[_Listed] = []
+        new: list[_Listed] = []
+        for item in listed:
+            row = known.get(item.path)
+            if row is None:
+                new.append(item)
+            elif (row[1], row[2]) == (item.size, item.mtime_ns):
+                report.unchanged += 1
+            else:
+                todo.append(item)
+
+        todo.extend(self._apply_moves(new, missing, report))
+        if missing:
+            self.catalog.delete_files([v[0] for v in missing.values()])
+            report.removed += len(missing)
+
+        self._analyze_all(todo, known, report, started)
+        if not report.cancelled:
+            for root_id in selected.values():
+                self.catalog.mark_root_scanned(root_id)
+        report.elapsed = time.monotonic() - started
+        return report
+
+    def _apply_moves(
+        self,
+        new: list[_Listed],
+        missing: dict[str, tuple[int, int, int, str | None]],
+        report: ScanReport,
+    ) -> list[_Listed]:
+        """Re-point rows of missing files at new files with the same fingerprint.
+
+        Returns the new files that are not moves. Matched entries leave `missing`.
+        """
+        if not missing or not new:
+            return new
+        by_key: dict[tuple[int, str], str] = {}
+        for path, (_, size, _, fp) in missing.items():
+            if fp:
+                by_key.setdefault((size, fp), path)
+        sizes = {k[0] for k in by_key}
+        rest = []
+        for item in new:
+            if item.size not in sizes:
+                rest.append(item)
+                continue
+            try:
+                fp = fingerprint(Path(item.path), item.size)
+            except OSError:
+                rest.append(item)
+                continue
+            old = by_key.pop((item.size, fp), None)
+            if old is None:
+                rest.append(item)
+                continue
+            file_id = missing.pop(old)[0]
+            self.catalog.move_file(file_id, item.path, item.root_id, item.size, item.mtime_ns)
+            report.moved += 1
+        return rest
+
+    def _analyze_all(
+        self,
+        todo: list[_Listed],
+        known: dict[str, tuple[int, int, int, str | None]],
+        report: ScanReport,
+        started: float,
+    ) -> None:
+        total_bytes = sum(i.size for i in todo)
+        done = 0
+        done_bytes = 0
+        scan_started = time.monotonic()
+        pending: dict[Future[Analysis | None], _Listed] = {}
+        queue = iter(todo)
+        exhausted = False
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="sonarium-scan") as pool:
+            while True:
+                while not exhausted and len(pending) < self.workers * 2:
+                    if self.cancel.is_set():
+                        exhausted = True
+                        report.cancelled = True
+                        break
+                    if self.pause.is_set():
+                        break
+                    item = next(queue, None)
+                    if item is None:
+                        exhausted = True
+                        break
+                    pending[pool.submit(self._analyze_one, item)] = item
+                if not pending:
+                    if exhausted:
+                        break
+                    self.cancel.wait(0.05)  # paused with nothing in flight
+                    continue
+                finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    item = pending.pop(future)
+                    self._store(item, future, known, report)
+                    done += 1
+                    done_bytes += item.size
+                    if self.progress:
+                        self.progress(
+                            ScanProgress(
+                                done, len(todo), done_bytes, total_bytes,
+                                time.monotonic() - scan_started, item.path,
+                            )
+                        )  # fmt: skip
+        report.bytes_read = done_bytes
+
+    def _analyze_one(self, item: _Listed) -> Analysis | None:
+        """Runs on a worker thread. None means the file vanished."""
+        path = Path(item.path)
+        for _attempt in range(2):
+            try:
+                return analyze(path, item.root_id, self.ucs_table)
+            except FileVanished:
+                return None
+            except FileChanged:
+                continue
+            except Exception as exc:  # a bug must cost one file, not the scan
+                log.exception("unexpected error reading %s", path)
+                return _error_analysis(item, f"internal error while reading: {exc!r}")
+        # Rewritten twice while we read it: record that, with the stat we listed, so the
+        # next scan sees a different size/mtime and reads it again.
+        return _error_analysis(item, "file kept changing while being read; rescan to retry")
+
+    def _store(
+        self,
+        item: _Listed,
+        future: Future[Analysis | None],
+        known: dict[str, tuple[int, int, int, str | None]],
+        report: ScanReport,
+    ) -> None:
+        result = future.result()
+        if result is None:
+            report.vanished += 1
+            if item.path in known:
+                self.catalog.delete_files([known[item.path][0]])
+            return
+        self.catalog.write_file(result.record, result.peaks)
+        if result.record["status"] == "error":
+            report.errors += 1
+        if item.path in known:
+            report.updated += 1
+        else:
+            report.added += 1
+
+
+def _error_analysis(item: _Listed, message: str) -> Analysis:
+    p = Path(item.path)
+    return Analysis(
+        {
+            "root_id": item.root_id, "path": item.path, "folder": str(p.parent), "name": p.name,
+            "size": item.size, "mtime_ns": item.mtime_ns, "scanned_at": time.time(),
+            "status": "error", "error": message,
+        }
+    )  # fmt: skip

@@ -1,0 +1,79 @@
+"""Keyword and metadata search over the catalog (SQLite FTS5, BM25).
+
+Runs on whichever thread owns the Catalog it is given; it only reads.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from engine.catalog import Catalog
+from engine.query import ParsedQuery, QueryError, parse_query
+
+# BM25 weights per FTS column: name, folder, description, tags, ucs. A word in the
+# file name says more about the sound than the same word in a folder name.
+BM25_WEIGHTS = (10.0, 2.0, 4.0, 6.0, 5.0)
+
+_COLUMNS = (
+    "f.id, f.path, f.name, f.folder, f.duration, f.sample_rate, f.channels, f.format, "
+    "f.subtype, f.bit_depth, f.size"
+)
+
+
+@dataclass
+class SearchResult:
+    """One hit. `score` is higher-is-better; for keyword hits it is the negated BM25."""
+
+    id: int
+    path: str
+    name: str
+    folder: str
+    score: float
+    duration: float
+    sample_rate: int
+    channels: int
+    format: str
+    subtype: str | None
+    bit_depth: int | None
+    size: int
+    start: float | None = None
+    end: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def keyword_search(
+    catalog: Catalog, query: str | ParsedQuery, limit: int = 100, offset: int = 0
+) -> list[SearchResult]:
+    """Files matching `query`, best first. Raises QueryError for malformed queries."""
+    parsed = parse_query(query) if isinstance(query, str) else query
+    where, params = parsed.where()
+    conditions = ["f.status = 'ok'", where]
+    args: list[Any] = []
+    for term in parsed.exclude:
+        conditions.append("f.id NOT IN (SELECT rowid FROM files_fts WHERE files_fts MATCH ?)")
+        params.append(term)
+    if parsed.match:
+        weights = ", ".join(str(w) for w in BM25_WEIGHTS)
+        sql = (
+            f"SELECT {_COLUMNS}, -bm25(files_fts, {weights}) AS score "
+            "FROM files_fts JOIN files f ON f.id = files_fts.rowid "
+            f"WHERE files_fts MATCH ? AND {' AND '.join(conditions)} "
+            "ORDER BY score DESC, f.name COLLATE NOCASE LIMIT ? OFFSET ?"
+        )
+        args = [parsed.match, *params, limit, offset]
+    else:
+        sql = (
+            f"SELECT {_COLUMNS}, 0.0 AS score FROM files f WHERE {' AND '.join(conditions)} "
+            "ORDER BY f.name COLLATE NOCASE, f.path LIMIT ? OFFSET ?"
+        )
+        args = [*params, limit, offset]
+    try:
+        rows = catalog.query(sql, args)
+    except sqlite3.OperationalError as exc:
+        # FTS5 rejects some inputs the parser lets through (e.g. stray operators).
+        raise QueryError(f"cannot search for that: {exc}") from exc
+    return [SearchResult(**row) for row in rows]

@@ -1,0 +1,270 @@
+"""Sonarium: the desktop app by default, plus command-line subcommands.
+
+    python main.py                 open the app
+    python main.py add PATH...     add folders to the library and scan them
+    python main.py scan            rescan every library folder
+    python main.py search QUERY    search by name and metadata
+    python main.py info FILE       show what is known about a file
+    python main.py folders         list library folders
+    python main.py remove PATH     remove a folder from the library
+    python main.py errors          list files that could not be read
+    python main.py settings        show or change library settings
+
+Every command takes --library DIR (or $SONARIUM_LIBRARY).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+SUBCOMMANDS = ("add", "scan", "search", "info", "folders", "remove", "errors", "settings")
+
+
+def _format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, sec = divmod(seconds, 60)
+    return f"{int(minutes)}:{sec:05.2f}"
+
+
+def _print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write("\n")
+
+
+def _open_library(args: argparse.Namespace):
+    from engine.library import Library
+
+    return Library(args.library)
+
+
+def _run_scan(library, roots: list[str] | None, quiet: bool) -> int:
+    from tqdm import tqdm
+
+    cancel = threading.Event()
+    bar = None
+
+    def progress(p) -> None:
+        nonlocal bar
+        if quiet:
+            return
+        if bar is None:
+            bar = tqdm(total=p.files_total, unit="file", dynamic_ncols=True, file=sys.stderr)
+        bar.update(p.files_done - bar.n)
+        eta = p.eta_seconds
+        bar.set_postfix_str(
+            f"{p.bytes_per_second / 1e6:.1f} MB/s"
+            + (f", ETA {_format_duration(eta)}" if eta is not None else ""),
+            refresh=False,
+        )
+
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_interrupt(signum, frame) -> None:
+        # First Ctrl+C finishes the files in flight and stops; the next scan resumes.
+        cancel.set()
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        report = library.scan(roots, progress=progress, cancel=cancel)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if bar is not None:
+            bar.close()
+    rate = (report.added + report.updated) / report.elapsed if report.elapsed else 0.0
+    print(
+        f"{'cancelled' if report.cancelled else 'done'} in {report.elapsed:.1f}s: "
+        f"{report.files_seen} files seen, {report.added} added, {report.updated} updated, "
+        f"{report.moved} moved, {report.removed} removed, {report.unchanged} unchanged, "
+        f"{report.errors} unreadable ({rate:.1f} files/s)"
+    )
+    if report.touched == 0 and not report.errors:
+        print("nothing changed")
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if report.errors:
+        print("see 'python main.py errors' for the unreadable files", file=sys.stderr)
+    return 130 if report.cancelled else 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    with _open_library(args) as library:
+        roots = library.add_folders(args.paths)
+        for root in roots:
+            print(f"added {root}")
+        if args.no_scan:
+            return 0
+        return _run_scan(library, roots, args.quiet)
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    with _open_library(args) as library:
+        if not library.folders():
+            print("the library has no folders yet: python main.py add PATH", file=sys.stderr)
+            return 1
+        return _run_scan(library, None, args.quiet)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    query = " ".join(args.query)
+    with _open_library(args) as library:
+        results = library.search(query, limit=args.limit)
+    if args.json:
+        _print_json([r.to_json() for r in results])
+        return 0
+    if not results:
+        print("no results")
+        return 0
+    for r in results:
+        channels = {1: "mono", 2: "stereo"}.get(r.channels, f"{r.channels}ch")
+        print(
+            f"{r.score:7.2f}  {_format_duration(r.duration):>9}  {r.sample_rate / 1000:g}k "
+            f"{channels:<6} {r.format.lower():<5} {r.path}"
+        )
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with _open_library(args) as library:
+        info = library.info(args.file)
+    if args.json:
+        _print_json(info)
+        return 0
+    for key, value in info.items():
+        if value is None or value == {} or value == []:
+            continue
+        if key == "duration":
+            value = _format_duration(value)
+        print(f"{key:>18}: {value}")
+    return 0
+
+
+def cmd_folders(args: argparse.Namespace) -> int:
+    with _open_library(args) as library:
+        folders = library.folders()
+    if args.json:
+        _print_json(folders)
+        return 0
+    if not folders:
+        print("no folders: python main.py add PATH")
+    for f in folders:
+        hours = f["duration"] / 3600
+        print(f"{f['files']:7d} files ({f['errors']} unreadable, {hours:.1f} h)  {f['path']}")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    with _open_library(args) as library:
+        removed = library.remove_folder(args.path)
+    print(f"removed {args.path} ({removed} files forgotten; nothing deleted from disk)")
+    return 0
+
+
+def cmd_errors(args: argparse.Namespace) -> int:
+    with _open_library(args) as library:
+        errors = library.errors()
+    if args.json:
+        _print_json(errors)
+        return 0
+    if not errors:
+        print("no unreadable files")
+    for e in errors:
+        print(f"{e['path']}\n    {e['error']}")
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    with _open_library(args) as library:
+        if args.ucs_table is not None:
+            library.set_ucs_table(args.ucs_table or None)
+            print("UCS table " + ("cleared" if not args.ucs_table else f"set: {args.ucs_table}"))
+            print("run 'python main.py scan' to apply it to files already scanned")
+        print(f"library: {library.dir}")
+        print(f"ucs_table: {library.catalog.get_setting('ucs_table') or '(none)'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--library", metavar="DIR", help="library folder (default: $SONARIUM_LIBRARY or user data)"
+    )
+    common.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    parser = argparse.ArgumentParser(
+        prog="sonarium", description="Sonarium sound-library browser.", parents=[common]
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("add", parents=[common], help="add folders to the library and scan them")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--no-scan", action="store_true", help="register without scanning")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_add)
+
+    p = sub.add_parser("scan", parents=[common], help="rescan all library folders (incremental)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser("search", parents=[common], help="search the library")
+    p.add_argument("query", nargs="+", metavar="QUERY")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("info", parents=[common], help="show what is known about a file")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("folders", parents=[common], help="list library folders")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_folders)
+
+    p = sub.add_parser("remove", parents=[common], help="remove a folder from the library")
+    p.add_argument("path", metavar="PATH")
+    p.set_defaults(func=cmd_remove)
+
+    p = sub.add_parser("errors", parents=[common], help="list files that could not be read")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_errors)
+
+    p = sub.add_parser("settings", parents=[common], help="show or change library settings")
+    p.add_argument("--ucs-table", metavar="FILE", help="UCS table (JSON/CSV); '' to clear")
+    p.set_defaults(func=cmd_settings)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if args.command is None:
+        from gui.app import run_app
+
+        return run_app(args.library)
+    from engine.library import LibraryError
+    from engine.query import QueryError
+
+    try:
+        return args.func(args)
+    except (LibraryError, QueryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

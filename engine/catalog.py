@@ -210,7 +210,9 @@ class Catalog:
         if root and folder.startswith(root[0]):
             # Words of the folders inside the library root, plus the root's own name.
             folder = Path(root[0]).name + "/" + folder[len(root[0]) :]
-        user_tags = [r[0] for r in c.execute("SELECT tag FROM user_tags WHERE file_id = ?", (file_id,))]
+        user_tags = [
+            r[0] for r in c.execute("SELECT tag FROM user_tags WHERE file_id = ?", (file_id,))
+        ]
         embedded = json.loads(row["embedded_tags"] or "{}")
         description = " ".join(
             str(v)
@@ -223,7 +225,10 @@ class Catalog:
         ucs = " ".join(
             str(v)
             for v in (
-                row["ucs_catid"], row["ucs_category"], row["ucs_subcategory"], row["ucs_fx_name"]
+                row["ucs_catid"],
+                row["ucs_category"],
+                row["ucs_subcategory"],
+                row["ucs_fx_name"],
             )
             if v
         )
@@ -263,9 +268,7 @@ class Catalog:
     def set_favorite(self, file_id: int, favorite: bool) -> None:
         with self.transaction() as c:
             if favorite:
-                c.execute(
-                    "INSERT OR IGNORE INTO favorites VALUES (?, ?)", (file_id, time.time())
-                )
+                c.execute("INSERT OR IGNORE INTO favorites VALUES (?, ?)", (file_id, time.time()))
             else:
                 c.execute("DELETE FROM favorites WHERE file_id = ?", (file_id,))
 

@@ -72,7 +72,9 @@ class Library:
         with self.catalog.transaction() as c:
             for root in self.catalog.roots():
                 if root["id"] != parent_id and _is_inside(root["path"], parent):
-                    c.execute("UPDATE files SET root_id = ? WHERE root_id = ?", (parent_id, root["id"]))
+                    c.execute(
+                        "UPDATE files SET root_id = ? WHERE root_id = ?", (parent_id, root["id"])
+                    )
                     c.execute("DELETE FROM roots WHERE id = ?", (root["id"],))
 
     def remove_folder(self, path: str | os.PathLike[str]) -> int:

@@ -43,7 +43,11 @@ def read_riff_chunks(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             head = f.read(12)
-            if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64", b"BW64") or head[8:12] != b"WAVE":
+            if (
+                len(head) < 12
+                or head[:4] not in (b"RIFF", b"RF64", b"BW64")
+                or head[8:12] != b"WAVE"
+            ):
                 return out
             size = path.stat().st_size
             pos = 12

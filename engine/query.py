@@ -177,10 +177,13 @@ def parse_query(text: str) -> ParsedQuery:
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:
-            raise QueryError(f"cannot read the query near '{text[pos:pos + 20]}'")
+            raise QueryError(f"cannot read the query near '{text[pos : pos + 20]}'")
         pos = m.end()
         negate, fname, raw, quoted = m.group(1), m.group(2), m.group(3), m.group(4)
         value = quoted if quoted is not None else raw
+        if not fname and quoted is None and raw.endswith(":") and raw[:-1].lower() in FIELDS:
+            name = raw[:-1].lower()
+            raise QueryError(f"{name}: needs a value, e.g. {name}:{_EXAMPLES.get(name, 'fav')}")
         if fname and fname.lower() in FIELDS:
             condition = _filter(fname, value)
             query.filters.append((f"NOT ({condition[0]})", condition[1]) if negate else condition)

@@ -25,7 +25,27 @@ from engine.ucs import UcsTable
 log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = frozenset(
-    [".wav", ".wave", ".bwf", ".rf64", ".w64", ".aif", ".aiff", ".aifc", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".caf", ".m4a", ".aac", ".wma", ".wv", ".ape"]
+    [
+        ".wav",
+        ".wave",
+        ".bwf",
+        ".rf64",
+        ".w64",
+        ".aif",
+        ".aiff",
+        ".aifc",
+        ".flac",
+        ".ogg",
+        ".oga",
+        ".opus",
+        ".mp3",
+        ".caf",
+        ".m4a",
+        ".aac",
+        ".wma",
+        ".wv",
+        ".ape",
+    ]
 )
 
 

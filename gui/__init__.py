@@ -1,0 +1,1 @@
+"""Sonarium's PySide6 desktop app: a thin client of engine/."""

@@ -1,0 +1,124 @@
+import sqlite3
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.catalog import Catalog
+from engine.migrations import MIGRATIONS
+from engine.peaks import DETAIL_BUCKETS, OVERVIEW_BUCKETS, PeakAccumulator, decode_peaks
+from tests.audio_factory import tone, write
+
+
+def test_migrations_recorded_once_and_wal(tmp_path):
+    path = tmp_path / "c.sqlite"
+    Catalog(path).close()
+    cat = Catalog(path)  # reopening applies nothing again
+    names = [r["name"] for r in cat.query("SELECT name FROM migrations")]
+    assert names == [name for name, _ in MIGRATIONS]
+    assert cat.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert cat.integrity_ok()
+    cat.close()
+
+
+def test_failed_transaction_leaves_nothing(tmp_path):
+    cat = Catalog(tmp_path / "c.sqlite")
+    try:
+        with cat.transaction() as c:
+            c.execute("INSERT INTO roots (path, added_at) VALUES ('/x', 0)")
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    assert cat.roots() == []
+
+
+def test_tags_favorites_collections_follow_file_rows(tmp_path, library):
+    root = tmp_path / "s"
+    write(root / "a.wav")
+    write(root / "b.wav")
+    library.add_folders([root])
+    library.scan(workers=1)
+    a, b = (library.catalog.file_by_path(str(root / n))["id"] for n in ("a.wav", "b.wav"))
+    cat = library.catalog
+    cat.add_tags(a, ["impact", "hero"])
+    cat.remove_tags(a, ["hero"])
+    assert cat.tags_of(a) == ["impact"]
+    cat.set_favorite(b, True)
+    assert cat.is_favorite(b) and not cat.is_favorite(a)
+    coll = cat.create_collection("Reel 3")
+    assert cat.create_collection("Reel 3") == coll
+    cat.add_to_collection(coll, [b, a])
+    assert cat.collection_files(coll) == [b, a]
+    library.remove_folder(root)
+    assert cat.query("SELECT COUNT(*) AS n FROM user_tags")[0]["n"] == 0
+    assert cat.query("SELECT COUNT(*) AS n FROM collection_items")[0]["n"] == 0
+    assert cat.query("SELECT COUNT(*) AS n FROM files_fts")[0]["n"] == 0
+
+
+def test_adding_a_parent_folder_absorbs_nested_roots(tmp_path, library):
+    write(tmp_path / "lib" / "sub" / "a.wav")
+    library.add_folders([tmp_path / "lib" / "sub"])
+    library.scan(workers=1)
+    library.add_folders([tmp_path / "lib"])
+    assert [r["path"] for r in library.folders()] == [str(tmp_path / "lib")]
+    report = library.scan(workers=1)
+    assert report.unchanged == 1 and report.added == 0
+
+
+def test_settings_round_trip(tmp_path):
+    cat = Catalog(tmp_path / "c.sqlite")
+    cat.set_setting("k", "v")
+    assert cat.get_setting("k") == "v"
+    cat.set_setting("k", None)
+    assert cat.get_setting("k", "d") == "d"
+
+
+def brute_force_peaks(data: np.ndarray, buckets: int):
+    mono_min, mono_max = data.min(axis=1), data.max(axis=1)
+    edges = np.linspace(0, len(data), buckets + 1).astype(int)
+    return (
+        np.array([mono_min[s:e].min() for s, e in zip(edges[:-1], edges[1:], strict=True)]),
+        np.array([mono_max[s:e].max() for s, e in zip(edges[:-1], edges[1:], strict=True)]),
+    )
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    frames=st.integers(1, 40000),
+    block=st.integers(1, 5000),
+    declared_offset=st.integers(-500, 500),
+)
+def test_peaks_bounded_and_cover_the_signal(frames, block, declared_offset):
+    rng = np.random.default_rng(frames)
+    data = rng.uniform(-1, 1, (frames, 2)).astype(np.float32)
+    acc = PeakAccumulator(max(1, frames + declared_offset))  # declared length may be wrong
+    for start in range(0, frames, block):
+        acc.add(data[start : start + block])
+    overview, detail = acc.finish()
+    for blob, limit in ((overview, OVERVIEW_BUCKETS), (detail, DETAIL_BUCKETS)):
+        mins, maxs = decode_peaks(blob)
+        assert 1 <= len(mins) <= limit
+        # The envelope covers the whole signal: extreme values appear (within int8 rounding).
+        assert mins.min() <= data.min() + 1 / 127 and maxs.max() >= data.max() - 1 / 127
+        assert np.all(mins <= maxs)
+
+
+def test_peaks_match_brute_force_for_exact_lengths():
+    data = tone(2.0, rate=8000, channels=2)
+    data[:, 1] *= -0.5
+    acc = PeakAccumulator(len(data))
+    for start in range(0, len(data), 777):
+        acc.add(data[start : start + 777])
+    mins, maxs = decode_peaks(acc.finish()[0])
+    want_min, want_max = brute_force_peaks(data, OVERVIEW_BUCKETS)
+    assert len(mins) == OVERVIEW_BUCKETS
+    assert np.allclose(mins, want_min, atol=1 / 127 + 1e-6)
+    assert np.allclose(maxs, want_max, atol=1 / 127 + 1e-6)
+
+
+def test_catalog_readable_by_plain_sqlite(tmp_path, library):
+    write(tmp_path / "s" / "x.wav")
+    library.add_folders([tmp_path / "s"])
+    library.scan(workers=1)
+    conn = sqlite3.connect(library.catalog.path)
+    assert conn.execute("SELECT COUNT(*) FROM files").fetchone()[0] == 1

@@ -1,0 +1,103 @@
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from main import SUBCOMMANDS, build_parser
+from tests.audio_factory import noise, tone, write
+from tests.conftest import ROOT
+
+
+def run_cli(*args, library_dir, check=True):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *args, "--library", str(library_dir)],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_every_subcommand_is_documented_in_readme():
+    readme = (ROOT / "README.md").read_text()
+    parser_commands = set(build_parser()._subparsers._group_actions[0].choices)
+    assert parser_commands == set(SUBCOMMANDS)
+    for command in SUBCOMMANDS:
+        assert re.search(rf"`python main\.py {command}\b", readme), command
+
+
+def test_readme_opens_with_the_two_commands_and_ci_runs_the_second():
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```bash\n(.*?)```", readme, re.S)
+    assert block and readme.index("```bash") < 40
+    launch, test = block.group(1).strip().splitlines()
+    assert launch.endswith("main.py") and "pytest" in test
+    assert test in (ROOT / ".ci" / "run").read_text()
+
+
+def test_engine_imports_without_qt():
+    code = "import sys, engine, engine.library, engine.scanner; print('PySide6' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_cli_end_to_end(tmp_path, library_dir):
+    root = tmp_path / "My Sounds"
+    write(root / "explosion_big.wav", noise(1.0, rate=48000, channels=2), 48000)
+    write(root / "door knock.flac", tone(0.4), 44100)
+    (root / "broken.wav").write_bytes(b"RIFF garbage")
+
+    out = run_cli("add", str(root), library_dir=library_dir)
+    assert "3 added" in out.stdout and "1 unreadable" in out.stdout
+
+    again = run_cli("scan", library_dir=library_dir)
+    assert "nothing changed" in again.stdout and "0 added" in again.stdout
+
+    results = json.loads(run_cli("search", "explosion", "--json", library_dir=library_dir).stdout)
+    assert [r["path"] for r in results] == [str(root / "explosion_big.wav")]
+    first = results[0]
+    assert {"path", "score", "duration", "sample_rate", "channels", "format"} <= first.keys()
+    assert (first["sample_rate"], first["channels"], first["format"]) == (48000, 2, "WAV")
+    assert first["duration"] == pytest.approx(1.0)
+
+    info = json.loads(
+        run_cli("info", str(root / "door knock.flac"), "--json", library_dir=library_dir).stdout
+    )
+    assert info["in_library"] and info["format"] == "FLAC" and info["peak_buckets"] > 0
+
+    outside = write(tmp_path / "elsewhere.wav", tone(0.25), 8000)
+    info = json.loads(run_cli("info", str(outside), "--json", library_dir=library_dir).stdout)
+    assert not info["in_library"] and info["sample_rate"] == 8000
+
+    errors = json.loads(run_cli("errors", "--json", library_dir=library_dir).stdout)
+    assert [e["path"] for e in errors] == [str(root / "broken.wav")] and errors[0]["error"]
+
+    folders = json.loads(run_cli("folders", "--json", library_dir=library_dir).stdout)
+    assert folders[0]["path"] == str(root) and folders[0]["files"] == 3
+
+    bad = run_cli("search", "dur:xyz", library_dir=library_dir, check=False)
+    assert bad.returncode == 2 and "dur" in bad.stderr and "Traceback" not in bad.stderr
+
+    run_cli("remove", str(root), library_dir=library_dir)
+    assert json.loads(run_cli("folders", "--json", library_dir=library_dir).stdout) == []
+
+
+def test_cli_errors_are_messages_not_tracebacks(tmp_path, library_dir):
+    missing = run_cli("add", str(tmp_path / "nope"), library_dir=library_dir, check=False)
+    assert missing.returncode == 2 and "not a folder" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    unknown = run_cli("remove", str(tmp_path), library_dir=library_dir, check=False)
+    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+
+
+def test_library_env_variable_selects_the_library(tmp_path, monkeypatch):
+    monkeypatch.setenv("SONARIUM_LIBRARY", str(tmp_path / "envlib"))
+    write(tmp_path / "s" / "a.wav")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "add", str(tmp_path / "s"), "-q"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "envlib" / "catalog.sqlite").exists()

@@ -1,0 +1,117 @@
+import json
+import os
+
+import pytest
+
+from engine.query import QueryError
+from tests.audio_factory import noise, tone, write
+
+
+@pytest.fixture
+def sounds(tmp_path, library):
+    root = tmp_path / "sfx"
+    write(root / "Impacts" / "exploBig_01.wav", tone(1.5), 48000)
+    write(root / "Impacts" / "metal_door_slam.wav", noise(0.3), 44100)
+    write(root / "Impacts" / "wood_door_creak.flac", noise(4.0, rate=22050), 22050)
+    write(root / "explosions" / "pcv637.wav", noise(0.5, channels=2), 44100)
+    write(root / "Drums" / "BD_01.aiff", tone(0.2, freq=60), 44100)
+    write(root / "Drums" / "gate_hit.ogg", noise(0.4), 44100)
+    write(root / "DOORWood_Creaky Door Open_JD_Foley.wav", noise(0.6), 96000)
+    library.add_folders([root])
+    report = library.scan(workers=1)
+    assert report.added == 7 and report.errors == 0
+    return root
+
+
+def names(results):
+    return [r.name for r in results]
+
+
+def test_name_match_ranks_above_folder_match(library, sounds):
+    results = library.search("explo")
+    # exploBig matches in its name; pcv637 only through its folder "explosions".
+    assert names(results) == ["exploBig_01.wav", "pcv637.wav"]
+    assert results[0].score > results[1].score
+
+
+def test_words_are_anded_and_excludes_remove(library, sounds):
+    assert set(names(library.search("door"))) == {
+        "metal_door_slam.wav", "wood_door_creak.flac", "DOORWood_Creaky Door Open_JD_Foley.wav"
+    }  # fmt: skip
+    assert names(library.search("door metal")) == ["metal_door_slam.wav"]
+    assert "metal_door_slam.wav" not in names(library.search("door -metal"))
+    assert set(names(library.search("slam OR creak"))) == {
+        "metal_door_slam.wav", "wood_door_creak.flac", "DOORWood_Creaky Door Open_JD_Foley.wav"
+    }  # fmt: skip
+
+
+def test_camel_case_and_digit_splitting_is_searchable(library, sounds):
+    assert names(library.search("bd")) == ["BD_01.aiff"]
+    assert names(library.search("explo big")) == ["exploBig_01.wav"]
+
+
+def test_filters_apply_before_the_limit(library, sounds):
+    assert names(library.search("dur:>3")) == ["wood_door_creak.flac"]
+    assert names(library.search("door sr:96k")) == ["DOORWood_Creaky Door Open_JD_Foley.wav"]
+    assert names(library.search("ch:stereo")) == ["pcv637.wav"]
+    assert names(library.search("format:aiff")) == ["BD_01.aiff"]
+    assert names(library.search("format:vorbis")) == ["gate_hit.ogg"]
+    assert set(names(library.search("folder:drums"))) == {"BD_01.aiff", "gate_hit.ogg"}
+    # A filtered page is never empty while matches exist, whatever the limit.
+    assert names(library.search("door format:flac", limit=1)) == ["wood_door_creak.flac"]
+
+
+def test_tags_and_favorites(library, sounds):
+    slam = library.search("slam")[0]
+    library.catalog.add_tags(slam.id, ["Hero Impact"])
+    library.catalog.set_favorite(slam.id, True)
+    assert names(library.search("tag:hero impact")) == []  # tag:hero then word impact
+    assert names(library.search('tag:"Hero Impact"')) == ["metal_door_slam.wav"]
+    assert names(library.search("hero")) == ["metal_door_slam.wav"]  # tags are searchable text
+    assert names(library.search("fav")) == ["metal_door_slam.wav"]
+    assert "metal_door_slam.wav" not in names(library.search("door -fav"))
+
+
+def test_ucs_name_without_table(library, sounds):
+    assert names(library.search("cat:DOORWood")) == ["DOORWood_Creaky Door Open_JD_Foley.wav"]
+    assert names(library.search("cat:DOOR")) == ["DOORWood_Creaky Door Open_JD_Foley.wav"]
+
+
+def test_ucs_table_names_categories(tmp_path, library, sounds):
+    table = tmp_path / "ucs.json"
+    table.write_text(
+        json.dumps([{"CatID": "DOORWood", "Category": "DOORS", "SubCategory": "WOOD"}])
+    )
+    library.set_ucs_table(str(table))
+    # A new mtime makes the rescan read the file again with the table.
+    os.utime(sounds / "DOORWood_Creaky Door Open_JD_Foley.wav", ns=(1, 1))
+    library.scan(workers=1)
+    row = library.catalog.file_by_path(str(sounds / "DOORWood_Creaky Door Open_JD_Foley.wav"))
+    assert (row["ucs_category"], row["ucs_subcategory"], row["ucs_fx_name"]) == (
+        "DOORS", "WOOD", "Creaky Door Open"
+    )  # fmt: skip
+    assert names(library.search("cat:doors")) == ["DOORWood_Creaky Door Open_JD_Foley.wav"]
+    # Category words are searchable text too (stemmed: "doors" also finds wood_door_creak).
+    assert set(names(library.search("doors wood"))) == {
+        "DOORWood_Creaky Door Open_JD_Foley.wav", "wood_door_creak.flac"
+    }  # fmt: skip
+
+
+def test_filters_only_lists_by_name_and_paging(library, sounds):
+    all_files = names(library.search("", limit=100))
+    assert len(all_files) == 7
+    assert names(library.search("", limit=3)) + names(library.search("", limit=100, offset=3)) == (
+        all_files
+    )
+
+
+def test_errors_are_not_search_results(tmp_path, library, sounds):
+    (sounds / "broken_door.wav").write_bytes(b"not audio at all")
+    library.scan(workers=1)
+    assert "broken_door.wav" not in names(library.search("door"))
+    assert [e["path"].endswith("broken_door.wav") for e in library.errors()] == [True]
+
+
+def test_malformed_query_raises_query_error(library, sounds):
+    with pytest.raises(QueryError):
+        library.search('"door')

@@ -4,6 +4,8 @@
     python main.py add PATH...     add folders to the library and scan them
     python main.py scan            rescan every library folder
     python main.py search QUERY    search by name and metadata
+    python main.py similar FILE    find sounds that sound like FILE (or a region of it)
+    python main.py eval Q.json     measure retrieval quality against judged queries
     python main.py info FILE       show what is known about a file
     python main.py folders         list library folders
     python main.py remove PATH     remove a folder from the library
@@ -23,7 +25,9 @@ import sys
 import threading
 from typing import Any
 
-SUBCOMMANDS = ("add", "scan", "search", "info", "folders", "remove", "errors", "settings")
+SUBCOMMANDS = (
+    "add", "scan", "search", "similar", "eval", "info", "folders", "remove", "errors", "settings",
+)  # fmt: skip
 
 
 def _format_duration(seconds: float | None) -> str:
@@ -46,7 +50,9 @@ def _open_library(args: argparse.Namespace):
     return Library(args.library)
 
 
-def _run_scan(library, roots: list[str] | None, quiet: bool) -> int:
+def _run_scan(
+    library, roots: list[str] | None, quiet: bool, no_embed: bool = False, device: str = "auto"
+) -> int:
     from tqdm import tqdm
 
     cancel = threading.Event()
@@ -93,6 +99,43 @@ def _run_scan(library, roots: list[str] | None, quiet: bool) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     if report.errors:
         print("see 'python main.py errors' for the unreadable files", file=sys.stderr)
+    if report.cancelled:
+        return 130
+    return 0 if no_embed else _run_embed(library, quiet, device)
+
+
+def _run_embed(library, quiet: bool, device: str = "auto") -> int:
+    """Embed what the scan added, for find-similar; resumable like the scan."""
+    from tqdm import tqdm
+
+    cancel = threading.Event()
+    bar = None
+
+    def progress(p) -> None:
+        nonlocal bar
+        if quiet:
+            return
+        if bar is None:
+            bar = tqdm(total=p.files_total, unit="file", desc="embedding", file=sys.stderr)
+        bar.update(p.files_done - bar.n)
+
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    try:
+        report = library.embed(device=device, progress=progress, cancel=cancel)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if bar is not None:
+            bar.close()
+    if report is None:
+        print("no embedding model available: find-similar is off (see README, Models)")
+        return 0
+    rate = report.audio_seconds / report.elapsed if report.elapsed else 0.0
+    if report.files or report.failed:
+        print(
+            f"embedded {report.files} files ({report.audio_seconds / 60:.1f} min of audio) in "
+            f"{report.elapsed:.1f}s, {rate:.0f} audio-s/s; {report.failed} failed"
+        )
     return 130 if report.cancelled else 0
 
 
@@ -103,7 +146,7 @@ def cmd_add(args: argparse.Namespace) -> int:
             print(f"added {root}")
         if args.no_scan:
             return 0
-        return _run_scan(library, roots, args.quiet)
+        return _run_scan(library, roots, args.quiet, args.no_embed, args.device)
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -111,25 +154,73 @@ def cmd_scan(args: argparse.Namespace) -> int:
         if not library.folders():
             print("the library has no folders yet: python main.py add PATH", file=sys.stderr)
             return 1
-        return _run_scan(library, None, args.quiet)
+        return _run_scan(library, None, args.quiet, args.no_embed, args.device)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     query = " ".join(args.query)
     with _open_library(args) as library:
         results = library.search(query, limit=args.limit)
-    if args.json:
+    _print_results(results, args.json)
+    return 0
+
+
+def _print_results(results, as_json: bool) -> None:
+    if as_json:
         _print_json([r.to_json() for r in results])
-        return 0
+        return
     if not results:
         print("no results")
-        return 0
     for r in results:
         channels = {1: "mono", 2: "stereo"}.get(r.channels, f"{r.channels}ch")
+        moment = f"  @{r.start:.1f}-{r.end:.1f}s" if r.start is not None else ""
         print(
-            f"{r.score:7.2f}  {_format_duration(r.duration):>9}  {r.sample_rate / 1000:g}k "
-            f"{channels:<6} {r.format.lower():<5} {r.path}"
+            f"{r.score:7.3f}  {_format_duration(r.duration):>9}  {r.sample_rate / 1000:g}k "
+            f"{channels:<6} {r.format.lower():<5} {r.path}{moment}"
         )
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    with _open_library(args) as library:
+        results = library.similar(
+            args.file, start=args.start, end=args.end, limit=args.limit,
+            space=args.space, device=args.device,
+        )  # fmt: skip
+    _print_results(results, args.json)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from engine.evaluate import evaluate_by_example, evaluate_text, load_queries, relative_ids
+
+    try:
+        queries = load_queries(args.queries)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with _open_library(args) as library:
+        ids = relative_ids(library.catalog)
+        if args.by_example:
+            space = args.space
+            result = evaluate_by_example(
+                queries, ids, lambda fid: library.similar_ids(fid, 11, space)
+            )
+            result["space"] = space
+        else:
+            result = evaluate_text(
+                queries, ids, lambda q: [r.id for r in library.search(q, limit=10)]
+            )
+            result["mode"] = "keyword"
+    if args.json:
+        _print_json(result)
+        return 0
+    for q in result["queries"]:
+        metrics = "  ".join(f"{k}={v:.3f}" for k, v in q.items() if isinstance(v, float))
+        print(f"{q['query'][:40]:<40} {metrics}")
+    overall = "  ".join(
+        f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in result["overall"].items()
+    )
+    print(f"overall ({result.get('space', result.get('mode'))}): {overall}")
     return 0
 
 
@@ -199,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--library", metavar="DIR", help="library folder (default: $SONARIUM_LIBRARY or user data)"
     )
     common.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    common.add_argument(
+        "--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="model device"
+    )
     parser = argparse.ArgumentParser(
         prog="sonarium", description="Sonarium sound-library browser.", parents=[common]
     )
@@ -207,12 +301,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("add", parents=[common], help="add folders to the library and scan them")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--no-scan", action="store_true", help="register without scanning")
+    p.add_argument("--no-embed", action="store_true", help="scan only; embed later")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_add)
 
     p = sub.add_parser("scan", parents=[common], help="rescan all library folders (incremental)")
+    p.add_argument("--no-embed", action="store_true", help="scan only; embed later")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser("similar", parents=[common], help="find sounds like FILE")
+    p.add_argument("file", metavar="FILE", help="a library file or any audio file")
+    p.add_argument("--start", type=float, help="region start in seconds")
+    p.add_argument("--end", type=float, help="region end in seconds")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--space", default="aisfx", choices=("aisfx", "mfcc"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_similar)
+
+    p = sub.add_parser("eval", parents=[common], help="measure retrieval against judged queries")
+    p.add_argument("queries", metavar="QUERIES.json")
+    p.add_argument("--by-example", action="store_true", help="query by example (find-similar)")
+    p.add_argument("--space", default="aisfx", choices=("aisfx", "mfcc"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("search", parents=[common], help="search the library")
     p.add_argument("query", nargs="+", metavar="QUERY")

@@ -65,5 +65,8 @@ want=$(cat pyproject.toml setup.sh | sha256sum | cut -c1-32)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing Python packages into .venv (first run takes a few minutes)" >&2
   .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+  # aisfx pins old numpy/librosa that conflict with ours; Sonarium only reads its
+  # checkpoint file (safely) and has its own network definition, so skip its deps.
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps aisfx==0.1.2
   echo "$want" > "$stamp"
 fi

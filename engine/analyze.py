@@ -71,6 +71,13 @@ def _stat(path: Path) -> os.stat_result:
         raise FileVanished(str(path)) from exc
 
 
+def _check_unchanged(path: Path, before: os.stat_result) -> None:
+    """Raise FileVanished/FileChanged if `path` is gone or differs from `before`."""
+    after = _stat(path)
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        raise FileChanged(str(path))
+
+
 def _open_error(path: Path, exc: Exception) -> str:
     try:
         with open(path, "rb") as f:
@@ -78,6 +85,9 @@ def _open_error(path: Path, exc: Exception) -> str:
     except OSError as os_exc:
         return f"cannot open: {os_exc.strerror or os_exc}"
     detail = str(exc).split(":", 1)[-1].strip() or exc.__class__.__name__
+    if "does not exist" in detail.lower():
+        # libsndfile's MP3 probe says this about files it cannot parse; we just read it.
+        detail = "format not recognised"
     if any(k in detail.lower() for k in ("unimplemented", "not recognised", "unknown format")):
         return f"unsupported format: {detail}"
     if head[:4] in _MAGIC or head[:3] in _MAGIC or head[4:8] == b"ftyp" or head[:2] == b"\xff\xfb":
@@ -103,6 +113,9 @@ def analyze(path: Path, root_id: int, ucs_table: UcsTable | None = None) -> Anal
         base.update(ucs)
 
     def error(message: str) -> Analysis:
+        # A failure caused by the file being deleted or rewritten while we read it is not
+        # the file's fault: let the scanner drop the file or read it again.
+        _check_unchanged(p, before)
         return Analysis({**base, "status": "error", "error": message})
 
     if before.st_size == 0:
@@ -161,9 +174,7 @@ def analyze(path: Path, root_id: int, ucs_table: UcsTable | None = None) -> Anal
 
     if frames == 0:
         return error("no audio frames (header only)")
-    after = _stat(p)
-    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-        raise FileChanged(str(p))
+    _check_unchanged(p, before)
 
     rms = math.sqrt(sum_sq / (frames * base["channels"]))
     base.update(

@@ -150,6 +150,9 @@ class Catalog:
                 file_id = int(row[0])
                 sets = ", ".join(f"{k} = ?" for k in FILE_COLUMNS)
                 c.execute(f"UPDATE files SET {sets} WHERE id = ?", [*params, file_id])
+                # New content: its vectors in every space are stale.
+                for table in ("file_vectors", "window_vectors", "embed_errors"):
+                    c.execute(f"DELETE FROM {table} WHERE file_id = ?", (file_id,))
             else:
                 cur = c.execute(f"INSERT INTO files ({cols}) VALUES ({marks})", params)
                 file_id = int(cur.lastrowid or 0)

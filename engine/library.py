@@ -12,7 +12,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.analyze import FileChanged, FileVanished, analyze
 from engine.catalog import Catalog
@@ -21,6 +21,14 @@ from engine.peaks import decode_peaks
 from engine.scanner import Scanner, ScanProgress, ScanReport
 from engine.search import SearchResult, keyword_search
 from engine.ucs import UcsTable
+
+if TYPE_CHECKING:
+    from engine.embedder import EmbedProgress, EmbedReport
+    from engine.similar import SimilarIndex
+
+# torch, torchaudio and faiss load on first use of embedding features, so keyword
+# search and scanning start fast.
+DEFAULT_SIMILAR_SPACE = "aisfx"
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +47,8 @@ class Library:
         self.catalog = Catalog(catalog_path(self.dir))
         self._ucs_table: UcsTable | None = None
         self._ucs_loaded_from: str | None = None
+        self._similar: SimilarIndex | None = None
+        self._spaces: dict[tuple[str, str], object] = {}
 
     def close(self) -> None:
         self.catalog.close()
@@ -106,6 +116,96 @@ class Library:
             progress=progress, cancel=cancel, pause=pause,
         )  # fmt: skip
         return scanner.scan(roots)
+
+    def embed(
+        self,
+        space_names: tuple[str, ...] | None = None,
+        *,
+        device: str = "auto",
+        progress: Callable[[EmbedProgress], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> EmbedReport | None:
+        """Embed pending files into the available spaces; None when no space is available."""
+        from engine.embedder import Embedder
+        from engine.spaces import SPACE_NAMES, available_spaces
+
+        spaces = available_spaces(space_names or SPACE_NAMES, device)
+        if not spaces:
+            return None
+        return Embedder(self.catalog, spaces, progress=progress, cancel=cancel).run()
+
+    # -- find similar ------------------------------------------------------------------
+
+    def similar(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int = 20,
+        space: str = DEFAULT_SIMILAR_SPACE,
+        device: str = "auto",
+    ) -> list[SearchResult]:
+        """Files that sound like `path` (a library file, a region of it, or any audio file),
+        best first, each with its best-matching moment when the space has windows."""
+        import soundfile as sf
+
+        from engine.similar import SimilarError, best_moment, embed_clip, to_results
+        from engine.vectors import VectorStore
+
+        if start is not None and end is not None and end <= start:
+            raise LibraryError("--end must be after --start")
+        index = self._similar_index()
+        try:
+            space_id = index.space_id(space)
+        except SimilarError as exc:
+            raise LibraryError(str(exc)) from exc
+        p = Path(path).expanduser()
+        row = self.catalog.file_by_path(str(p.resolve())) if p.exists() else None
+        vector = None
+        if row is not None and start is None and end is None:
+            vector = VectorStore(self.catalog).file_vector(space_id, row["id"])
+        if vector is None:
+            if not p.is_file():
+                raise LibraryError(f"no such file: {path}")
+            try:
+                vector = embed_clip(self._space(space, device), p, start, end)
+            except (SimilarError, sf.LibsndfileError, RuntimeError) as exc:
+                raise LibraryError(f"cannot read {path}: {exc}") from exc
+        exclude = {row["id"]} if row is not None and start is None and end is None else set()
+        hits = index.query(space, vector, limit, exclude)
+        store = VectorStore(self.catalog)
+        moments = {fid: best_moment(store, space_id, fid, vector) for fid, _ in hits}
+        return to_results(self.catalog, hits, moments)
+
+    def similar_ids(self, file_id: int, limit: int, space: str) -> list[int] | None:
+        """Ranked ids of the files nearest to a catalog file's stored vector (for eval)."""
+        from engine.vectors import VectorStore
+
+        index = self._similar_index()
+        space_id = index.space_id(space)
+        vector = VectorStore(self.catalog).file_vector(space_id, file_id)
+        if vector is None:
+            return None
+        return [fid for fid, _ in index.query(space, vector, limit, {file_id})]
+
+    def _similar_index(self) -> SimilarIndex:
+        from engine.similar import SimilarIndex
+
+        if self._similar is None:
+            self._similar = SimilarIndex(self.catalog, self.dir)
+        return self._similar
+
+    def _space(self, name: str, device: str):
+        key = (name, device)
+        from engine.spaces import make_space
+
+        if key not in self._spaces:
+            try:
+                self._spaces[key] = make_space(name, device)
+            except Exception as exc:
+                raise LibraryError(str(exc)) from exc
+        return self._spaces[key]
 
     # -- search and info ---------------------------------------------------------------
 

@@ -108,6 +108,55 @@ def m001_initial(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m002_embeddings(conn: sqlite3.Connection) -> None:
+    # One row per embedding space; `identity` (model, revision, preprocessing version)
+    # changing means every vector of that space is stale and must be recomputed.
+    _run_statements(
+        conn,
+        """
+        CREATE TABLE spaces (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            identity TEXT NOT NULL,
+            dim INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            generation INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE file_vectors (
+            file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+            space_id INTEGER NOT NULL REFERENCES spaces(id) ON DELETE CASCADE,
+            vector BLOB NOT NULL,
+            PRIMARY KEY (space_id, file_id)
+        );
+        CREATE INDEX file_vectors_file ON file_vectors(file_id);
+        CREATE TABLE window_vectors (
+            id INTEGER PRIMARY KEY,
+            file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+            space_id INTEGER NOT NULL REFERENCES spaces(id) ON DELETE CASCADE,
+            start REAL NOT NULL,
+            end REAL NOT NULL,
+            vector BLOB NOT NULL
+        );
+        CREATE INDEX window_vectors_file ON window_vectors(space_id, file_id);
+        CREATE TABLE embed_errors (
+            file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+            space_id INTEGER NOT NULL REFERENCES spaces(id) ON DELETE CASCADE,
+            error TEXT NOT NULL,
+            PRIMARY KEY (space_id, file_id)
+        );
+        """,
+    )
+    # A space's generation changes with every vector added or removed (cascades too),
+    # so a saved FAISS index knows when it is stale. Triggers hold ';' inside, so they
+    # are executed whole rather than through _run_statements.
+    for event, ref in (("INSERT", "NEW"), ("DELETE", "OLD")):
+        conn.execute(
+            f"CREATE TRIGGER file_vectors_{event.lower()} AFTER {event} ON file_vectors BEGIN "
+            f"UPDATE spaces SET generation = generation + 1 WHERE id = {ref}.space_id; END"
+        )
+
+
 def _run_statements(conn: sqlite3.Connection, script: str) -> None:
     # executescript() would commit our open transaction; run statements one by one instead.
     for statement in script.split(";\n"):

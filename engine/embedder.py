@@ -1,0 +1,232 @@
+"""The embedding pipeline: decode workers → batched model → one catalog writer.
+
+One decode of each file feeds every space that still needs it. Decoding runs on a small
+thread pool with a bounded number of files in flight; the model and the catalog writes
+run on the calling thread (the catalog's writer). Vectors are committed per batch of
+files, so a kill loses at most one batch and the next run continues with what is pending.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio
+
+from engine.catalog import Catalog
+from engine.spaces import EmbeddingSpace
+from engine.vectors import VectorStore
+
+log = logging.getLogger(__name__)
+
+# Longer files are embedded from their first MAX_SECONDS only, which bounds memory
+# (10 min of 48 kHz mono float32 is 115 MB).
+MAX_SECONDS = 600.0
+
+
+def decode_mono(
+    path: str | Path, start: float | None = None, end: float | None = None,
+    max_seconds: float = MAX_SECONDS,
+) -> tuple[np.ndarray, int]:  # fmt: skip
+    """Mono float32 samples (channel mean) of [start, end) seconds, and the sample rate.
+
+    Reads block by block, so only the mono result is ever held whole. Any thread.
+    """
+    with sf.SoundFile(str(path)) as f:
+        rate = f.samplerate
+        first = int(round((start or 0.0) * rate))
+        last = f.frames if end is None else min(f.frames, int(round(end * rate)))
+        last = min(last, first + int(max_seconds * rate))
+        if first > 0:
+            f.seek(min(first, f.frames))
+        remaining = max(0, last - first)
+        parts = []
+        while remaining > 0:
+            block = f.read(min(remaining, 1 << 18), dtype="float32", always_2d=True)
+            if not len(block):
+                break
+            parts.append(block.mean(axis=1) if block.shape[1] > 1 else block[:, 0].copy())
+            remaining -= len(block)
+    audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+    np.nan_to_num(audio, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
+    return audio.astype(np.float32, copy=False), rate
+
+
+def resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """Band-limited resampling with torchaudio (deterministic)."""
+    if rate == target or len(audio) == 0:
+        return audio
+    out = torchaudio.functional.resample(torch.from_numpy(audio), rate, target)
+    return out.numpy()
+
+
+@dataclass
+class EmbedProgress:
+    files_done: int
+    files_total: int
+    audio_seconds: float
+    elapsed: float
+
+    @property
+    def files_per_second(self) -> float:
+        return self.files_done / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        rate = self.files_per_second
+        return (self.files_total - self.files_done) / rate if rate > 0 else None
+
+
+@dataclass
+class EmbedReport:
+    files: int = 0
+    failed: int = 0
+    audio_seconds: float = 0.0
+    elapsed: float = 0.0
+    cancelled: bool = False
+    # Seconds spent per stage (decode is summed over workers, so it may exceed elapsed).
+    stage_seconds: dict[str, float] = field(
+        default_factory=lambda: {"decode": 0.0, "resample": 0.0, "model": 0.0, "store": 0.0}
+    )
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Decoded:
+    file_id: int
+    path: str
+    audio: np.ndarray | None
+    rate: int
+    error: str | None
+    seconds: float
+
+
+class Embedder:
+    """Embeds every pending file of the catalog into the given spaces."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        spaces: list[EmbeddingSpace],
+        *,
+        progress: Callable[[EmbedProgress], None] | None = None,
+        cancel: threading.Event | None = None,
+        workers: int | None = None,
+        batch_files: int = 16,
+    ) -> None:
+        self.catalog = catalog
+        self.store = VectorStore(catalog)
+        self.spaces = spaces
+        self.progress = progress
+        self.cancel = cancel or threading.Event()
+        self.workers = workers or min(2, os.cpu_count() or 1)
+        self.batch_files = batch_files
+
+    def run(self) -> EmbedReport:
+        started = time.monotonic()
+        report = EmbedReport()
+        space_ids = {
+            s.name: self.store.ensure_space(s.name, s.identity(), s.dim) for s in self.spaces
+        }
+        needs: dict[int, list[EmbeddingSpace]] = {}
+        rows: dict[int, dict] = {}
+        for space in self.spaces:
+            for row in self.store.pending(space_ids[space.name]):
+                needs.setdefault(row["id"], []).append(space)
+                rows[row["id"]] = row
+        todo = sorted(rows)
+        total = len(todo)
+        batch: list[_Decoded] = []
+        done = 0
+
+        def decode(file_id: int) -> _Decoded:
+            t0 = time.perf_counter()
+            path = rows[file_id]["path"]
+            try:
+                audio, rate = decode_mono(path)
+                if len(audio) == 0:
+                    return _Decoded(file_id, path, None, 0, "no audio frames", 0.0)
+                return _Decoded(file_id, path, audio, rate, None, time.perf_counter() - t0)
+            except Exception as exc:  # unreadable now (changed/removed since the scan)
+                return _Decoded(file_id, path, None, 0, f"cannot decode: {exc}", 0.0)
+
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="sonarium-decode") as pool:
+            pending: list[Future[_Decoded]] = []
+            queue = iter(todo)
+            while True:
+                # Bounded read-ahead: at most two batches decoded but not yet embedded.
+                while len(pending) < self.batch_files * 2 and not self.cancel.is_set():
+                    file_id = next(queue, None)
+                    if file_id is None:
+                        break
+                    pending.append(pool.submit(decode, file_id))
+                if not pending:
+                    break
+                item = pending.pop(0).result()
+                report.stage_seconds["decode"] += item.seconds
+                batch.append(item)
+                if len(batch) >= self.batch_files or not pending:
+                    done += self._embed_batch(batch, needs, space_ids, report)
+                    batch = []
+                    if self.progress:
+                        self.progress(
+                            EmbedProgress(done, total, report.audio_seconds,
+                                          time.monotonic() - started)
+                        )  # fmt: skip
+                if self.cancel.is_set():
+                    for future in pending:
+                        future.cancel()
+                    report.cancelled = bool(pending) or done < total
+                    break
+        report.elapsed = time.monotonic() - started
+        return report
+
+    def _embed_batch(
+        self,
+        batch: list[_Decoded],
+        needs: dict[int, list[EmbeddingSpace]],
+        space_ids: dict[str, int],
+        report: EmbedReport,
+    ) -> int:
+        for space in self.spaces:
+            items = [d for d in batch if space in needs[d.file_id]]
+            good = [d for d in items if d.audio is not None]
+            t0 = time.perf_counter()
+            clips = [resample(d.audio, d.rate, space.sample_rate) for d in good]  # type: ignore[arg-type]
+            t1 = time.perf_counter()
+            try:
+                embeddings = space.embed(clips) if clips else []
+            except Exception as exc:
+                log.exception("embedding failed for a batch in %s", space.name)
+                embeddings = [None] * len(good)
+                for d in good:
+                    d.error = f"{space.name} model failed: {exc}"
+            t2 = time.perf_counter()
+            for d, emb in zip(good, embeddings, strict=True):
+                if emb is None:
+                    continue
+                self.store.store(space_ids[space.name], d.file_id, emb.vector, emb.windows)
+            for d in items:
+                if d.error:
+                    self.store.store_error(space_ids[space.name], d.file_id, d.error)
+            t3 = time.perf_counter()
+            report.stage_seconds["resample"] += t1 - t0
+            report.stage_seconds["model"] += t2 - t1
+            report.stage_seconds["store"] += t3 - t2
+        for d in batch:
+            if d.error:
+                report.failed += 1
+                report.errors.append(f"{d.path}: {d.error}")
+            else:
+                report.files += 1
+                report.audio_seconds += len(d.audio) / d.rate if d.audio is not None else 0.0
+        return len(batch)

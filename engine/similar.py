@@ -1,0 +1,127 @@
+"""Find similar sounds: to a catalog file, a region of it, or an audio file from outside.
+
+Runs on the thread that owns the Library's catalog. The FAISS index of a space is built
+from the catalog's vectors on first use and rebuilt when the space's generation changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.catalog import Catalog
+from engine.embedder import decode_mono, resample
+from engine.search import SearchResult
+from engine.spaces import EmbeddingSpace
+from engine.vector_index import SavedIndex, build_index, search
+from engine.vectors import VectorStore, normalise
+
+
+class SimilarError(Exception):
+    """A user-facing reason find-similar cannot run (space not embedded, bad region...)."""
+
+
+@dataclass
+class _Loaded:
+    generation: int
+    index: object
+    mean: np.ndarray | None
+    std: np.ndarray | None
+
+
+class SimilarIndex:
+    """Per-space FAISS indexes over file vectors, cached and saved beside the catalog."""
+
+    def __init__(self, catalog: Catalog, index_dir: Path) -> None:
+        self.catalog = catalog
+        self.store = VectorStore(catalog)
+        self.index_dir = index_dir
+        self._loaded: dict[str, _Loaded] = {}
+
+    def _get(self, space_name: str) -> tuple[int, _Loaded]:
+        space = self.store.space(space_name)
+        if space is None:
+            raise SimilarError(
+                f"nothing is embedded in the '{space_name}' space yet: run 'python main.py scan'"
+            )
+        generation = self.store.generation(space["id"])
+        cached = self._loaded.get(space_name)
+        if cached and cached.generation == generation:
+            return space["id"], cached
+        ids, vectors = self.store.all_file_vectors(space["id"])
+        mean = std = None
+        if len(ids) and space_name == "mfcc":
+            # Statistics-based vectors: standardise each dimension over the library.
+            mean, std = vectors.mean(axis=0), vectors.std(axis=0) + 1e-6
+        stamp = {"generation": generation, "identity": space["identity"], "count": int(len(ids))}
+        saved = SavedIndex(self.index_dir / f"{space_name}.files.faiss")
+        index = saved.load(stamp) if mean is None else None
+        if index is None:
+            data = vectors if mean is None else normalise((vectors - mean) / std)
+            index = build_index(ids, data) if len(ids) else build_index(ids, np.zeros((0, 1)))
+            if mean is None and len(ids):
+                saved.save(index, stamp)
+        loaded = _Loaded(generation, index, mean, std)
+        self._loaded[space_name] = loaded
+        return space["id"], loaded
+
+    def query(
+        self, space_name: str, vector: np.ndarray, limit: int, exclude: set[int] | None = None
+    ) -> list[tuple[int, float]]:
+        """(file id, cosine) of the nearest files, best first."""
+        _, loaded = self._get(space_name)
+        q = vector.astype(np.float32)
+        if loaded.mean is not None:
+            q = (q - loaded.mean) / loaded.std
+        q = normalise(q.reshape(1, -1))[0]
+        exclude = exclude or set()
+        ids, scores = search(loaded.index, q, limit + len(exclude))
+        return [(int(i), float(s)) for i, s in zip(ids, scores, strict=True) if i not in exclude][
+            :limit
+        ]
+
+    def space_id(self, space_name: str) -> int:
+        return self._get(space_name)[0]
+
+
+def embed_clip(space: EmbeddingSpace, path: str | Path, start=None, end=None) -> np.ndarray:
+    """The file vector of a file or a region of it, computed now (not stored)."""
+    audio, rate = decode_mono(path, start, end)
+    if len(audio) == 0:
+        raise SimilarError(f"no audio in {path} between {start or 0}s and {end or 'the end'}")
+    clip = resample(audio, rate, space.sample_rate)
+    return space.embed([clip])[0].vector
+
+
+def best_moment(
+    store: VectorStore, space_id: int, file_id: int, vector: np.ndarray
+) -> tuple[float | None, float | None]:
+    """(start, end) of the file's window that agrees best with `vector`."""
+    windows = store.windows(space_id, file_id)
+    if len(windows.starts) == 0:
+        return None, None
+    scores = windows.vectors @ normalise(vector.reshape(1, -1))[0]
+    best = int(np.argmax(scores))
+    return float(windows.starts[best]), float(windows.ends[best])
+
+
+def to_results(
+    catalog: Catalog, hits: list[tuple[int, float]], moments: dict[int, tuple]
+) -> list[SearchResult]:
+    results = []
+    for file_id, score in hits:
+        row = catalog.file_by_id(file_id)
+        if row is None:
+            continue
+        start, end = moments.get(file_id, (None, None))
+        results.append(
+            SearchResult(
+                id=row["id"], path=row["path"], name=row["name"], folder=row["folder"],
+                score=round(score, 4), duration=row["duration"], sample_rate=row["sample_rate"],
+                channels=row["channels"], format=row["format"], subtype=row["subtype"],
+                bit_depth=row["bit_depth"], size=row["size"], start=start, end=end,
+            )
+        )  # fmt: skip
+    return results

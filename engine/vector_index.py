@@ -1,0 +1,77 @@
+"""FAISS indexes over a space's file vectors, keyed by catalog file ids.
+
+The catalog is the truth: an index file saved beside it carries the space's generation
+and identity and is rebuilt whenever they differ (or the file is missing or unreadable).
+Exact inner-product search (IndexFlatIP) up to IVF_THRESHOLD vectors; above, an IVF index
+whose recall@10 against Flat is checked by a test.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+IVF_THRESHOLD = 300_000
+
+
+def build_index(ids: np.ndarray, vectors: np.ndarray, ivf_threshold: int = IVF_THRESHOLD):
+    """An IndexIDMap2 over `vectors` (rows L2-normalised by the caller) with `ids`."""
+    n, dim = vectors.shape
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if n >= ivf_threshold:
+        nlist = int(4 * math.sqrt(n))
+        quantizer = faiss.IndexFlatIP(dim)
+        base = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)
+        sample = vectors[rng.choice(n, size=min(n, nlist * 64), replace=False)]
+        base.train(sample)
+        # nprobe chosen so recall@10 vs Flat stays >= 0.95 (tests/test_vector_index.py).
+        base.nprobe = max(16, nlist // 16)
+    else:
+        base = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIDMap2(base)
+    if n:
+        index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+    return index
+
+
+def search(index, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, scores) of the k nearest rows to `query` (1-D), best first; -1 ids dropped."""
+    if index.ntotal == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
+    scores, ids = index.search(q, min(k, index.ntotal))
+    keep = ids[0] >= 0
+    return ids[0][keep], scores[0][keep]
+
+
+class SavedIndex:
+    """An index file plus a JSON stamp saying which catalog state it was built from."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stamp_path = path.with_suffix(".json")
+
+    def load(self, stamp: dict):
+        """The saved index when its stamp equals `stamp`, else None."""
+        try:
+            saved = json.loads(self.stamp_path.read_text())
+            if saved != stamp:
+                return None
+            return faiss.read_index(str(self.path))
+        except (OSError, ValueError, RuntimeError) as exc:
+            log.debug("index %s not usable: %s", self.path, exc)
+            return None
+
+    def save(self, index, stamp: dict) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        faiss.write_index(index, str(tmp))
+        tmp.replace(self.path)
+        self.stamp_path.write_text(json.dumps(stamp))

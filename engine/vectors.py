@@ -1,0 +1,185 @@
+"""Embedding vectors in the catalog: per space, a file vector and per-window vectors.
+
+Vectors are stored as float16 (half the size, well within ranking tolerance) and are
+L2-normalised before storing. Uses the Catalog of the calling thread; writes are single
+transactions like every other catalog write.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.catalog import Catalog
+
+
+def normalise(matrix: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    matrix = np.asarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
+    return matrix / np.maximum(norms, 1e-12)
+
+
+def to_blob(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype=np.float16).tobytes()
+
+
+def from_blob(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype=np.float16).astype(np.float32)
+
+
+@dataclass
+class Windows:
+    """One file's window vectors with their times in seconds."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+    vectors: np.ndarray
+
+
+class VectorStore:
+    """Reads and writes vectors through one Catalog (so: on that catalog's thread)."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def ensure_space(self, name: str, identity: str, dim: int) -> int:
+        """The space's id; when its identity changed, its old vectors are dropped."""
+        with self.catalog.transaction() as c:
+            q = "SELECT id, identity, dim FROM spaces WHERE name = ?"
+            row = c.execute(q, (name,)).fetchone()
+            if row is None:
+                cur = c.execute(
+                    "INSERT INTO spaces (name, identity, dim, created_at) VALUES (?, ?, ?, ?)",
+                    (name, identity, dim, time.time()),
+                )
+                return int(cur.lastrowid or 0)
+            space_id = int(row[0])
+            if (row[1], row[2]) != (identity, dim):
+                # Vectors of two models never mix: everything is re-embedded.
+                for table in ("file_vectors", "window_vectors", "embed_errors"):
+                    c.execute(f"DELETE FROM {table} WHERE space_id = ?", (space_id,))
+                c.execute(
+                    "UPDATE spaces SET identity = ?, dim = ?, created_at = ? WHERE id = ?",
+                    (identity, dim, time.time(), space_id),
+                )
+            return space_id
+
+    def space(self, name: str) -> dict[str, Any] | None:
+        rows = self.catalog.query("SELECT * FROM spaces WHERE name = ?", (name,))
+        return rows[0] if rows else None
+
+    def pending(self, space_id: int, limit: int | None = None) -> list[dict[str, Any]]:
+        """Readable files that have neither vectors nor an embedding error in this space."""
+        sql = (
+            "SELECT f.id, f.path, f.duration, f.sample_rate, f.channels, f.size FROM files f "
+            "WHERE f.status = 'ok' "
+            "AND NOT EXISTS (SELECT 1 FROM file_vectors v "
+            "WHERE v.space_id = ? AND v.file_id = f.id) "
+            "AND NOT EXISTS (SELECT 1 FROM embed_errors e "
+            "WHERE e.space_id = ? AND e.file_id = f.id) "
+            "ORDER BY f.id"
+        )
+        params: list[Any] = [space_id, space_id]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return self.catalog.query(sql, params)
+
+    def counts(self, space_id: int) -> dict[str, int]:
+        c = self.catalog.conn
+        return {
+            "embedded": c.execute(
+                "SELECT COUNT(*) FROM file_vectors WHERE space_id = ?", (space_id,)
+            ).fetchone()[0],
+            "failed": c.execute(
+                "SELECT COUNT(*) FROM embed_errors WHERE space_id = ?", (space_id,)
+            ).fetchone()[0],
+            "pending": c.execute(
+                "SELECT COUNT(*) FROM files f WHERE f.status = 'ok' AND NOT EXISTS "
+                "(SELECT 1 FROM file_vectors v WHERE v.space_id = ? AND v.file_id = f.id) "
+                "AND NOT EXISTS (SELECT 1 FROM embed_errors e WHERE e.space_id = ? "
+                "AND e.file_id = f.id)",
+                (space_id, space_id),
+            ).fetchone()[0],
+        }
+
+    def store(
+        self,
+        space_id: int,
+        file_id: int,
+        file_vector: np.ndarray,
+        windows: list[tuple[float, float, np.ndarray]] | None = None,
+    ) -> None:
+        """Replace a file's vectors in one transaction (the file vector is normalised here)."""
+        vec = normalise(file_vector.reshape(1, -1))[0]
+        with self.catalog.transaction() as c:
+            c.execute(
+                "DELETE FROM window_vectors WHERE space_id = ? AND file_id = ?", (space_id, file_id)
+            )
+            c.execute(
+                "DELETE FROM embed_errors WHERE space_id = ? AND file_id = ?", (space_id, file_id)
+            )
+            c.execute(
+                "INSERT OR REPLACE INTO file_vectors (file_id, space_id, vector) VALUES (?, ?, ?)",
+                (file_id, space_id, to_blob(vec)),
+            )
+            if windows:
+                normed = normalise(np.stack([w[2] for w in windows]))
+                c.executemany(
+                    "INSERT INTO window_vectors (file_id, space_id, start, end, vector) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (file_id, space_id, float(s), float(e), to_blob(v))
+                        for (s, e, _), v in zip(windows, normed, strict=True)
+                    ],
+                )
+
+    def store_error(self, space_id: int, file_id: int, error: str) -> None:
+        with self.catalog.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO embed_errors (file_id, space_id, error) VALUES (?, ?, ?)",
+                (file_id, space_id, error),
+            )
+
+    def all_file_vectors(self, space_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids int64, vectors float32 (n, dim)) of every file embedded in the space."""
+        rows = self.catalog.conn.execute(
+            "SELECT file_id, vector FROM file_vectors WHERE space_id = ? ORDER BY file_id",
+            (space_id,),
+        ).fetchall()
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        return ids, np.stack([from_blob(r[1]) for r in rows])
+
+    def file_vector(self, space_id: int, file_id: int) -> np.ndarray | None:
+        row = self.catalog.conn.execute(
+            "SELECT vector FROM file_vectors WHERE space_id = ? AND file_id = ?",
+            (space_id, file_id),
+        ).fetchone()
+        return from_blob(row[0]) if row else None
+
+    def windows(self, space_id: int, file_id: int) -> Windows:
+        rows = self.catalog.conn.execute(
+            "SELECT start, end, vector FROM window_vectors WHERE space_id = ? AND file_id = ? "
+            "ORDER BY start",
+            (space_id, file_id),
+        ).fetchall()
+        if not rows:
+            empty = np.zeros(0, dtype=np.float32)
+            return Windows(empty, empty, np.zeros((0, 0), dtype=np.float32))
+        return Windows(
+            np.array([r[0] for r in rows], dtype=np.float32),
+            np.array([r[1] for r in rows], dtype=np.float32),
+            np.stack([from_blob(r[2]) for r in rows]),
+        )
+
+    def generation(self, space_id: int) -> int:
+        row = self.catalog.conn.execute(
+            "SELECT generation FROM spaces WHERE id = ?", (space_id,)
+        ).fetchone()
+        return int(row[0]) if row else -1

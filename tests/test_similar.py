@@ -1,0 +1,205 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from engine.embedder import Embedder, decode_mono
+from engine.evaluate import (
+    average_precision_at,
+    evaluate_by_example,
+    evaluate_text,
+    hit_at,
+    precision_at,
+)
+from engine.spaces import Embedding, MfccSpace
+from engine.vector_index import build_index, search
+from engine.vectors import VectorStore, normalise
+from tests.audio_factory import noise, tone, write
+from tests.conftest import ROOT
+
+
+class FakeSpace:
+    """A space whose vectors the test chooses: the clip's first sample picks a direction."""
+
+    name = "fake"
+    sample_rate = 8000
+    dim = 4
+    has_text = False
+    standardize = False
+
+    def __init__(self, identity="fake:v1"):
+        self._identity = identity
+        self.calls = 0
+
+    def identity(self):
+        return self._identity
+
+    def embed(self, clips):
+        self.calls += 1
+        out = []
+        for clip in clips:
+            windows = []
+            for i, start in enumerate(range(0, len(clip), self.sample_rate)):
+                vec = np.zeros(4, dtype=np.float32)
+                vec[int(abs(clip[start]) * 10) % 4] = 1.0
+                vec[(i + 1) % 4] += 0.1
+                windows.append((start / self.sample_rate, start / self.sample_rate + 1.0, vec))
+            mean = np.mean([w[2] for w in windows], axis=0)
+            out.append(Embedding(mean, windows))
+        return out
+
+
+def dc(seconds, level, rate=8000):
+    return np.full((int(seconds * rate), 1), level, dtype=np.float32)
+
+
+@pytest.fixture
+def fake_library(tmp_path, library):
+    root = tmp_path / "s"
+    write(root / "a0.wav", dc(2, 0.0), 8000)  # direction 0
+    write(root / "a1.wav", dc(3, 0.01), 8000)  # direction 0
+    write(root / "b0.wav", dc(1, 0.1), 8000)  # direction 1
+    write(root / "c0.wav", dc(1, 0.2), 8000)  # direction 2
+    library.add_folders([root])
+    library.scan(workers=1)
+    return root
+
+
+def test_embedder_stores_vectors_and_resumes(library, fake_library):
+    space = FakeSpace()
+    report = Embedder(library.catalog, [space], batch_files=2).run()
+    assert (report.files, report.failed) == (4, 0)
+    assert set(report.stage_seconds) == {"decode", "resample", "model", "store"}
+    store = VectorStore(library.catalog)
+    sid = store.space("fake")["id"]
+    assert store.counts(sid) == {"embedded": 4, "failed": 0, "pending": 0}
+    a1 = library.catalog.file_by_path(str(fake_library / "a1.wav"))["id"]
+    w = store.windows(sid, a1)
+    assert list(w.starts) == [0.0, 1.0, 2.0] and np.allclose(np.linalg.norm(w.vectors, axis=1), 1, atol=1e-3)
+    # Nothing pending: a second run embeds nothing.
+    again = Embedder(library.catalog, [space]).run()
+    assert again.files == 0
+    # A new identity (model or preprocessing changed) drops and re-embeds everything.
+    assert Embedder(library.catalog, [FakeSpace("fake:v2")]).run().files == 4
+
+
+def test_changed_file_is_re_embedded(library, fake_library):
+    import os
+
+    Embedder(library.catalog, [FakeSpace()]).run()
+    write(fake_library / "c0.wav", dc(1, 0.3), 8000)
+    os.utime(fake_library / "c0.wav", ns=(5, 5))
+    library.scan(workers=1)
+    assert Embedder(library.catalog, [FakeSpace()]).run().files == 1
+
+
+def test_similar_ranks_by_vector_and_gives_moments(library, fake_library, monkeypatch):
+    monkeypatch.setattr("engine.spaces.make_space", lambda name, device="auto": FakeSpace())
+    Embedder(library.catalog, [FakeSpace()]).run()
+    results = library.similar(fake_library / "a0.wav", space="fake", limit=3)
+    assert results[0].name == "a1.wav"  # same direction; a0 itself is excluded
+    assert all(r.name != "a0.wav" for r in results)
+    assert results[0].start is not None and results[0].end == results[0].start + 1.0
+    # A region query embeds the region; an outside file works too.
+    region = library.similar(fake_library / "c0.wav", start=0.0, end=0.5, space="fake")
+    assert region[0].name == "c0.wav"
+    outside = write(fake_library.parent / "outside.wav", dc(1, 0.1), 8000)
+    assert library.similar(outside, space="fake")[0].name == "b0.wav"
+
+
+def test_index_follows_catalog_changes(library, fake_library, monkeypatch):
+    Embedder(library.catalog, [FakeSpace()]).run()
+    assert library.similar(fake_library / "a0.wav", space="fake")[0].name == "a1.wav"
+    (fake_library / "a1.wav").unlink()
+    library.scan(workers=1)
+    names = [r.name for r in library.similar(fake_library / "a0.wav", space="fake")]
+    assert "a1.wav" not in names and len(names) == 2
+    # The saved index is reused when the catalog did not change, rebuilt when it did.
+    assert (library.dir / "fake.files.faiss").exists()
+
+
+def test_mfcc_space_finds_the_tone_among_noise(tmp_path, library):
+    root = tmp_path / "m"
+    for i, f in enumerate((440, 470, 500)):
+        write(root / f"tone{i}.wav", tone(1.0, freq=f), 44100)
+    for i in range(3):
+        write(root / f"noise{i}.wav", noise(1.0, seed=i), 44100)
+    library.add_folders([root])
+    library.scan(workers=1)
+    report = Embedder(library.catalog, [MfccSpace()]).run()
+    assert report.files == 6
+    names = [r.name for r in library.similar(root / "tone0.wav", space="mfcc", limit=2)]
+    assert set(names) == {"tone1.wav", "tone2.wav"}
+
+
+def test_decode_mono_region_and_downmix(tmp_path):
+    data = np.stack([np.arange(8000) / 8000, -np.arange(8000) / 16000], axis=1)
+    path = write(tmp_path / "r.wav", data.astype(np.float32), 8000, subtype="FLOAT")
+    audio, rate = decode_mono(path, 0.25, 0.5)
+    assert rate == 8000 and len(audio) == 2000
+    assert np.allclose(audio, (np.arange(2000, 4000) / 8000 - np.arange(2000, 4000) / 16000) / 2)
+
+
+def test_ivf_recall_against_flat():
+    rng = np.random.default_rng(0)
+    centers = rng.standard_normal((50, 32))
+    data = normalise(centers[rng.integers(0, 50, 20000)] + 0.5 * rng.standard_normal((20000, 32)))
+    ids = np.arange(20000, dtype=np.int64) + 7
+    flat = build_index(ids, data)
+    ivf = build_index(ids, data, ivf_threshold=1000)
+    assert "IVF" in type(ivf.index).__name__ or ivf.index.__class__.__name__ != "IndexFlatIP"
+    recalls = []
+    for q in data[rng.choice(20000, 100, replace=False)]:
+        exact = set(search(flat, q, 10)[0])
+        approx = set(search(ivf, q, 10)[0])
+        recalls.append(len(exact & approx) / 10)
+    assert np.mean(recalls) >= 0.95
+
+
+def test_metrics_against_hand_computed_values():
+    ranked = [5, 1, 7, 2, 9, 3, 4, 8, 6, 0]
+    relevant = {1, 2, 3}
+    # Hits at ranks 2, 4, 6: AP = (1/2 + 2/4 + 3/6) / 3 = 0.5
+    assert average_precision_at(ranked, relevant) == pytest.approx(0.5)
+    assert precision_at(ranked, relevant) == pytest.approx(0.3)
+    assert hit_at(ranked, relevant, 1) == 0.0 and hit_at(ranked, relevant, 2) == 1.0
+    queries = [{"query": "q", "relevant": ["a", "b", "c"]}, {"query": "single", "relevant": ["a"]}]
+    ids = {"a": 1, "b": 2, "c": 3}
+    # By example: a→[2, 9, 3], b→[9, 9, 1]... computed by hand below.
+    rankings = {1: [2, 9, 3], 2: [8, 9, 7], 3: [3, 1, 2]}
+    result = evaluate_by_example(queries, ids, lambda fid: rankings[fid])
+    # Example 1: targets {2,3}: hits at 1 and 3 -> (1 + 2/3)/2. Example 2: none -> 0.
+    # Example 3: itself removed -> [1, 2]: (1 + 1)/2 = 1.
+    assert result["overall"]["examples"] == 3 and result["overall"]["queries"] == 1
+    assert result["overall"]["mAP@10"] == pytest.approx(((1 + 2 / 3) / 2 + 0 + 1) / 3)
+    assert result["overall"]["P@10"] == pytest.approx((0.2 + 0 + 0.2) / 3)
+    text = evaluate_text(queries, ids, lambda q: [9, 1] if q == "q" else [1])
+    assert text["overall"]["R@1"] == pytest.approx(0.5) and text["overall"]["R@5"] == 1.0
+
+
+def test_cli_similar_and_eval(tmp_path, library_dir):
+    root = tmp_path / "lib"
+    for i, f in enumerate((440, 470)):
+        write(root / "tones" / f"tone{i}.wav", tone(1.0, freq=f), 22050)
+    write(root / "noise" / "hiss.wav", noise(1.0, rate=22050), 22050)
+
+    def cli(*args):
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "main.py"), *args, "--library", str(library_dir)],
+            capture_output=True, text=True, cwd=ROOT, timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    cli("add", str(root), "-q")
+    out = json.loads(cli("similar", str(root / "tones" / "tone0.wav"), "--space", "mfcc", "--json"))
+    assert out[0]["path"].endswith("tone1.wav") and {"start", "end"} <= out[0].keys()
+    queries = tmp_path / "q.json"
+    queries.write_text(json.dumps([{"query": "tone", "relevant": ["tones/tone0.wav",
+                                                                  "tones/tone1.wav"]}]))  # fmt: skip
+    text = json.loads(cli("eval", str(queries), "--json"))
+    assert text["overall"]["R@1"] == 1.0
+    by_example = json.loads(cli("eval", str(queries), "--by-example", "--space", "mfcc", "--json"))
+    assert by_example["overall"]["examples"] == 2 and by_example["overall"]["mAP@10"] == 1.0

@@ -16,4 +16,6 @@ def run_app(library_dir: str | None = None) -> int:
     bridge = EngineBridge(library_dir)
     window = MainWindow(bridge)
     window.show()
-    return app.exec()
+    code = app.exec()
+    bridge.shutdown()
+    return code

@@ -16,9 +16,9 @@ from engine.query import QueryError
 class _EngineWorker(QObject):
     """Lives on the engine thread. Its slots run there, one at a time."""
 
-    results_ready = Signal(int, str, list)  # request id, query, list[dict]
+    results_ready = Signal(int, str, object)  # request id, query, list[dict]
     query_failed = Signal(int, str, str)  # request id, query, message
-    status_changed = Signal(dict)
+    status_changed = Signal(object)
 
     def __init__(self, library_dir: str | None) -> None:
         super().__init__()
@@ -50,9 +50,9 @@ class _EngineWorker(QObject):
 class EngineBridge(QObject):
     """Owned by the GUI thread. Call its methods from the GUI thread only."""
 
-    results_ready = Signal(str, list)
+    results_ready = Signal(str, object)
     query_failed = Signal(str, str)
-    status_changed = Signal(dict)
+    status_changed = Signal(object)
     _search_requested = Signal(int, str, int)
     _stop_requested = Signal()
 
@@ -63,6 +63,8 @@ class EngineBridge(QObject):
         self._worker = _EngineWorker(library_dir)
         self._worker.moveToThread(self._thread)
         self._thread.started.connect(self._worker.start)
+        # The worker must die on its own thread, before Python tears the bridge down.
+        self._thread.finished.connect(self._worker.deleteLater)
         self._search_requested.connect(self._worker.search)
         self._stop_requested.connect(self._worker.stop)
         self._worker.results_ready.connect(self._on_results)
@@ -85,6 +87,9 @@ class EngineBridge(QObject):
             self.query_failed.emit(query, message)
 
     def shutdown(self) -> None:
+        """Close the engine and stop its thread; safe to call twice."""
+        if not self._thread.isRunning():
+            return
         self._stop_requested.emit()
         self._thread.quit()
         self._thread.wait(5000)

@@ -36,6 +36,7 @@ class MainWindow(QMainWindow):
         self.results.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.results.horizontalHeader().setStretchLastSection(True)
         self.status = QLabel("Opening library…")
+        self.result_paths: list[str] = []
         layout = QVBoxLayout()
         layout.addWidget(self.search_field)
         layout.addWidget(self.results)
@@ -45,13 +46,21 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
 
         # Live search: wait for a pause in typing before asking the engine.
-        self._debounce = QTimer(self, singleShot=True, interval=150)
-        self._debounce.timeout.connect(lambda: self.bridge.search(self.search_field.text()))
-        self.search_field.textChanged.connect(lambda _: self._debounce.start())
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(150)
+        self._debounce.timeout.connect(self._search_now)
+        self.search_field.textChanged.connect(self._debounce.start)
         bridge.results_ready.connect(self.show_results)
-        bridge.query_failed.connect(lambda _q, msg: self.status.setText(msg))
+        bridge.query_failed.connect(self._show_query_error)
         bridge.status_changed.connect(self._show_status)
         self.search_field.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def _search_now(self) -> None:
+        self.bridge.search(self.search_field.text())
+
+    def _show_query_error(self, _query: str, message: str) -> None:
+        self.status.setText(message)
 
     def _show_status(self, status: dict) -> None:
         self.status.setText(
@@ -61,6 +70,9 @@ class MainWindow(QMainWindow):
         self.bridge.search(self.search_field.text())
 
     def show_results(self, query: str, results: list) -> None:
+        # Paths are kept here rather than as item data: storing Python strings through
+        # QTableWidgetItem.setData crashes PySide6 6.12 at interpreter exit (refcount bug).
+        self.result_paths = [r["path"] for r in results]
         self.results.setRowCount(len(results))
         for row, r in enumerate(results):
             values = (
@@ -68,9 +80,7 @@ class MainWindow(QMainWindow):
                 str(r["channels"]), r["format"], r["folder"],
             )  # fmt: skip
             for col, value in enumerate(values):
-                item = QTableWidgetItem(value)
-                item.setData(Qt.ItemDataRole.UserRole, r["path"])
-                self.results.setItem(row, col, item)
+                self.results.setItem(row, col, QTableWidgetItem(value))
         self.status.setText(f"{len(results)} results" + (f" for “{query}”" if query else ""))
 
     def closeEvent(self, event) -> None:

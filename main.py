@@ -11,6 +11,7 @@
     python main.py remove PATH     remove a folder from the library
     python main.py errors          list files that could not be read
     python main.py settings        show or change library settings
+    python main.py screenshot OUT  render the app window to a PNG
 
 Every command takes --library DIR (or $SONARIUM_LIBRARY).
 """
@@ -27,6 +28,7 @@ from typing import Any
 
 SUBCOMMANDS = (
     "add", "scan", "search", "similar", "eval", "info", "folders", "remove", "errors", "settings",
+    "screenshot",
 )  # fmt: skip
 
 
@@ -284,6 +286,15 @@ def cmd_settings(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_screenshot(args: argparse.Namespace) -> int:
+    from gui.app import screenshot
+
+    code = screenshot(args.out, args.query or "", args.library)
+    if code == 0:
+        print(f"saved {args.out}")
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -352,6 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("settings", parents=[common], help="show or change library settings")
     p.add_argument("--ucs-table", metavar="FILE", help="UCS table (JSON/CSV); '' to clear")
     p.set_defaults(func=cmd_settings)
+    p = sub.add_parser("screenshot", parents=[common], help="render the window to a PNG")
+    p.add_argument("out", metavar="OUT.png")
+    p.add_argument("--query", default="", help="search to show")
+    p.set_defaults(func=cmd_screenshot)
     return parser
 
 

@@ -120,6 +120,7 @@ class Embedder:
         *,
         progress: Callable[[EmbedProgress], None] | None = None,
         cancel: threading.Event | None = None,
+        pause: threading.Event | None = None,
         workers: int | None = None,
         batch_files: int = 16,
     ) -> None:
@@ -128,6 +129,8 @@ class Embedder:
         self.spaces = spaces
         self.progress = progress
         self.cancel = cancel or threading.Event()
+        # Set = paused: no new files are decoded until it clears (checked between files).
+        self.pause = pause or threading.Event()
         self.workers = workers or min(2, os.cpu_count() or 1)
         self.batch_files = batch_files
 
@@ -164,7 +167,13 @@ class Embedder:
             queue = iter(todo)
             while True:
                 # Bounded read-ahead: at most two batches decoded but not yet embedded.
-                while len(pending) < self.batch_files * 2 and not self.cancel.is_set():
+                while self.pause.is_set() and not self.cancel.is_set() and not pending:
+                    self.cancel.wait(0.05)
+                while (
+                    len(pending) < self.batch_files * 2
+                    and not self.cancel.is_set()
+                    and not self.pause.is_set()
+                ):
                     file_id = next(queue, None)
                     if file_id is None:
                         break

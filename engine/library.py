@@ -124,6 +124,7 @@ class Library:
         device: str = "auto",
         progress: Callable[[EmbedProgress], None] | None = None,
         cancel: threading.Event | None = None,
+        pause: threading.Event | None = None,
     ) -> EmbedReport | None:
         """Embed pending files into the available spaces; None when no space is available."""
         from engine.embedder import Embedder
@@ -132,7 +133,7 @@ class Library:
         spaces = available_spaces(space_names or SPACE_NAMES, device)
         if not spaces:
             return None
-        return Embedder(self.catalog, spaces, progress=progress, cancel=cancel).run()
+        return Embedder(self.catalog, spaces, progress=progress, cancel=cancel, pause=pause).run()
 
     # -- find similar ------------------------------------------------------------------
 
@@ -241,6 +242,27 @@ class Library:
 
     def errors(self) -> list[dict[str, Any]]:
         return self.catalog.errors()
+
+    def overview_peaks(self, file_ids: list[int]) -> dict[int, tuple[Any, Any]]:
+        """file id -> (mins, maxs) of the small waveform, for the ids that have peaks."""
+        out = {}
+        for file_id in file_ids:
+            peaks = self.catalog.peaks(file_id)
+            if peaks:
+                out[file_id] = decode_peaks(peaks[0])
+        return out
+
+    def detail(self, file_id: int) -> dict[str, Any] | None:
+        """A file's catalog row with tags, favorite flag and its detailed peaks."""
+        row = self.catalog.file_by_id(file_id)
+        if row is None:
+            return None
+        row["tags"] = self.catalog.tags_of(file_id)
+        row["favorite"] = self.catalog.is_favorite(file_id)
+        row["embedded_tags"] = json.loads(row["embedded_tags"]) if row["embedded_tags"] else {}
+        peaks = self.catalog.peaks(file_id)
+        row["peaks"] = decode_peaks(peaks[1]) if peaks else None
+        return row
 
     # -- settings ----------------------------------------------------------------------
 

@@ -1,21 +1,84 @@
-"""Starting the desktop app. Called on the main thread by main.py."""
+"""Starting the desktop app, and rendering it to a PNG. Called on the main thread."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 
+def _make_player(settings):
+    """The audition player, or None when the audio engine cannot start at all."""
+    from gui import settings as app_settings
+
+    try:
+        from engine.player import Player
+
+        return Player(device=app_settings.get(settings, "audio_device") or None)
+    except Exception as exc:  # PortAudio missing: browsing and search still work
+        print(f"audio playback unavailable: {exc}", file=sys.stderr)
+        return None
+
+
 def run_app(library_dir: str | None = None) -> int:
+    from PySide6.QtWidgets import QApplication
+
+    from gui import settings as app_settings
+    from gui.bridge import EngineBridge
+    from gui.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv)
+    app.setApplicationName("Sonarium")
+    settings = app_settings.open_settings()
+    library_dir = library_dir or app_settings.get(settings, "library") or None
+    bridge = EngineBridge(library_dir)
+    window = MainWindow(bridge, _make_player(settings), settings)
+    window.show()
+    code = app.exec()
+    bridge.shutdown()
+    return code
+
+
+def screenshot(out: str, query: str = "", library_dir: str | None = None,
+               timeout_ms: int = 20000) -> int:  # fmt: skip
+    """Render the main window with the results for `query` to a PNG, then exit."""
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     from gui.bridge import EngineBridge
     from gui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv)
-    app.setApplicationName("Sonarium")
     bridge = EngineBridge(library_dir)
-    window = MainWindow(bridge)
+    window = MainWindow(bridge, None)
+    window.detail.autoplay.setChecked(False)
+    state = {"saved": False}
+
+    def save() -> None:
+        if state["saved"]:
+            return
+        state["saved"] = True
+        window.grab().save(out)
+        window.close()
+        app.quit()
+
+    def on_results(_payload) -> None:
+        # Wait for the mini waveforms and the first row's details, then shoot.
+        if window.model.rowCount():
+            window.results.selectRow(0)
+        QTimer.singleShot(800, save)
+
+    def start() -> None:
+        bridge.results_ready.disconnect(start_cb)
+        bridge.results_ready.connect(on_results)
+        window.search_field.setText(query)
+        window.run_search()
+
+    start_cb = lambda _p: QTimer.singleShot(0, start)  # noqa: E731
+    bridge.results_ready.connect(start_cb)
+    QTimer.singleShot(timeout_ms, save)
     window.show()
-    code = app.exec()
+    app.exec()
     bridge.shutdown()
-    return code
+    return 0 if os.path.exists(out) else 1

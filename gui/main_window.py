@@ -1,88 +1,475 @@
-"""The main window: a search field and a results table (the full browser comes later)."""
+"""The main window: search, filters, results with waveforms, detail pane, library panel.
+
+GUI thread only. Everything slow goes through the EngineBridge (engine threads) or the
+Player (its own feeder thread); this module only arranges widgets and forwards requests.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer
+import os
+from pathlib import Path
+
+from PySide6.QtCore import QEvent, QSettings, QStringListModel, Qt, QTimer, QUrl
+from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QLabel,
+    QAbstractItemView,
+    QCompleter,
+    QDockWidget,
+    QHeaderView,
+    QInputDialog,
     QLineEdit,
     QMainWindow,
-    QTableWidget,
-    QTableWidgetItem,
+    QMenu,
+    QMessageBox,
+    QSplitter,
+    QTableView,
     QVBoxLayout,
     QWidget,
 )
 
+from gui import settings as app_settings
 from gui.bridge import EngineBridge
+from gui.detail_pane import DetailPane
+from gui.filters import FilterBar
+from gui.library_panel import LibraryPanel
+from gui.results_model import COLUMNS, ResultsModel
+from gui.waveform_delegate import MiniWaveformDelegate
 
-COLUMNS = ("Name", "Duration", "Rate", "Ch", "Format", "Folder")
+AUDIO_SUFFIXES = {".wav", ".wave", ".aif", ".aiff", ".flac", ".ogg", ".oga", ".opus", ".mp3"}
+HISTORY_SIZE = 50
+ABOUT = """<h3>Sonarium</h3>
+<p>A sound-library browser: find sounds by name, metadata and by how they sound.</p>
+<p>Find-similar uses the <b>aisfx</b> model by Brian Ma and Alexander Lerch,
+"Representation Learning for the Automatic Indexing of Sound Effects Libraries"
+(ISMIR 2022). Model weights licensed under
+<a href="https://creativecommons.org/licenses/by/4.0/">CC BY 4.0</a>; code MIT.</p>"""
 
 
 class MainWindow(QMainWindow):
     """Must be created and used on the GUI thread."""
 
-    def __init__(self, bridge: EngineBridge) -> None:
+    def __init__(self, bridge: EngineBridge, player=None, settings: QSettings | None = None):
         super().__init__()
         self.bridge = bridge
+        self.player = player
+        self.settings = settings or app_settings.open_settings()
         self.setWindowTitle("Sonarium")
-        self.resize(1000, 640)
-        self.search_field = QLineEdit(
-            placeholderText="Search sounds (e.g. explosion dur:<2 format:wav)"
-        )
+        self.resize(1280, 800)
+        self.setAcceptDrops(True)
+        self._current: dict | None = None  # the selected result
+        self._similar_label = ""
+
+        # -- search row -------------------------------------------------------------
+        self.search_field = QLineEdit(placeholderText="Search sounds — e.g. door slam dur:<2")
         self.search_field.setClearButtonEnabled(True)
-        self.results = QTableWidget(0, len(COLUMNS))
-        self.results.setHorizontalHeaderLabels(COLUMNS)
-        self.results.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.results.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
-        self.results.horizontalHeader().setStretchLastSection(True)
-        self.status = QLabel("Opening library…")
-        self.result_paths: list[str] = []
-        layout = QVBoxLayout()
-        layout.addWidget(self.search_field)
-        layout.addWidget(self.results)
-        layout.addWidget(self.status)
+        self.history = [h for h in app_settings.get(self.settings, "history").split("\n") if h]
+        self._history_model = QStringListModel(self.history)
+        completer = QCompleter(self._history_model, self)
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.search_field.setCompleter(completer)
+        self.filters = FilterBar()
+
+        # -- results ----------------------------------------------------------------
+        self.model = ResultsModel(self)
+        self.results = QTableView()
+        self.results.setModel(self.model)
+        self.results.setItemDelegateForColumn(COLUMNS.index("Waveform"), MiniWaveformDelegate(self))
+        self.results.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.results.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.results.setSortingEnabled(True)
+        self.results.setDragEnabled(True)
+        self.results.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
+        self.results.verticalHeader().setVisible(False)
+        self.results.verticalHeader().setDefaultSectionSize(26)
+        self.results.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        for column, width in enumerate((240, 150, 80, 70, 40, 60, 300, 80)):
+            self.results.setColumnWidth(column, width)
+        # Results arrive best first: no column sort until the user clicks a header.
+        self.results.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+        self.results.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+
+        self.detail = DetailPane()
+        self.detail.autoplay.setChecked(app_settings.get(self.settings, "autoplay") == "true")
+
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self.results)
+        splitter.addWidget(self.detail)
+        splitter.setSizes([480, 300])
         central = QWidget()
-        central.setLayout(layout)
+        layout = QVBoxLayout(central)
+        layout.addWidget(self.search_field)
+        layout.addWidget(self.filters)
+        layout.addWidget(splitter, 1)
         self.setCentralWidget(central)
 
+        self.library_panel = LibraryPanel()
+        dock = QDockWidget("Library", self)
+        dock.setObjectName("library")
+        dock.setWidget(self.library_panel)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+        self._build_menus()
+        self._build_shortcuts()
+
+        # -- timers -----------------------------------------------------------------
         # Live search: wait for a pause in typing before asking the engine.
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(150)
-        self._debounce.timeout.connect(self._search_now)
-        self.search_field.textChanged.connect(self._debounce.start)
-        bridge.results_ready.connect(self.show_results)
-        bridge.query_failed.connect(self._show_query_error)
-        bridge.status_changed.connect(self._show_status)
+        self._debounce.timeout.connect(self._on_debounced)
+        self._overview_timer = QTimer(self)
+        self._overview_timer.setSingleShot(True)
+        self._overview_timer.setInterval(40)
+        self._overview_timer.timeout.connect(self._request_visible_overviews)
+        # The playhead follows the player by polling; the audio thread sends no signals.
+        self._playhead_timer = QTimer(self)
+        self._playhead_timer.setInterval(30)
+        self._playhead_timer.timeout.connect(self._update_playhead)
+        self._playhead_timer.start()
+
+        # -- wiring -----------------------------------------------------------------
+        self.search_field.textChanged.connect(self._on_text_changed)
+        self.search_field.returnPressed.connect(self._remember_query)
+        self.filters.changed.connect(self._debounce.start)
+        self.results.selectionModel().currentRowChanged.connect(self._on_current_changed)
+        self.results.verticalScrollBar().valueChanged.connect(self._overview_timer.start)
+        self.results.doubleClicked.connect(lambda _i: self.play_from_start())
+        self.results.customContextMenuRequested.connect(self._context_menu)
+        self.model.modelReset.connect(self._overview_timer.start)
+        self.model.layoutChanged.connect(self._overview_timer.start)
+
+        self.bridge.results_ready.connect(self.show_results)
+        self.bridge.query_failed.connect(self._show_message)
+        self.bridge.message.connect(self._show_message)
+        self.bridge.status_changed.connect(self._show_status)
+        self.bridge.overviews_ready.connect(self._on_overviews)
+        self.bridge.detail_ready.connect(self._on_detail)
+        self.bridge.clip_ready.connect(self._on_clip)
+        self.bridge.index_progressed.connect(self.library_panel.set_progress)
+        self.bridge.index_finished.connect(self._on_index_finished)
+
+        self.library_panel.add_requested.connect(self.add_folders)
+        self.library_panel.remove_requested.connect(self.bridge.remove_folder)
+        self.library_panel.rescan_requested.connect(lambda: self.bridge.index())
+        self.library_panel.pause_toggled.connect(self.bridge.pause)
+
+        self.detail.play_clicked.connect(self.play_from_start)
+        self.detail.stop_clicked.connect(self.stop)
+        self.detail.volume_changed.connect(self._set_volume)
+        self.detail.loop_toggled.connect(self._apply_loop)
+        self.detail.autoplay.toggled.connect(
+            lambda on: self.settings.setValue("autoplay", "true" if on else "false")
+        )
+        self.detail.waveform.seek_requested.connect(self._seek)
+        self.detail.waveform.region_selected.connect(self._on_region)
+        self.search_field.installEventFilter(self)
         self.search_field.setFocus(Qt.FocusReason.OtherFocusReason)
 
-    def _search_now(self) -> None:
-        self.bridge.search(self.search_field.text())
+    def eventFilter(self, obj, event) -> bool:
+        # Down in the search field moves into the results, as in Soundly and REAPER.
+        if (
+            obj is self.search_field
+            and event.type() == QEvent.Type.KeyPress
+            and event.key() == Qt.Key.Key_Down
+            and self.model.rowCount()
+        ):
+            self.results.setFocus()
+            if not self.results.currentIndex().isValid():
+                self.results.selectRow(0)
+            return True
+        return super().eventFilter(obj, event)
 
-    def _show_query_error(self, _query: str, message: str) -> None:
-        self.status.setText(message)
+    # -- menus and keys -----------------------------------------------------------------
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        add = QAction("Add folder…", self)
+        add.triggered.connect(self.library_panel._choose_folder)
+        file_menu.addAction(add)
+        prefs = QAction("Settings…", self)
+        prefs.triggered.connect(self.open_settings)
+        file_menu.addAction(prefs)
+        quit_action = QAction("Quit", self)
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+        file_menu.addAction(quit_action)
+        help_menu = self.menuBar().addMenu("&Help")
+        about = QAction("About Sonarium", self)
+        about.triggered.connect(lambda: QMessageBox.about(self, "About Sonarium", ABOUT))
+        help_menu.addAction(about)
+
+    def _build_shortcuts(self) -> None:
+        def results_key(key, slot) -> None:
+            # Only while the results have focus, so Space and letters still type in fields.
+            s = QShortcut(QKeySequence(key), self.results, slot)
+            s.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+
+        results_key(Qt.Key.Key_Space, self.toggle_play)
+        results_key(Qt.Key.Key_Return, self.play_from_start)
+        results_key(Qt.Key.Key_Enter, self.play_from_start)
+        results_key(Qt.Key.Key_L, self.detail.loop.toggle)
+        results_key(Qt.Key.Key_F, self.toggle_favorite)
+        QShortcut(QKeySequence(Qt.Key.Key_Escape), self, self.stop)
+        QShortcut(QKeySequence("Ctrl+F"), self, self.focus_search)
+        QShortcut(QKeySequence("Ctrl+Shift+R"), self, self.reveal_current)
+
+    # -- searching ------------------------------------------------------------------
+
+    def _on_text_changed(self, _text: str) -> None:
+        self._similar_label = ""
+        self._debounce.start()
+
+    def query_text(self) -> str:
+        return " ".join(
+            p for p in (self.search_field.text().strip(), self.filters.query_suffix()) if p
+        )
+
+    def _on_debounced(self) -> None:
+        self._similar_label = ""
+        self.run_search()
+
+    def run_search(self) -> None:
+        self.bridge.search(self.query_text())
+
+    def _remember_query(self) -> None:
+        text = self.search_field.text().strip()
+        if not text:
+            return
+        self.history = [text] + [h for h in self.history if h != text][: HISTORY_SIZE - 1]
+        self._history_model.setStringList(self.history)
+        self.settings.setValue("history", "\n".join(self.history))
+        self.run_search()
+        if self.model.rowCount():
+            self.results.setFocus()
+            self.results.selectRow(0)
+
+    def focus_search(self) -> None:
+        self.search_field.setFocus()
+        self.search_field.selectAll()
+
+    def find_similar(self, path: str, start: float | None = None, end: float | None = None):
+        where = f" {start:.2f}–{end:.2f}s" if start is not None else ""
+        self._similar_label = f"sounds like {Path(path).name}{where}"
+        self.statusBar().showMessage(f"Finding {self._similar_label}…")
+        self.bridge.similar(path, start, end, app_settings.get(self.settings, "similar_space"))
+
+    def show_results(self, payload: dict) -> None:
+        results = payload["results"]
+        self.model.set_results(results)
+        if payload.get("kind") == "similar":
+            self.statusBar().showMessage(f"{len(results)} {self._similar_label}")
+        else:
+            query = payload["query"]
+            self.statusBar().showMessage(
+                f"{len(results)} results" + (f" for “{query}”" if query else "")
+            )
+
+    def _request_visible_overviews(self) -> None:
+        first = max(0, self.results.rowAt(0))
+        last = self.results.rowAt(self.results.viewport().height() - 1)
+        last = self.model.rowCount() - 1 if last < 0 else last
+        rows = range(first, min(last + 20, self.model.rowCount()))
+        missing = self.model.missing_overviews(rows)
+        if missing:
+            self.bridge.request_overviews(missing)
+
+    def _on_overviews(self, overviews: dict) -> None:
+        for file_id, (mins, maxs) in overviews.items():
+            self.model.set_overview(file_id, mins, maxs)
+
+    # -- selection, detail, audition -------------------------------------------------
+
+    def current_result(self) -> dict | None:
+        index = self.results.currentIndex()
+        return self.model.result(index.row()) if index.isValid() else None
+
+    def _on_current_changed(self, current, _previous) -> None:
+        if not current.isValid():
+            return
+        self._current = self.model.result(current.row())
+        self.detail.drag_clip.set_clip(None)
+        self.detail.waveform.clear_selection()
+        self.bridge.request_detail(self._current["id"])
+        if self.detail.autoplay.isChecked():
+            self.play_from_start()
+
+    def _on_detail(self, row: dict) -> None:
+        if self._current is None or row["id"] != self._current["id"]:
+            return
+        self._current["favorite"] = row["favorite"]
+        self.detail.show_file(row, (self._current.get("start"), self._current.get("end")))
+
+    def play_from_start(self) -> None:
+        result = self.current_result()
+        if result and self.player is not None:
+            self.player.play(result["path"], 0.0)
+            if self.detail.loop.isChecked():
+                self._apply_loop(True)
+
+    def toggle_play(self) -> None:
+        if self.player is None:
+            return
+        result = self.current_result()
+        if self.player.state != "stopped":
+            self.player.stop()
+        elif result:
+            self.play_from_start()
+
+    def stop(self) -> None:
+        if self.player is not None:
+            self.player.stop()
+
+    def _seek(self, seconds: float) -> None:
+        result = self.current_result()
+        if self.player is None or result is None:
+            return
+        if self.player.state != "stopped" and self.player.path == result["path"]:
+            self.player.seek(seconds)
+        else:
+            self.player.play(result["path"], seconds)
+
+    def _set_volume(self, volume: float) -> None:
+        if self.player is not None:
+            self.player.set_volume(volume)
+
+    def _apply_loop(self, on: bool) -> None:
+        if self.player is None:
+            return
+        region = self.detail.waveform.selection()
+        result = self.current_result()
+        if on:
+            whole = (0.0, (result or {}).get("duration") or 0.0)
+            start, end = region if region else whole
+            if end > start:
+                self.player.set_loop(start, end)
+        else:
+            self.player.clear_loop()
+
+    def _on_region(self, start: float, end: float) -> None:
+        result = self.current_result()
+        if result is None:
+            return
+        # Render the clip now, on the engine thread, so dragging it out never waits.
+        self.detail.drag_clip.set_clip(None)
+        self.bridge.export_clip(result["path"], start, end)
+        if self.detail.loop.isChecked():
+            self._apply_loop(True)
+
+    def _on_clip(self, clip: dict) -> None:
+        if "error" in clip:
+            self._show_message(f"Could not render the region: {clip['error']}")
+            return
+        result = self.current_result()
+        if result and clip["source"] == result["path"]:
+            self.detail.drag_clip.set_clip(clip["path"])
+
+    def _update_playhead(self) -> None:
+        result = self.current_result()
+        player = self.player
+        if player is None or result is None:
+            return
+        if player.error:
+            self.statusBar().showMessage(f"Playback: {player.error}")
+        if player.state != "stopped" and player.path == result["path"]:
+            self.detail.show_position(player.position)
+        else:
+            self.detail.show_position(None)
+
+    # -- actions on results ------------------------------------------------------------
+
+    def _context_menu(self, pos) -> None:
+        result = self.current_result()
+        if result is None:
+            return
+        menu = QMenu(self)
+        menu.addAction("Find similar", lambda: self.find_similar(result["path"]))
+        region = self.detail.waveform.selection()
+        action = menu.addAction(
+            "Find similar to selected region",
+            lambda: self.find_similar(result["path"], *region) if region else None,
+        )
+        action.setEnabled(region is not None)
+        menu.addSeparator()
+        menu.addAction("Reveal in file manager\tCtrl+Shift+R", self.reveal_current)
+        menu.addAction("Copy path", self.copy_path)
+        menu.addAction("Tag…", self.tag_current)
+        menu.addAction("Favorite\tF", self.toggle_favorite)
+        menu.popup(self.results.viewport().mapToGlobal(pos))
+
+    def reveal_current(self) -> None:
+        result = self.current_result()
+        if result:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(result["folder"]))
+
+    def copy_path(self) -> None:
+        paths = [
+            self.model.result(i.row())["path"] for i in self.results.selectionModel().selectedRows()
+        ]
+        QGuiApplication.clipboard().setText("\n".join(paths))
+
+    def tag_current(self) -> None:
+        result = self.current_result()
+        if result is None:
+            return
+        text, ok = QInputDialog.getText(self, "Tag", "Tags (comma separated):")
+        tags = [t.strip() for t in text.split(",") if t.strip()]
+        if ok and tags:
+            self.bridge.add_tags(result["id"], tags)
+
+    def toggle_favorite(self) -> None:
+        result = self.current_result()
+        if result is None:
+            return
+        favorite = not result.get("favorite", False)
+        result["favorite"] = favorite
+        self.bridge.set_favorite(result["id"], favorite)
+        self.statusBar().showMessage(("★ " if favorite else "☆ ") + result["name"])
+
+    # -- library ------------------------------------------------------------------------
+
+    def add_folders(self, folders: list[str]) -> None:
+        self.bridge.index(add_paths=list(folders))
+        self.statusBar().showMessage(f"Adding {', '.join(folders)}…")
+
+    def refresh_results(self) -> None:
+        """Re-run the text search after the library changed (not over a similar list)."""
+        if not self._similar_label:
+            self.run_search()
+
+    def _on_index_finished(self, summary: dict) -> None:
+        self.library_panel.set_finished(summary)
+        self.refresh_results()
 
     def _show_status(self, status: dict) -> None:
-        self.status.setText(
-            f"{status['indexed']} sounds in {status['dir']}"
-            + (f" ({status['errors']} unreadable)" if status["errors"] else "")
-        )
-        self.bridge.search(self.search_field.text())
+        self.library_panel.set_status(status)
+        counts = status["counts"]
+        self.statusBar().showMessage(f"{counts['indexed']} sounds in {status['dir']}")
+        self.refresh_results()
 
-    def show_results(self, query: str, results: list) -> None:
-        # Paths are kept here rather than as item data: storing Python strings through
-        # QTableWidgetItem.setData crashes PySide6 6.12 at interpreter exit (refcount bug).
-        self.result_paths = [r["path"] for r in results]
-        self.results.setRowCount(len(results))
-        for row, r in enumerate(results):
-            values = (
-                r["name"], f"{r['duration']:.2f}s", f"{r['sample_rate'] / 1000:g}k",
-                str(r["channels"]), r["format"], r["folder"],
-            )  # fmt: skip
-            for col, value in enumerate(values):
-                self.results.setItem(row, col, QTableWidgetItem(value))
-        self.status.setText(f"{len(results)} results" + (f" for “{query}”" if query else ""))
+    def _show_message(self, message: str) -> None:
+        self.statusBar().showMessage(message, 8000)
+
+    def open_settings(self) -> None:
+        app_settings.SettingsDialog(self.settings, self).open()
+
+    # -- drag and drop in ---------------------------------------------------------------
+
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls() and event.source() is None:
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        folders = [p for p in paths if os.path.isdir(p)]
+        sounds = [p for p in paths if Path(p).suffix.lower() in AUDIO_SUFFIXES]
+        if folders:
+            self.add_folders(folders)
+        elif sounds:
+            self.find_similar(sounds[0])
+        event.acceptProposedAction()
 
     def closeEvent(self, event) -> None:
+        self.settings.sync()
+        if self.player is not None:
+            self.player.close()
         self.bridge.shutdown()
         super().closeEvent(event)

@@ -1,37 +1,245 @@
+"""The main window through pytest-qt (offscreen): search, keys, audition, drag, drop."""
+
+import subprocess
+import sys
+
+import numpy as np
 import pytest
 
 pytest.importorskip("pytestqt")
 
+from PySide6.QtCore import QEvent, QMimeData, QPoint, Qt, QUrl  # noqa: E402
+from PySide6.QtGui import QDropEvent, QImage  # noqa: E402
+
+from gui import settings as app_settings  # noqa: E402
 from gui.bridge import EngineBridge  # noqa: E402
 from gui.main_window import MainWindow  # noqa: E402
-from tests.audio_factory import tone, write  # noqa: E402
+from tests.audio_factory import noise, tone, write  # noqa: E402
+from tests.conftest import ROOT  # noqa: E402
+
+
+class FakePlayer:
+    """Records what the window asks of the audition engine."""
+
+    def __init__(self):
+        self.calls = []
+        self.state = "stopped"
+        self.path = None
+        self.position = 0.0
+        self.error = None
+
+    def play(self, path, start=0.0):
+        self.calls.append(("play", path, start))
+        self.state, self.path, self.position = "playing", path, start
+
+    def stop(self):
+        self.calls.append(("stop",))
+        self.state = "stopped"
+
+    def seek(self, seconds):
+        self.calls.append(("seek", seconds))
+
+    def set_loop(self, start, end):
+        self.calls.append(("loop", start, end))
+
+    def clear_loop(self):
+        self.calls.append(("unloop",))
+
+    def set_volume(self, volume):
+        self.calls.append(("volume", volume))
+
+    def close(self):
+        pass
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, library):
+def sounds(tmp_path, library):
     root = tmp_path / "sfx"
-    write(root / "glass_break_01.wav", tone(0.3))
-    write(root / "door_slam.wav", tone(0.3))
+    write(root / "glass_break_01.wav", noise(0.6), 44100)
+    write(root / "door_slam.wav", tone(0.4), 44100)
+    write(root / "door creak ü.flac", tone(1.2, freq=300), 44100)
     library.add_folders([root])
     library.scan(workers=1)
-    bridge = EngineBridge(str(library.dir))
-    win = MainWindow(bridge)
+    return root
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, library, sounds):
+    bridge = EngineBridge(str(library.dir), spaces=("mfcc",))
+    settings = app_settings.open_settings(str(tmp_path / "settings.ini"))
+    settings.setValue("similar_space", "mfcc")  # aisfx is slow on CPU; mechanics only here
+    win = MainWindow(bridge, FakePlayer(), settings)
     qtbot.addWidget(win)
-    with qtbot.waitSignal(bridge.results_ready, timeout=5000):
+    with qtbot.waitSignal(bridge.results_ready, timeout=10000):
         win.show()
     yield win
-    bridge.shutdown()
+    win.close()
 
 
-def test_window_lists_library_then_typing_filters(qtbot, window):
-    assert window.results.rowCount() == 2
-    with qtbot.waitSignal(window.bridge.results_ready, timeout=5000):
+def search(qtbot, window, text):
+    """Type `text` and wait for the results of exactly that query."""
+    with qtbot.waitSignal(
+        window.bridge.results_ready, timeout=10000,
+        check_params_cb=lambda payload: payload["query"] == window.query_text(),
+    ):  # fmt: skip
+        window.search_field.setText(text)
+
+
+def names(window):
+    return [window.model.result(r)["name"] for r in range(window.model.rowCount())]
+
+
+def test_typing_a_query_fills_results(qtbot, window):
+    assert window.model.rowCount() == 3
+    with qtbot.waitSignal(window.bridge.results_ready, timeout=10000):
         qtbot.keyClicks(window.search_field, "glass")
-    assert window.results.rowCount() == 1
-    assert window.results.item(0, 0).text() == "glass_break_01.wav"
+    assert names(window) == ["glass_break_01.wav"]
+
+
+def test_filters_use_the_query_language(qtbot, window):
+    with qtbot.waitSignal(window.bridge.results_ready, timeout=10000):
+        window.filters.min_dur.setValue(1.0)
+    assert names(window) == ["door creak ü.flac"]
+    assert window.query_text() == "dur:>=1"
 
 
 def test_malformed_query_shows_message(qtbot, window):
-    with qtbot.waitSignal(window.bridge.query_failed, timeout=5000):
-        qtbot.keyClicks(window.search_field, "dur:abc")
-    assert "dur" in window.status.text()
+    with qtbot.waitSignal(window.bridge.query_failed, timeout=10000):
+        window.search_field.setText("dur:abc")
+    assert "dur" in window.statusBar().currentMessage()
+
+
+def test_keyboard_navigation_and_autoplay_drive_the_player(qtbot, window):
+    search(qtbot, window, "door")
+    window.detail.autoplay.setChecked(True)
+    player = window.player
+    qtbot.keyClick(window.search_field, Qt.Key.Key_Down)  # into the results, first row
+    first = window.current_result()["path"]
+    assert player.calls[-1] == ("play", first, 0.0)
+    qtbot.keyClick(window.results, Qt.Key.Key_Down)
+    second = window.current_result()["path"]
+    assert second != first and player.calls[-1] == ("play", second, 0.0)
+    qtbot.keyClick(window.results, Qt.Key.Key_Space)
+    assert player.calls[-1] == ("stop",)
+    qtbot.keyClick(window.results, Qt.Key.Key_Space)
+    assert player.calls[-1] == ("play", second, 0.0)
+    qtbot.keyClick(window.results, Qt.Key.Key_Escape)
+    assert player.calls[-1] == ("stop",)
+    qtbot.keyClick(window.results, Qt.Key.Key_Return)
+    assert player.calls[-1] == ("play", second, 0.0)
+    window.detail.autoplay.setChecked(False)
+    qtbot.keyClick(window.results, Qt.Key.Key_Up)
+    assert player.calls[-1] == ("play", second, 0.0)  # no autoplay: nothing new
+    qtbot.keyClick(window.results, Qt.Key.Key_L)
+    assert window.detail.loop.isChecked() and player.calls[-1][0] == "loop"
+
+
+def test_detail_pane_shows_waveform_and_seek(qtbot, window):
+    window.detail.autoplay.setChecked(False)
+    search(qtbot, window, "creak")
+    with qtbot.waitSignal(window.bridge.detail_ready, timeout=10000):
+        window.results.selectRow(0)
+    assert window.detail.waveform.duration() == pytest.approx(1.2, abs=0.01)
+    window.detail.waveform.seek_requested.emit(0.6)  # stopped: a click plays from there
+    assert window.player.calls[-1] == ("play", window.current_result()["path"], 0.6)
+    window.detail.waveform.seek_requested.emit(0.9)  # playing: a click seeks
+    assert window.player.calls[-1] == ("seek", 0.9)
+
+
+def test_drag_mime_data_holds_file_urls(qtbot, window, sounds):
+    search(qtbot, window, "door")
+    window.results.selectAll()
+    indexes = window.results.selectionModel().selectedIndexes()
+    mime = window.model.mimeData(indexes)
+    got = sorted(u.toLocalFile() for u in mime.urls())
+    assert got == sorted([str(sounds / "door_slam.wav"), str(sounds / "door creak ü.flac")])
+    assert "text/uri-list" in mime.formats()
+
+
+def test_region_selection_renders_a_clip_to_drag(qtbot, window):
+    search(qtbot, window, "creak")
+    with qtbot.waitSignal(window.bridge.detail_ready, timeout=10000):
+        window.results.selectRow(0)
+    with qtbot.waitSignal(window.bridge.clip_ready, timeout=10000) as clip:
+        window.detail.waveform.region_selected.emit(0.25, 0.75)
+    path = clip.args[0]["path"]
+    assert path.endswith("door creak ü_0.250-0.750s.wav")
+    mime = window.detail.drag_clip.mime_data()
+    assert [u.toLocalFile() for u in mime.urls()] == [path]
+
+
+def test_favorite_key_and_settings_persist(qtbot, window, tmp_path):
+    search(qtbot, window, "glass")
+    window.results.setFocus()
+    with qtbot.waitSignal(window.bridge.detail_ready, timeout=10000):
+        window.results.selectRow(0)
+    with qtbot.waitSignal(window.bridge.detail_ready, timeout=10000) as detail:
+        qtbot.keyClick(window.results, Qt.Key.Key_F)
+    assert detail.args[0]["favorite"] is True
+    search(qtbot, window, "fav")
+    assert names(window) == ["glass_break_01.wav"]
+    dialog = app_settings.SettingsDialog(window.settings, window)
+    dialog.device.setCurrentText("cpu")
+    dialog.model.setText("/models/clap")
+    dialog.accept()
+    reread = app_settings.open_settings(str(tmp_path / "settings.ini"))
+    assert app_settings.get(reread, "device") == "cpu"
+    assert app_settings.get(reread, "model") == "/models/clap"
+
+
+def test_query_history_is_kept(qtbot, window, tmp_path):
+    search(qtbot, window, "door")
+    qtbot.keyClick(window.search_field, Qt.Key.Key_Return)
+    assert window.history[0] == "door"
+    reread = app_settings.open_settings(str(tmp_path / "settings.ini"))
+    assert app_settings.get(reread, "history").split("\n")[0] == "door"
+
+
+def drop(window, paths):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    event = QDropEvent(
+        QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier, QEvent.Type.Drop,
+    )  # fmt: skip
+    window.dropEvent(event)
+
+
+def test_dropping_a_folder_adds_it_and_a_file_finds_similar(qtbot, window, tmp_path):
+    new = tmp_path / "more"
+    write(new / "whoosh.wav", noise(0.5, seed=3), 44100)
+    with qtbot.waitSignal(window.bridge.index_finished, timeout=60000) as done:
+        drop(window, [new])
+    assert done.args[0]["added"] == 1 and done.args[0]["embedded"] >= 1
+    search(qtbot, window, "whoosh")
+    assert names(window) == ["whoosh.wav"]
+    outside = write(tmp_path / "outside.wav", tone(1.2, freq=310), 44100)
+    with qtbot.waitSignal(
+        window.bridge.results_ready, timeout=60000,
+        check_params_cb=lambda payload: payload["kind"] == "similar",
+    ) as similar:  # fmt: skip
+        drop(window, [outside])
+    # mfcc space in this test: the nearest sound to a 310 Hz tone is the 300 Hz tone.
+    assert similar.args[0]["kind"] == "similar"
+    assert similar.args[0]["results"][0]["name"] == "door creak ü.flac"
+
+
+def test_screenshot_command_renders_a_picture(tmp_path, library, sounds):
+    out = tmp_path / "shot.png"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "screenshot", str(out), "--query", "door",
+         "--library", str(library.dir)],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    image = QImage(str(out))
+    assert image.width() > 600 and image.height() > 400
+    pixels = np.array(
+        [
+            image.pixel(x, y)
+            for x in range(0, image.width(), 17)
+            for y in range(0, image.height(), 13)
+        ]
+    )
+    assert len(np.unique(pixels)) > 20  # not blank: text, waveforms and widgets

@@ -1,0 +1,81 @@
+"""Rendering a selected region of a file to a WAV for dragging into a DAW.
+
+The clip keeps the source's sample rate, channel count and bit depth (PCM 16/24/32 or
+float; compressed sources become 24-bit PCM). Clips live in a cache folder for the rest
+of the session, since DAWs may reference them in place; clips older than a week are
+removed on the next export. Any thread may call these; nothing touches the catalog.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import platformdirs
+import soundfile as sf
+
+MAX_AGE_SECONDS = 7 * 24 * 3600
+_WAV_SUBTYPES = {"PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"}
+
+
+def clip_dir() -> Path:
+    path = Path(platformdirs.user_cache_dir("Sonarium", appauthor=False)) / "clips"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def clip_name(source: Path, start: float, end: float) -> str:
+    """`<source stem>_<start>-<end>s.wav`, e.g. `door_slam_1.250-2.000s.wav`."""
+    stem = re.sub(r"[^\w\- .()]+", "_", source.stem).strip() or "clip"
+    return f"{stem}_{start:.3f}-{end:.3f}s.wav"
+
+
+def export_region(source: str | Path, start: float, end: float, folder: Path | None = None) -> Path:
+    """Write [start, end) seconds of `source` to a WAV and return its path.
+
+    Frames are cut at round(seconds × rate), so the clip holds exactly the source's
+    samples for that span (tests compare them sample for sample).
+    """
+    source = Path(source)
+    folder = folder or clip_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    cleanup(folder)
+    with sf.SoundFile(str(source)) as f:
+        rate = f.samplerate
+        first = max(0, int(round(start * rate)))
+        last = min(f.frames, int(round(end * rate)))
+        if last <= first:
+            raise ValueError(f"empty region {start:.3f}-{end:.3f}s in {source.name}")
+        subtype = f.subtype if f.subtype in _WAV_SUBTYPES else "PCM_24"
+        # Read as the source's own integer/float type so PCM samples are copied exactly.
+        dtype = "float64" if subtype in ("FLOAT", "DOUBLE") else "int32"
+        target = folder / clip_name(source, first / rate, last / rate)
+        tmp = target.with_suffix(".part")
+        f.seek(first)
+        with sf.SoundFile(
+            str(tmp), "w", samplerate=rate, channels=f.channels, subtype=subtype, format="WAV"
+        ) as out:
+            remaining = last - first
+            while remaining > 0:
+                block = f.read(min(remaining, 1 << 16), dtype=dtype, always_2d=True)
+                if not len(block):
+                    break
+                out.write(block)
+                remaining -= len(block)
+    tmp.replace(target)
+    return target
+
+
+def cleanup(folder: Path, max_age: float = MAX_AGE_SECONDS) -> int:
+    """Delete clips older than `max_age` seconds; returns how many were removed."""
+    cutoff = time.time() - max_age
+    removed = 0
+    for path in folder.glob("*.wav"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed

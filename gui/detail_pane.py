@@ -1,0 +1,153 @@
+"""Detail pane: large waveform with playhead/region/moment, transport and metadata."""
+
+from __future__ import annotations
+
+import html
+
+from PySide6.QtCore import QMimeData, Qt, QUrl, Signal
+from PySide6.QtGui import QDrag
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui.results_model import format_duration
+from gui.waveform import WaveformView
+
+
+class ClipDragButton(QPushButton):
+    """Drag source for the rendered region clip (a WAV in the cache folder)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("⇲ Drag region", parent)
+        self.clip_path: str | None = None
+        self.setEnabled(False)
+        self.setToolTip("Select a region on the waveform, then drag from here into a DAW")
+
+    def set_clip(self, path: str | None) -> None:
+        self.clip_path = path
+        self.setEnabled(path is not None)
+
+    def mime_data(self) -> QMimeData | None:
+        if not self.clip_path:
+            return None
+        mime = QMimeData()
+        mime.setUrls([QUrl.fromLocalFile(self.clip_path)])
+        mime.setText(self.clip_path)
+        return mime
+
+    def mouseMoveEvent(self, event) -> None:
+        mime = self.mime_data()
+        if mime is None or not event.buttons() & Qt.MouseButton.LeftButton:
+            return
+        drag = QDrag(self)
+        drag.setMimeData(mime)
+        drag.exec(Qt.DropAction.CopyAction)
+
+
+class DetailPane(QWidget):
+    """GUI thread only."""
+
+    play_clicked = Signal()
+    stop_clicked = Signal()
+    volume_changed = Signal(float)
+    loop_toggled = Signal(bool)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.waveform = WaveformView()
+        self.waveform.setMinimumHeight(120)
+        self.title = QLabel("")
+        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.play_button = QPushButton("▶ Play")
+        self.stop_button = QPushButton("■ Stop")
+        self.loop = QCheckBox("Loop (L)")
+        self.autoplay = QCheckBox("Autoplay")
+        self.volume = QSlider(Qt.Orientation.Horizontal)
+        self.volume.setRange(0, 100)
+        self.volume.setValue(80)
+        self.volume.setMaximumWidth(120)
+        self.position = QLabel("0:00.000")
+        self.drag_clip = ClipDragButton()
+        self.metadata = QTextBrowser()
+        self.metadata.setMaximumHeight(140)
+
+        transport = QHBoxLayout()
+        for w in (self.play_button, self.stop_button, self.loop, self.autoplay,
+                  QLabel("Vol"), self.volume, self.position):  # fmt: skip
+            transport.addWidget(w)
+        transport.addStretch(1)
+        transport.addWidget(self.drag_clip)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.title)
+        layout.addWidget(self.waveform, 1)
+        layout.addLayout(transport)
+        layout.addWidget(self.metadata)
+
+        self.play_button.clicked.connect(self.play_clicked)
+        self.stop_button.clicked.connect(self.stop_clicked)
+        self.volume.valueChanged.connect(lambda v: self.volume_changed.emit(v / 100.0))
+        self.loop.toggled.connect(self.loop_toggled)
+
+    def show_file(self, row: dict, moment: tuple[float | None, float | None]) -> None:
+        self.title.setText(f"<b>{html.escape(row['name'])}</b> — {html.escape(row['folder'])}")
+        if row.get("peaks") is not None:
+            mins, maxs = row["peaks"]
+            self.waveform.set_peaks(mins, maxs, row["duration"] or 0.0)
+        else:
+            self.waveform.clear()
+        self.waveform.set_moment(*moment)
+        self.drag_clip.set_clip(None)
+        self.metadata.setHtml(metadata_html(row))
+
+    def show_position(self, seconds: float | None) -> None:
+        self.waveform.set_playhead(seconds)
+        self.position.setText(format_duration(seconds or 0.0))
+
+
+def metadata_html(row: dict) -> str:
+    """Technical data, BWF/iXML, embedded tags, UCS and user tags as a small table."""
+    fields = [
+        ("Path", row.get("path")),
+        ("Format", f"{row.get('format')} {row.get('subtype') or ''}"),
+        ("Sample rate", f"{row.get('sample_rate')} Hz"),
+        ("Channels", row.get("channels")),
+        ("Bit depth", row.get("bit_depth")),
+        ("Length", format_duration(row.get("duration"))),
+        ("Peak / RMS", f"{row.get('peak_db')} / {row.get('rms_db')} dBFS"),
+        ("Description", row.get("description")),
+        ("Originator", row.get("originator")),
+        ("Date", row.get("origination_date")),
+        (
+            "iXML",
+            " · ".join(
+                str(row[k])
+                for k in ("ixml_project", "ixml_scene", "ixml_take", "ixml_note")
+                if row.get(k)
+            ),
+        ),  # fmt: skip
+        (
+            "UCS",
+            " · ".join(
+                str(row[k])
+                for k in ("ucs_catid", "ucs_category", "ucs_subcategory", "ucs_fx_name")
+                if row.get(k)
+            ),
+        ),  # fmt: skip
+        ("Tags", ", ".join(row.get("tags") or [])),
+        ("Favorite", "★" if row.get("favorite") else ""),
+    ]
+    fields += [(k.title(), v) for k, v in (row.get("embedded_tags") or {}).items()]
+    rows = "".join(
+        f"<tr><td><b>{html.escape(str(k))}</b></td><td>{html.escape(str(v))}</td></tr>"
+        for k, v in fields
+        if v not in (None, "", "None")
+    )
+    return f"<table cellspacing='2'>{rows}</table>"

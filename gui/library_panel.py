@@ -1,0 +1,147 @@
+"""Library panel: folders with file counts, add/remove/rescan, indexing progress, errors."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QDialog,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d} left" if seconds >= 60 else f"{seconds}s left"
+
+
+class LibraryPanel(QWidget):
+    """GUI thread only. Emits requests; the window forwards them to the bridge."""
+
+    add_requested = Signal(object)  # list of folder paths
+    remove_requested = Signal(str)
+    rescan_requested = Signal()
+    pause_toggled = Signal(bool)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.folders = QListWidget()
+        self.folders.setSelectionMode(QListWidget.SelectionMode.SingleSelection)
+        self.add_button = QPushButton("Add…")
+        self.remove_button = QPushButton("Remove")
+        self.rescan_button = QPushButton("Rescan")
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setCheckable(True)
+        self.pause_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.progress_label = QLabel("")
+        # Fixed size: a label that re-wraps on every progress update relayouts the whole
+        # window each time (measured: up to 80 ms per update with 1,000 results shown).
+        self.progress_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.progress_label.setFixedHeight(self.progress_label.fontMetrics().height() * 2 + 4)
+        self.progress_label.setWordWrap(True)
+        self.errors_button = QPushButton("Unreadable files (0)")
+        self.errors_button.setFlat(True)
+        self.errors_button.setEnabled(False)
+        self._errors: list[dict] = []
+        self.folder_paths: list[str] = []
+
+        buttons = QHBoxLayout()
+        for b in (self.add_button, self.remove_button, self.rescan_button):
+            buttons.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.folders)
+        layout.addLayout(buttons)
+        progress_row = QHBoxLayout()
+        progress_row.addWidget(self.progress)
+        progress_row.addWidget(self.pause_button)
+        layout.addLayout(progress_row)
+        layout.addWidget(self.progress_label)
+        layout.addWidget(self.errors_button)
+
+        self.add_button.clicked.connect(self._choose_folder)
+        self.remove_button.clicked.connect(self._remove_selected)
+        self.rescan_button.clicked.connect(self.rescan_requested)
+        self.pause_button.toggled.connect(self._on_pause)
+        self.errors_button.clicked.connect(self.show_errors)
+
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a folder to the library")
+        if folder:
+            self.add_requested.emit([folder])
+
+    def _remove_selected(self) -> None:
+        row = self.folders.currentRow()
+        if 0 <= row < len(self.folder_paths):
+            self.remove_requested.emit(self.folder_paths[row])
+
+    def _on_pause(self, paused: bool) -> None:
+        self.pause_button.setText("Resume" if paused else "Pause")
+        self.pause_toggled.emit(paused)
+
+    def set_status(self, status: dict) -> None:
+        self.folders.clear()
+        # Paths live in a Python list, not item data: Python strings stored through
+        # setData crash PySide6 6.12 at interpreter exit.
+        self.folder_paths = [str(f["path"]) for f in status["folders"]]
+        for folder in status["folders"]:
+            text = f"{folder['path']}\n{folder['indexed']} sounds"
+            if folder["errors"]:
+                text += f", {folder['errors']} unreadable"
+            self.folders.addItem(QListWidgetItem(text))
+        self._errors = list(status["errors"])
+        self.errors_button.setText(f"Unreadable files ({len(self._errors)})")
+        self.errors_button.setEnabled(bool(self._errors))
+
+    def set_progress(self, p: dict) -> None:
+        self.progress.setVisible(True)
+        self.pause_button.setEnabled(True)
+        self.progress.setMaximum(max(1, p["total"]))
+        self.progress.setValue(p["done"])
+        stage = "Scanning" if p["stage"] == "scanning" else "Analysing sounds"
+        rate = p.get("rate") or 0.0
+        self.progress_label.setText(
+            f"{stage}: {p['done']}/{p['total']} · {rate:.0f} files/s · {format_eta(p.get('eta'))}"
+        )
+
+    def set_finished(self, summary: dict) -> None:
+        self.progress.setVisible(False)
+        self.pause_button.setChecked(False)
+        self.pause_button.setEnabled(False)
+        if "error" in summary:
+            self.progress_label.setText(summary["error"])
+            return
+        text = (
+            f"Up to date: {summary['added']} added, {summary['updated']} updated, "
+            f"{summary['removed']} removed"
+        )
+        if summary.get("cancelled"):
+            text = "Indexing stopped; it resumes with the next rescan."
+        self.progress_label.setText(text)
+
+    def show_errors(self) -> None:
+        dialog = QDialog(self)
+        dialog.setWindowTitle("Unreadable files")
+        table = QTableWidget(len(self._errors), 2, dialog)
+        table.setHorizontalHeaderLabels(["File", "Why"])
+        for row, e in enumerate(self._errors):
+            table.setItem(row, 0, QTableWidgetItem(e["path"]))
+            table.setItem(row, 1, QTableWidgetItem(e["error"] or ""))
+        table.resizeColumnsToContents()
+        layout = QVBoxLayout(dialog)
+        layout.addWidget(table)
+        dialog.resize(900, 400)
+        dialog.open()

@@ -14,7 +14,7 @@ import numpy as np
 from engine.catalog import Catalog
 from engine.embedder import decode_mono, resample
 from engine.search import SearchResult
-from engine.spaces import EmbeddingSpace
+from engine.spaces import STANDARDIZED, EmbeddingSpace
 from engine.vector_index import SavedIndex, build_index, search
 from engine.vectors import VectorStore, normalise
 
@@ -52,8 +52,8 @@ class SimilarIndex:
             return space["id"], cached
         ids, vectors = self.store.all_file_vectors(space["id"])
         mean = std = None
-        if len(ids) and space_name == "mfcc":
-            # Statistics-based vectors: standardise each dimension over the library.
+        if len(ids) and space_name in STANDARDIZED:
+            # Standardise each dimension over the library (see engine.spaces).
             mean, std = vectors.mean(axis=0), vectors.std(axis=0) + 1e-6
         stamp = {"generation": generation, "identity": space["identity"], "count": int(len(ids))}
         saved = SavedIndex(self.index_dir / f"{space_name}.files.faiss")

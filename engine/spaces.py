@@ -56,13 +56,17 @@ def pick_device(requested: str = "auto") -> str:
 class AisfxSpace:
     """aisfx (Ma & Lerch, ISMIR 2022): a CNN trained on professional SFX libraries.
 
-    Audio only. ~2.3 s blocks with 50% overlap are the file's windows (its moments);
-    the file vector is the normalised mean of the normalised block vectors.
+    Audio only. ~2.3 s blocks with 50% overlap are the file's windows (its moments).
+    The file vector is the element-wise max of the normalised block vectors, compared
+    after standardising each dimension over the library: on the shared corpus's
+    query-by-example eval this measured mAP@10 0.3095, against 0.2966 for the plain
+    normalised mean (bench notes in README).
     """
 
     name = "aisfx"
     has_text = False
-    standardize = False
+    standardize = True
+    pooling = "max"
 
     def __init__(self, device: str = "auto", batch_size: int = 64) -> None:
         from engine import aisfx_model
@@ -84,7 +88,7 @@ class AisfxSpace:
         from engine import aisfx_model
 
         digest = hashlib.blake2b(self._path.read_bytes(), digest_size=8).hexdigest()
-        return f"aisfx-0.1.2:{digest}:{aisfx_model.PREPROCESSING_VERSION}"
+        return f"aisfx-0.1.2:{digest}:{aisfx_model.PREPROCESSING_VERSION}:pool-{self.pooling}"
 
     def _load(self) -> None:
         if self._net is None:
@@ -95,7 +99,7 @@ class AisfxSpace:
             self._features = AisfxFeatures()
 
     def embed(self, clips: list[np.ndarray]) -> list[Embedding]:
-        from engine.aisfx_features import embed_blocks, file_vector
+        from engine.aisfx_features import embed_blocks, max_pooled_vector
 
         self._load()
         assert self._features is not None
@@ -112,7 +116,7 @@ class AisfxSpace:
             pos += n
             times = self._features.block_times(n, duration=len(clip) / self.sample_rate)
             windows = [(s, e, v) for (s, e), v in zip(times, block_vecs, strict=True)]
-            out.append(Embedding(file_vector(block_vecs), windows))
+            out.append(Embedding(max_pooled_vector(block_vecs), windows))
         return out
 
 
@@ -151,6 +155,9 @@ class MfccSpace:
 
 
 SPACE_NAMES = ("aisfx", "mfcc")
+# Spaces whose file vectors are standardised per dimension over the library before
+# cosine (known without building the space, so indexes can be built without a model).
+STANDARDIZED = {"aisfx", "mfcc"}
 DEFAULT_SIMILAR_SPACE = "aisfx"
 
 

@@ -199,11 +199,11 @@ class Library:
 
     def _space(self, name: str, device: str):
         key = (name, device)
-        from engine.spaces import make_space
+        from engine.spaces import shared_space
 
         if key not in self._spaces:
             try:
-                self._spaces[key] = make_space(name, device)
+                self._spaces[key] = shared_space(name, device)
             except Exception as exc:
                 raise LibraryError(str(exc)) from exc
         return self._spaces[key]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -168,6 +169,25 @@ def make_space(name: str, device: str = "auto") -> EmbeddingSpace:
     if name == "mfcc":
         return MfccSpace()
     raise ValueError(f"unknown embedding space '{name}' (known: {', '.join(SPACE_NAMES)})")
+
+
+_SHARED: dict[tuple[str, str], EmbeddingSpace] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_space(name: str, device: str = "auto") -> EmbeddingSpace:
+    """A process-wide instance of a space, built on first use and kept until exit.
+
+    Models are large to load, and destroying torch modules from a Qt worker thread
+    crashed PySide6 6.12 apps here (segfault in the module's deallocation), so spaces
+    used for queries live as long as the process. Each space's embed() must still be
+    called from one thread at a time (the query thread).
+    """
+    key = (name, device)
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = make_space(name, device)
+        return _SHARED[key]
 
 
 def available_spaces(names: tuple[str, ...] = SPACE_NAMES, device: str = "auto") -> list:

@@ -43,15 +43,23 @@ def screenshot(out: str, query: str = "", library_dir: str | None = None,
     """Render the main window with the results for `query` to a PNG, then exit."""
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import tempfile
+
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
+    from gui import settings as app_settings
     from gui.bridge import EngineBridge
     from gui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv)
     bridge = EngineBridge(library_dir)
-    window = MainWindow(bridge, None)
+    # Throwaway settings: a screenshot must not change the user's history or toggles,
+    # nor start indexing.
+    scratch = tempfile.mkdtemp(prefix="sonarium-shot-")
+    window = MainWindow(
+        bridge, None, app_settings.open_settings(os.path.join(scratch, "s.ini")), auto_index=False
+    )
     window.detail.autoplay.setChecked(False)
     state = {"saved": False}
 

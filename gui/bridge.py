@@ -3,11 +3,15 @@
 Two engine threads, each with its own Library (SQLite connection):
 - the *query* thread answers what the user waits on: search, find-similar, peaks,
   file details, tag/favorite edits, region exports;
-- the *index* thread drives the indexing child process, the catalog's bulk writer.
-So a running scan never delays a search. The GUI talks to them only through queued
-signals; what comes back is re-emitted by EngineBridge under names for what happened.
-The index thread only relays: scanning and embedding run in a child process
-(engine/index_worker.py), so their GIL-heavy work never starves the GUI thread.
+- the *index* thread drives the indexing child process (engine/index_worker.py), so the
+  GIL-heavy decoding and model work of a scan never starves the GUI thread.
+So a running scan never delays a search.
+
+Python payloads cross threads through thread-safe queues; the only cross-thread signals
+carry no arguments and just say "look in the queue". PySide6 6.12 corrupted reference
+counts of Python objects sent through queued signals (seen here as segfaults and
+"none_dealloc" at exit), and a queue is also cheaper. EngineBridge drains results on the
+GUI thread and re-emits them under names for what happened.
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ from __future__ import annotations
 import gc
 import json
 import os
+import queue
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
@@ -29,54 +36,74 @@ from engine.query import QueryError
 ROOT = Path(__file__).resolve().parent.parent
 
 
+class _Mailbox(QObject):
+    """A queue of (name, args) plus an argument-less signal that says it has mail."""
+
+    posted = Signal()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: queue.SimpleQueue[tuple[str, tuple]] = queue.SimpleQueue()
+
+    def post(self, name: str, *args: Any) -> None:
+        self.items.put((name, args))
+        self.posted.emit()
+
+    def drain(self) -> list[tuple[str, tuple]]:
+        out = []
+        while True:
+            try:
+                out.append(self.items.get_nowait())
+            except queue.Empty:
+                return out
+
+
 class _QueryWorker(QObject):
-    """Lives on the query thread; its slots run there one at a time."""
+    """Lives on the query thread. Requests arrive in `inbox`; answers go to `outbox`."""
 
-    results_ready = Signal(int, object)  # request id, {"query", "results", "kind"}
-    request_failed = Signal(int, str)
-    status_ready = Signal(object)
-    overviews_ready = Signal(object)  # {file id: (mins, maxs)}
-    detail_ready = Signal(object)
-    clip_ready = Signal(object)  # {"source", "start", "end", "path"} or {"error"}
-    message = Signal(str)
-
-    def __init__(self, library_dir: str | None, spaces: tuple[str, ...] | None) -> None:
+    def __init__(self, library_dir: str | None, inbox: _Mailbox, outbox: _Mailbox) -> None:
         super().__init__()
         self._library_dir = library_dir
         self._library: Library | None = None
-        self._spaces = spaces
+        self.inbox = inbox
+        self.outbox = outbox
+        self.stopped = threading.Event()
 
     @Slot()
-    def start(self) -> None:
-        self._library = Library(self._library_dir)
-        self.status()
+    def process(self) -> None:
+        """Handle every queued request; runs on the query thread."""
+        for name, args in self.inbox.drain():
+            if name == "stop":
+                self.stop()
+                continue
+            if self._library is None:
+                self._library = Library(self._library_dir)
+            getattr(self, "do_" + name)(*args)
 
-    @Slot()
-    def status(self) -> None:
+    def do_status(self) -> None:
         lib = self._library
         assert lib is not None
-        self.status_ready.emit(
+        self.outbox.post(
+            "status",
             {
                 "dir": str(lib.dir),
                 "counts": lib.catalog.counts(),
                 "folders": lib.folders(),
                 "errors": lib.errors(),
-            }
+            },
         )
 
-    @Slot(int, str, int)
-    def search(self, request_id: int, query: str, limit: int) -> None:
+    def do_search(self, request_id: int, query: str, limit: int) -> None:
         assert self._library is not None
         try:
             results = self._library.search(query, limit=limit)
         except QueryError as exc:
-            self.request_failed.emit(request_id, str(exc))
+            self.outbox.post("failed", request_id, str(exc))
             return
         payload = {"query": query, "kind": "search", "results": [r.to_json() for r in results]}
-        self.results_ready.emit(request_id, payload)
+        self.outbox.post("results", request_id, payload)
 
-    @Slot(int, object)
-    def similar(self, request_id: int, request: dict) -> None:
+    def do_similar(self, request_id: int, request: dict) -> None:
         assert self._library is not None
         try:
             results = self._library.similar(
@@ -85,82 +112,81 @@ class _QueryWorker(QObject):
                 **({"space": request["space"]} if request.get("space") else {}),
             )  # fmt: skip
         except LibraryError as exc:
-            self.request_failed.emit(request_id, str(exc))
+            self.outbox.post("failed", request_id, str(exc))
             return
         payload = {
             "query": request["path"], "kind": "similar", "start": request.get("start"),
             "end": request.get("end"), "results": [r.to_json() for r in results],
         }  # fmt: skip
-        self.results_ready.emit(request_id, payload)
+        self.outbox.post("results", request_id, payload)
 
-    @Slot(object)
-    def overviews(self, file_ids: list) -> None:
+    def do_overviews(self, file_ids: list) -> None:
         assert self._library is not None
-        self.overviews_ready.emit(self._library.overview_peaks(list(file_ids)))
+        self.outbox.post("overviews", self._library.overview_peaks(list(file_ids)))
 
-    @Slot(int)
-    def detail(self, file_id: int) -> None:
+    def do_detail(self, file_id: int) -> None:
         assert self._library is not None
         row = self._library.detail(file_id)
         if row is not None:
-            self.detail_ready.emit(row)
+            self.outbox.post("detail", row)
 
-    @Slot(int, bool)
-    def set_favorite(self, file_id: int, favorite: bool) -> None:
+    def do_favorite(self, file_id: int, favorite: bool) -> None:
         assert self._library is not None
         self._library.catalog.set_favorite(file_id, favorite)
-        self.detail(file_id)
+        self.do_detail(file_id)
 
-    @Slot(int, object)
-    def add_tags(self, file_id: int, tags: list) -> None:
+    def do_tags(self, file_id: int, tags: list) -> None:
         assert self._library is not None
         self._library.catalog.add_tags(file_id, list(tags))
-        self.detail(file_id)
+        self.do_detail(file_id)
 
-    @Slot(str)
-    def remove_folder(self, path: str) -> None:
+    def do_remove(self, path: str) -> None:
         assert self._library is not None
         try:
             removed = self._library.remove_folder(path)
-            self.message.emit(f"Removed {path} ({removed} files forgotten)")
+            self.outbox.post("message", f"Removed {path} ({removed} files forgotten)")
         except LibraryError as exc:
-            self.message.emit(str(exc))
-        self.status()
+            self.outbox.post("message", str(exc))
+        self.do_status()
 
-    @Slot(str, float, float)
-    def export_clip(self, source: str, start: float, end: float) -> None:
+    def do_clip(self, source: str, start: float, end: float) -> None:
         from engine.export import export_region
 
         try:
             path = export_region(source, start, end)
         except (OSError, ValueError, RuntimeError) as exc:
-            self.clip_ready.emit({"error": str(exc)})
+            self.outbox.post("clip", {"error": str(exc)})
             return
-        self.clip_ready.emit({"source": source, "start": start, "end": end, "path": str(path)})
+        self.outbox.post("clip", {"source": source, "start": start, "end": end, "path": str(path)})
 
-    @Slot()
     def stop(self) -> None:
         if self._library is not None:
             self._library.close()
             self._library = None
+        self.stopped.set()
 
 
 class _IndexWorker(QObject):
     """Lives on the index thread: runs engine.index_worker in a child process and relays
-    its progress. The child, not this process, does the decoding and the model work."""
+    its progress to `outbox`. The child, not this process, decodes and runs models."""
 
-    progressed = Signal(object)  # {"stage", "done", "total", "rate", "eta"}
-    finished = Signal(object)  # summary dict
-    failed = Signal(str)
-
-    def __init__(self, library_dir: str | None, spaces: tuple[str, ...] | None) -> None:
+    def __init__(
+        self, library_dir: str | None, spaces: tuple[str, ...] | None, inbox: _Mailbox,
+        outbox: _Mailbox,
+    ) -> None:  # fmt: skip
         super().__init__()
         self._library_dir = library_dir
         self._spaces = spaces
+        self.inbox = inbox
+        self.outbox = outbox
         self.process: subprocess.Popen | None = None
         self._lock = threading.Lock()
 
-    @Slot(object, bool)
+    @Slot()
+    def run_queued(self) -> None:
+        for _name, (add_paths, embed) in self.inbox.drain():
+            self.index(add_paths, embed)
+
     def index(self, add_paths: list, embed: bool) -> None:
         library_dir = str(resolve_library_dir(self._library_dir))
         command = [sys.executable, "-m", "engine.index_worker", "--library", library_dir]
@@ -170,14 +196,11 @@ class _IndexWorker(QObject):
             command.append("--no-embed")
         for space in self._spaces or ():
             command += ["--space", space]
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        }
+        pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
         with self._lock:
             self.process = subprocess.Popen(
-                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-                cwd=str(ROOT), bufsize=1,
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                env={**os.environ, "PYTHONPATH": pythonpath}, cwd=str(ROOT), bufsize=1,
             )  # fmt: skip
         summary: dict | None = None
         assert self.process.stdout is not None
@@ -188,7 +211,7 @@ class _IndexWorker(QObject):
                 continue
             event = message.pop("event", None)
             if event == "progress":
-                self.progressed.emit(message)
+                self.outbox.post("progress", message)
             elif event == "finished":
                 summary = message
             elif event == "error":
@@ -197,11 +220,8 @@ class _IndexWorker(QObject):
         with self._lock:
             self.process = None
         if summary is None:
-            self.failed.emit(f"indexing stopped unexpectedly (exit code {code}); rescan to resume")
-        elif "error" in summary:
-            self.failed.emit(summary["error"])
-        else:
-            self.finished.emit(summary)
+            summary = {"error": f"indexing stopped unexpectedly (exit {code}); rescan to resume"}
+        self.outbox.post("index_finished", summary)
 
     def send(self, command: str) -> None:
         """Any thread: forward pause/resume/cancel to the running child, if any."""
@@ -215,8 +235,10 @@ class _IndexWorker(QObject):
             except (BrokenPipeError, ValueError, OSError):
                 pass
 
-    def terminate(self, timeout: float = 10.0) -> None:
-        """Any thread: ask the child to stop after its files in flight, then make sure."""
+    def terminate(self, timeout: float = 3.0) -> None:
+        """Any thread: ask the child to stop after its files in flight, then make sure.
+
+        Killing it is safe: each file is one transaction, the next scan resumes."""
         self.send("cancel")
         with self._lock:
             process = self.process
@@ -241,18 +263,6 @@ class EngineBridge(QObject):
     index_progressed = Signal(object)
     index_finished = Signal(object)
 
-    _search_requested = Signal(int, str, int)
-    _similar_requested = Signal(int, object)
-    _status_requested = Signal()
-    _overviews_requested = Signal(object)
-    _detail_requested = Signal(int)
-    _favorite_requested = Signal(int, bool)
-    _tags_requested = Signal(int, object)
-    _remove_requested = Signal(str)
-    _clip_requested = Signal(str, float, float)
-    _index_requested = Signal(object, bool)
-    _stop_requested = Signal()
-
     def __init__(
         self, library_dir: str | None = None, spaces: tuple[str, ...] | None = None
     ) -> None:
@@ -265,61 +275,64 @@ class EngineBridge(QObject):
         gc.freeze()
         self.indexing = False
         self._latest = 0
+        self._running = True
 
+        self._query_in, self._query_out = _Mailbox(), _Mailbox()
+        self._index_in, self._index_out = _Mailbox(), _Mailbox()
         self._query_thread = QThread()
         self._query_thread.setObjectName("sonarium-query")
-        self._query = _QueryWorker(library_dir, spaces)
+        self._query = _QueryWorker(library_dir, self._query_in, self._query_out)
         self._query.moveToThread(self._query_thread)
-        self._query_thread.started.connect(self._query.start)
+        self._query_in.posted.connect(self._query.process)
         # Workers must die on their own threads, before Python tears the bridge down.
         self._query_thread.finished.connect(self._query.deleteLater)
-        for signal, slot in (
-            (self._search_requested, self._query.search),
-            (self._similar_requested, self._query.similar),
-            (self._status_requested, self._query.status),
-            (self._overviews_requested, self._query.overviews),
-            (self._detail_requested, self._query.detail),
-            (self._favorite_requested, self._query.set_favorite),
-            (self._tags_requested, self._query.add_tags),
-            (self._remove_requested, self._query.remove_folder),
-            (self._clip_requested, self._query.export_clip),
-            (self._stop_requested, self._query.stop),
-        ):
-            signal.connect(slot)
-        self._query.results_ready.connect(self._on_results)
-        self._query.request_failed.connect(self._on_failed)
-        self._query.status_ready.connect(self.status_changed)
-        self._query.overviews_ready.connect(self.overviews_ready)
-        self._query.detail_ready.connect(self.detail_ready)
-        self._query.clip_ready.connect(self.clip_ready)
-        self._query.message.connect(self.message)
 
         self._index_thread = QThread()
         self._index_thread.setObjectName("sonarium-index")
-        self._index = _IndexWorker(library_dir, spaces)
+        self._index = _IndexWorker(library_dir, spaces, self._index_in, self._index_out)
         self._index.moveToThread(self._index_thread)
+        self._index_in.posted.connect(self._index.run_queued)
         self._index_thread.finished.connect(self._index.deleteLater)
-        self._index_requested.connect(self._index.index)
-        self._index.progressed.connect(self.index_progressed)
-        self._index.finished.connect(self._on_index_finished)
-        self._index.failed.connect(self._on_index_failed)
 
+        self._query_out.posted.connect(self._drain)
+        self._index_out.posted.connect(self._drain)
+        self._handlers: dict[str, Callable[..., None]] = {
+            "results": self._on_results,
+            "failed": self._on_failed,
+            "status": self.status_changed.emit,
+            "overviews": self.overviews_ready.emit,
+            "detail": self.detail_ready.emit,
+            "clip": self.clip_ready.emit,
+            "message": self.message.emit,
+            "progress": self.index_progressed.emit,
+            "index_finished": self._on_index_finished,
+        }
         self._query_thread.start()
         self._index_thread.start()
+        self.refresh_status()
+
+    def _drain(self) -> None:
+        for box in (self._query_out, self._index_out):
+            for name, args in box.drain():
+                self._handlers[name](*args)
+
+    def _ask(self, name: str, *args: Any) -> None:
+        if self._running:
+            self._query_in.post(name, *args)
 
     # -- queries (newest request wins) ------------------------------------------------
 
     def search(self, query: str, limit: int = 5000) -> None:
         self._latest += 1
-        self._search_requested.emit(self._latest, query, limit)
+        self._ask("search", self._latest, query, limit)
 
     def similar(
         self, path: str, start: float | None = None, end: float | None = None,
         space: str | None = None,
     ) -> None:  # fmt: skip
         self._latest += 1
-        request = {"path": path, "start": start, "end": end, "space": space}
-        self._similar_requested.emit(self._latest, request)
+        self._ask("similar", self._latest, {"path": path, "start": start, "end": end,
+                                            "space": space})  # fmt: skip
 
     def _on_results(self, request_id: int, payload: dict) -> None:
         if request_id == self._latest:
@@ -332,32 +345,32 @@ class EngineBridge(QObject):
     # -- other requests ----------------------------------------------------------------
 
     def refresh_status(self) -> None:
-        self._status_requested.emit()
+        self._ask("status")
 
     def request_overviews(self, file_ids: list[int]) -> None:
-        self._overviews_requested.emit(list(file_ids))
+        self._ask("overviews", list(file_ids))
 
     def request_detail(self, file_id: int) -> None:
-        self._detail_requested.emit(file_id)
+        self._ask("detail", file_id)
 
     def set_favorite(self, file_id: int, favorite: bool) -> None:
-        self._favorite_requested.emit(file_id, favorite)
+        self._ask("favorite", file_id, favorite)
 
     def add_tags(self, file_id: int, tags: list[str]) -> None:
-        self._tags_requested.emit(file_id, tags)
+        self._ask("tags", file_id, list(tags))
 
     def remove_folder(self, path: str) -> None:
-        self._remove_requested.emit(path)
+        self._ask("remove", path)
 
     def export_clip(self, source: str, start: float, end: float) -> None:
-        self._clip_requested.emit(source, start, end)
+        self._ask("clip", source, start, end)
 
     # -- indexing ----------------------------------------------------------------------
 
     def index(self, add_paths: list[str] | None = None, embed: bool = True) -> None:
         """Add folders (optional), rescan everything and embed; queued if one is running."""
         self.indexing = True
-        self._index_requested.emit(list(add_paths or []), embed)
+        self._index_in.post("index", list(add_paths or []), embed)
 
     def pause(self, paused: bool) -> None:
         self._index.send("pause" if paused else "resume")
@@ -367,21 +380,21 @@ class EngineBridge(QObject):
 
     def _on_index_finished(self, summary: dict) -> None:
         self.indexing = False
+        if "error" in summary:
+            self.message.emit(summary["error"])
         self.index_finished.emit(summary)
-        self.refresh_status()
-
-    def _on_index_failed(self, message: str) -> None:
-        self.indexing = False
-        self.message.emit(message)
-        self.index_finished.emit({"error": message})
         self.refresh_status()
 
     def shutdown(self) -> None:
         """Stop indexing, close the engine and stop its threads; safe to call twice."""
-        if not self._query_thread.isRunning():
+        if not self._running:
             return
+        self._running = False
         self._index.terminate()
-        self._stop_requested.emit()
+        self._query_in.post("stop")
+        # The Library (SQLite connection, FAISS index, models) must be torn down by the
+        # thread that made it, before that thread's event loop ends.
+        self._query.stopped.wait(30)
         for thread in (self._query_thread, self._index_thread):
             thread.quit()
         for thread in (self._query_thread, self._index_thread):

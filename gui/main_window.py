@@ -48,8 +48,17 @@ ABOUT = """<h3>Sonarium</h3>
 class MainWindow(QMainWindow):
     """Must be created and used on the GUI thread."""
 
-    def __init__(self, bridge: EngineBridge, player=None, settings: QSettings | None = None):
+    def __init__(
+        self,
+        bridge: EngineBridge,
+        player=None,
+        settings: QSettings | None = None,
+        auto_index: bool = True,
+    ):
         super().__init__()
+        # Bring the library up to date once at start (incremental: only what changed),
+        # which also resumes an indexing run that was interrupted.
+        self._auto_index = auto_index
         self.bridge = bridge
         self.player = player
         self.settings = settings or app_settings.open_settings()
@@ -125,6 +134,10 @@ class MainWindow(QMainWindow):
         self._playhead_timer.setInterval(30)
         self._playhead_timer.timeout.connect(self._update_playhead)
         self._playhead_timer.start()
+        # While indexing, keep the folder counts (and an untouched result list) current.
+        self._live_timer = QTimer(self)
+        self._live_timer.setInterval(3000)
+        self._live_timer.timeout.connect(self._refresh_while_indexing)
 
         # -- wiring -----------------------------------------------------------------
         self.search_field.textChanged.connect(self._on_text_changed)
@@ -149,7 +162,7 @@ class MainWindow(QMainWindow):
 
         self.library_panel.add_requested.connect(self.add_folders)
         self.library_panel.remove_requested.connect(self.bridge.remove_folder)
-        self.library_panel.rescan_requested.connect(lambda: self.bridge.index())
+        self.library_panel.rescan_requested.connect(self.rescan)
         self.library_panel.pause_toggled.connect(self.bridge.pause)
 
         self.detail.play_clicked.connect(self.play_from_start)
@@ -426,20 +439,39 @@ class MainWindow(QMainWindow):
 
     # -- library ------------------------------------------------------------------------
 
+    def rescan(self) -> None:
+        self.bridge.index()
+        self._live_timer.start()
+
     def add_folders(self, folders: list[str]) -> None:
         self.bridge.index(add_paths=list(folders))
+        self._live_timer.start()
         self.statusBar().showMessage(f"Adding {', '.join(folders)}…")
 
     def refresh_results(self) -> None:
-        """Re-run the text search after the library changed (not over a similar list)."""
-        if not self._similar_label:
+        """Re-run the text search after the library changed — not over a similar list,
+        and not while the user has a sound selected (that would pull it away)."""
+        if not self._similar_label and not self.results.currentIndex().isValid():
             self.run_search()
 
     def _on_index_finished(self, summary: dict) -> None:
         self.library_panel.set_finished(summary)
-        self.refresh_results()
+        self._live_timer.stop()
+        if not self._similar_label:
+            self.run_search()
+
+    def _refresh_while_indexing(self) -> None:
+        if not self.bridge.indexing:
+            self._live_timer.stop()
+            return
+        self.bridge.refresh_status()
 
     def _show_status(self, status: dict) -> None:
+        if self._auto_index and status["folders"]:
+            self._auto_index = False
+            self.bridge.index()
+        if self.bridge.indexing and not self._live_timer.isActive():
+            self._live_timer.start()
         self.library_panel.set_status(status)
         counts = status["counts"]
         self.statusBar().showMessage(f"{counts['indexed']} sounds in {status['dir']}")

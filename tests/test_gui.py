@@ -68,7 +68,7 @@ def window(qtbot, tmp_path, library, sounds):
     bridge = EngineBridge(str(library.dir), spaces=("mfcc",))
     settings = app_settings.open_settings(str(tmp_path / "settings.ini"))
     settings.setValue("similar_space", "mfcc")  # aisfx is slow on CPU; mechanics only here
-    win = MainWindow(bridge, FakePlayer(), settings)
+    win = MainWindow(bridge, FakePlayer(), settings, auto_index=False)
     qtbot.addWidget(win)
     with qtbot.waitSignal(bridge.results_ready, timeout=10000):
         win.show()
@@ -222,6 +222,21 @@ def test_dropping_a_folder_adds_it_and_a_file_finds_similar(qtbot, window, tmp_p
     # mfcc space in this test: the nearest sound to a 310 Hz tone is the 300 Hz tone.
     assert similar.args[0]["kind"] == "similar"
     assert similar.args[0]["results"][0]["name"] == "door creak ü.flac"
+
+
+def test_startup_brings_the_library_up_to_date(qtbot, tmp_path, library, sounds):
+    # A file added while the app was closed is found by the incremental index at start.
+    write(sounds / "late_arrival.wav", noise(0.3, seed=9), 44100)
+    bridge = EngineBridge(str(library.dir), spaces=("mfcc",))
+    settings = app_settings.open_settings(str(tmp_path / "s2.ini"))
+    win = MainWindow(bridge, None, settings)
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(bridge.index_finished, timeout=60000) as done:
+        win.show()
+    assert done.args[0]["added"] == 1
+    search(qtbot, win, "late")
+    assert names(win) == ["late_arrival.wav"]
+    win.close()
 
 
 def test_screenshot_command_renders_a_picture(tmp_path, library, sounds):

@@ -77,12 +77,15 @@ def window(qtbot, tmp_path, library, sounds):
 
 
 def search(qtbot, window, text):
-    """Type `text` and wait for the results of exactly that query."""
+    """Set the query and wait for exactly its results (the debounce is skipped so no late
+    timer can fire a search after this returns; test_typing_a_query covers typing)."""
     with qtbot.waitSignal(
         window.bridge.results_ready, timeout=10000,
         check_params_cb=lambda payload: payload["query"] == window.query_text(),
     ):  # fmt: skip
         window.search_field.setText(text)
+        window._debounce.stop()
+        window.run_search()
 
 
 def names(window):

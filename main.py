@@ -19,6 +19,7 @@ Every command takes --library DIR (or $SONARIUM_LIBRARY).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
@@ -203,11 +204,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
     with _open_library(args) as library:
         ids = relative_ids(library.catalog)
         if args.by_example:
-            space = args.space
-            result = evaluate_by_example(
-                queries, ids, lambda fid: library.similar_ids(fid, 11, space)
-            )
-            result["space"] = space
+            from engine.similar import SimilarError
+
+            def by_example(space: str):
+                return evaluate_by_example(
+                    queries, ids, lambda fid: library.similar_ids(fid, 11, space)
+                )
+
+            try:
+                result = by_example(args.space)
+            except SimilarError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            result["space"] = args.space
+            # Baselines measured in the same run, on the same examples.
+            baselines = {"random": evaluate_by_example(queries, ids, _random_ranker(ids))}
+            if args.space != "mfcc":
+                with contextlib.suppress(SimilarError):
+                    baselines["mfcc"] = by_example("mfcc")
+            result["baselines"] = {k: v["overall"] for k, v in baselines.items()}
+            if "mfcc" in baselines and baselines["mfcc"]["overall"]["mAP@10"] > 0:
+                result["ratio_vs_mfcc"] = (
+                    result["overall"]["mAP@10"] / baselines["mfcc"]["overall"]["mAP@10"]
+                )
         else:
             result = evaluate_text(
                 queries, ids, lambda q: [r.id for r in library.search(q, limit=10)]
@@ -223,7 +242,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in result["overall"].items()
     )
     print(f"overall ({result.get('space', result.get('mode'))}): {overall}")
+    for name, base in result.get("baselines", {}).items():
+        print(f"baseline ({name}): mAP@10={base['mAP@10']:.3f}  P@10={base['P@10']:.3f}")
+    if "ratio_vs_mfcc" in result:
+        print(f"{result['space']} / mfcc mAP@10: {result['ratio_vs_mfcc']:.2f}x")
     return 0
+
+
+def _random_ranker(ids: dict[str, int]):
+    """Chance level: a fixed-seed random ranking of the library for each example."""
+    import random
+
+    pool = sorted(set(ids.values()))
+
+    def rank(file_id: int) -> list[int]:
+        return random.Random(file_id).sample(pool, min(11, len(pool)))
+
+    return rank
 
 
 def cmd_info(args: argparse.Namespace) -> int:

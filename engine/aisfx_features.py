@@ -198,10 +198,24 @@ class AisfxFeatures(nn.Module):
         return times
 
 
-def embed_blocks(net: nn.Module, blocks: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+def fast_precision_available(device: torch.device | str = "cpu") -> bool:
+    """Whether bfloat16 autocast is fast here (CPU with AVX-512 BF16/AMX, or CUDA)."""
+    if torch.device(device).type == "cuda":
+        return True
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def embed_blocks(
+    net: nn.Module, blocks: torch.Tensor, batch_size: int = 64, bfloat16: bool = False
+) -> torch.Tensor:
     """Run ``net`` (in eval mode) over blocks (n, 100, 96): returns float32 (n, 512) on CPU.
 
-    No gradients (inference mode). Call from the thread that owns ``net``.
+    No gradients (inference mode). With ``bfloat16`` the convolutions run under bf16
+    autocast: on a CPU with AMX that is ~2x faster, and vectors stay within cosine
+    0.99999 of float32 (tests/test_aisfx.py). Call from the thread that owns ``net``.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
@@ -212,7 +226,8 @@ def embed_blocks(net: nn.Module, blocks: torch.Tensor, batch_size: int = 64) -> 
     if blocks.shape[0] == 0:
         return torch.zeros(0, EMBED_DIM, dtype=torch.float32)
     out = []
-    with torch.inference_mode():
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bfloat16)
+    with torch.inference_mode(), autocast:
         for start in range(0, blocks.shape[0], batch_size):
             batch = blocks[start : start + batch_size].to(device=device, dtype=torch.float32)
             out.append(net(batch).to(device="cpu", dtype=torch.float32))

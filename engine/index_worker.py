@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--add", nargs="*", default=[])
     parser.add_argument("--no-embed", action="store_true")
     parser.add_argument("--space", action="append", dest="spaces")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     args = parser.parse_args(argv)
 
     from engine.library import Library, LibraryError
@@ -96,8 +97,9 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_embed and not report.cancelled:
                 spaces = tuple(args.spaces) if args.spaces else None
                 embedded = lib.embed(
-                    spaces, cancel=cancel, pause=pause, progress=progress("embedding")
-                )
+                    spaces, device=args.device, cancel=cancel, pause=pause,
+                    progress=progress("embedding"),
+                )  # fmt: skip
                 if embedded is not None:
                     summary["embedded"] = embedded.files
                     summary["cancelled"] = embedded.cancelled

@@ -69,7 +69,9 @@ class AisfxSpace:
     standardize = True
     pooling = "max"
 
-    def __init__(self, device: str = "auto", batch_size: int = 64) -> None:
+    # Small batches: on CPU, per-block cost rises with batch size (cache), measured
+    # 12 ms/block at 2-4 against 17 ms at 32 with bf16 on a 2-core Sapphire Rapids.
+    def __init__(self, device: str = "auto", batch_size: int = 4) -> None:
         from engine import aisfx_model
 
         self.sample_rate = aisfx_model.SAMPLE_RATE
@@ -84,6 +86,7 @@ class AisfxSpace:
             )
         self._net = None
         self._features = None
+        self._bf16 = False
 
     def identity(self) -> str:
         from engine import aisfx_model
@@ -93,11 +96,13 @@ class AisfxSpace:
 
     def _load(self) -> None:
         if self._net is None:
-            from engine.aisfx_features import AisfxFeatures
+            from engine.aisfx_features import AisfxFeatures, fast_precision_available
             from engine.aisfx_model import load_aisfx
 
             self._net = load_aisfx(self._path, device=self.device)
-            self._features = AisfxFeatures()
+            # float32 features: 4x faster than float64, within 1.2e-7 of it.
+            self._features = AisfxFeatures(dtype=torch.float32)
+            self._bf16 = fast_precision_available(self.device)
 
     def embed(self, clips: list[np.ndarray]) -> list[Embedding]:
         from engine.aisfx_features import embed_blocks, max_pooled_vector
@@ -109,7 +114,9 @@ class AisfxSpace:
             blocks = self._features.blocks(torch.from_numpy(np.ascontiguousarray(clip)))
             all_blocks.append(blocks)
             counts.append(len(blocks))
-        vectors = embed_blocks(self._net, torch.cat(all_blocks), batch_size=self.batch_size)
+        vectors = embed_blocks(
+            self._net, torch.cat(all_blocks), batch_size=self.batch_size, bfloat16=self._bf16
+        )
         vectors = vectors.cpu().numpy() if isinstance(vectors, torch.Tensor) else vectors
         out, pos = [], 0
         for clip, n in zip(clips, counts, strict=True):

@@ -30,7 +30,7 @@ def run_app(library_dir: str | None = None) -> int:
     app.setApplicationName("Sonarium")
     settings = app_settings.open_settings()
     library_dir = library_dir or app_settings.get(settings, "library") or None
-    bridge = EngineBridge(library_dir)
+    bridge = EngineBridge(library_dir, device=app_settings.get(settings, "device") or "auto")
     window = MainWindow(bridge, _make_player(settings), settings)
     window.show()
     code = app.exec()

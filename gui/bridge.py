@@ -61,9 +61,12 @@ class _Mailbox(QObject):
 class _QueryWorker(QObject):
     """Lives on the query thread. Requests arrive in `inbox`; answers go to `outbox`."""
 
-    def __init__(self, library_dir: str | None, inbox: _Mailbox, outbox: _Mailbox) -> None:
+    def __init__(
+        self, library_dir: str | None, inbox: _Mailbox, outbox: _Mailbox, device: str = "auto"
+    ) -> None:
         super().__init__()
         self._library_dir = library_dir
+        self._device = device
         self._library: Library | None = None
         self.inbox = inbox
         self.outbox = outbox
@@ -108,7 +111,7 @@ class _QueryWorker(QObject):
         try:
             results = self._library.similar(
                 request["path"], start=request.get("start"), end=request.get("end"),
-                limit=request.get("limit", 200),
+                limit=request.get("limit", 200), device=self._device,
                 **({"space": request["space"]} if request.get("space") else {}),
             )  # fmt: skip
         except LibraryError as exc:
@@ -172,11 +175,12 @@ class _IndexWorker(QObject):
 
     def __init__(
         self, library_dir: str | None, spaces: tuple[str, ...] | None, inbox: _Mailbox,
-        outbox: _Mailbox,
+        outbox: _Mailbox, device: str = "auto",
     ) -> None:  # fmt: skip
         super().__init__()
         self._library_dir = library_dir
         self._spaces = spaces
+        self._device = device
         self.inbox = inbox
         self.outbox = outbox
         self.process: subprocess.Popen | None = None
@@ -196,6 +200,7 @@ class _IndexWorker(QObject):
             command.append("--no-embed")
         for space in self._spaces or ():
             command += ["--space", space]
+        command += ["--device", self._device]
         pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
         with self._lock:
             self.process = subprocess.Popen(
@@ -264,7 +269,10 @@ class EngineBridge(QObject):
     index_finished = Signal(object)
 
     def __init__(
-        self, library_dir: str | None = None, spaces: tuple[str, ...] | None = None
+        self,
+        library_dir: str | None = None,
+        spaces: tuple[str, ...] | None = None,
+        device: str = "auto",
     ) -> None:
         super().__init__()
         # The query thread's Python work must hand the GIL back to the GUI thread quickly;
@@ -281,7 +289,7 @@ class EngineBridge(QObject):
         self._index_in, self._index_out = _Mailbox(), _Mailbox()
         self._query_thread = QThread()
         self._query_thread.setObjectName("sonarium-query")
-        self._query = _QueryWorker(library_dir, self._query_in, self._query_out)
+        self._query = _QueryWorker(library_dir, self._query_in, self._query_out, device)
         self._query.moveToThread(self._query_thread)
         self._query_in.posted.connect(self._query.process)
         # Workers must die on their own threads, before Python tears the bridge down.
@@ -289,7 +297,7 @@ class EngineBridge(QObject):
 
         self._index_thread = QThread()
         self._index_thread.setObjectName("sonarium-index")
-        self._index = _IndexWorker(library_dir, spaces, self._index_in, self._index_out)
+        self._index = _IndexWorker(library_dir, spaces, self._index_in, self._index_out, device)
         self._index.moveToThread(self._index_thread)
         self._index_in.posted.connect(self._index.run_queued)
         self._index_thread.finished.connect(self._index.deleteLater)

@@ -413,3 +413,18 @@ def test_real_weights_tone_is_closer_to_tone_than_to_noise(features, real_net):
     noise = torch.from_numpy(np.random.default_rng(4).uniform(-0.5, 0.5, 2 * SR)).float()
     tone_1k, tone_11k, white = vector(_tone(1000.0)), vector(_tone(1100.0)), vector(noise)
     assert _cosine(tone_1k, tone_11k) > _cosine(tone_1k, white)
+
+
+def test_bfloat16_vectors_stay_within_tolerance_of_float32():
+    """The CPU/GPU fast path (bf16 autocast) must not move vectors: cosine >= 0.9999."""
+    from engine.aisfx_features import embed_blocks
+    from engine.aisfx_model import checkpoint_path, load_aisfx
+
+    if checkpoint_path() is None:
+        pytest.skip("aisfx checkpoint not installed")
+    net = load_aisfx()
+    blocks = torch.rand(6, 100, 96, generator=torch.Generator().manual_seed(3))
+    full = embed_blocks(net, blocks, batch_size=4)
+    fast = embed_blocks(net, blocks, batch_size=4, bfloat16=True)
+    cosine = torch.nn.functional.cosine_similarity(full, fast)
+    assert cosine.min().item() >= 0.9999

@@ -7,6 +7,8 @@ Player (its own feeder thread); this module only arranges widgets and forwards r
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QSettings, QStringListModel, Qt, QTimer, QUrl
@@ -43,6 +45,38 @@ ABOUT = """<h3>Sonarium</h3>
 "Representation Learning for the Automatic Indexing of Sound Effects Libraries"
 (ISMIR 2022). Model weights licensed under
 <a href="https://creativecommons.org/licenses/by/4.0/">CC BY 4.0</a>; code MIT.</p>"""
+
+
+def reveal_in_file_manager(path: str) -> None:
+    """Show `path` selected in the file manager; open its folder where that isn't possible.
+
+    Linux file managers (Nautilus, Dolphin, Nemo, Caja, PCManFM...) implement the
+    freedesktop FileManager1 D-Bus interface for exactly this; macOS and Windows have
+    their own commands.
+    """
+    url = QUrl.fromLocalFile(path).toString()
+    if sys.platform == "darwin":
+        subprocess.Popen(["open", "-R", path])
+        return
+    if sys.platform == "win32":
+        subprocess.Popen(["explorer", "/select,", os.path.normpath(path)])
+        return
+    try:
+        from PySide6.QtDBus import QDBusConnection, QDBusInterface
+
+        bus = QDBusConnection.sessionBus()
+        if bus.isConnected():
+            manager = QDBusInterface(
+                "org.freedesktop.FileManager1", "/org/freedesktop/FileManager1",
+                "org.freedesktop.FileManager1", bus,
+            )  # fmt: skip
+            if manager.isValid():
+                reply = manager.call("ShowItems", [url], "")
+                if not reply.errorName():
+                    return
+    except ImportError:
+        pass
+    QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(path).parent)))
 
 
 class MainWindow(QMainWindow):
@@ -411,7 +445,7 @@ class MainWindow(QMainWindow):
     def reveal_current(self) -> None:
         result = self.current_result()
         if result:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(result["folder"]))
+            reveal_in_file_manager(result["path"])
 
     def copy_path(self) -> None:
         paths = [

@@ -261,3 +261,15 @@ def test_screenshot_command_renders_a_picture(tmp_path, library, sounds):
         ]
     )
     assert len(np.unique(pixels)) > 20  # not blank: text, waveforms and widgets
+
+
+def test_reveal_falls_back_to_opening_the_folder(monkeypatch, tmp_path):
+    # No D-Bus session here: the folder is opened instead of failing.
+    import gui.main_window as mw
+
+    opened = []
+    monkeypatch.setattr(mw.QDesktopServices, "openUrl", lambda url: opened.append(url))
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
+    target = write(tmp_path / "x" / "a.wav", tone(0.1), 8000)
+    mw.reveal_in_file_manager(str(target))
+    assert [u.toLocalFile() for u in opened] == [str(tmp_path / "x")]

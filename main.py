@@ -162,8 +162,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     query = " ".join(args.query)
+    mode = "content" if args.content_only else "keyword" if args.keyword_only else "auto"
     with _open_library(args) as library:
-        results = library.search(query, limit=args.limit)
+        results = library.search(query, limit=args.limit, mode=mode)
     _print_results(results, args.json)
     return 0
 
@@ -228,10 +229,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
                     result["overall"]["mAP@10"] / baselines["mfcc"]["overall"]["mAP@10"]
                 )
         else:
-            result = evaluate_text(
-                queries, ids, lambda q: [r.id for r in library.search(q, limit=10)]
-            )
-            result["mode"] = "keyword"
+
+            def by_text(mode: str):
+                return evaluate_text(
+                    queries, ids, lambda q: [r.id for r in library.search(q, 10, mode=mode)]
+                )
+
+            mode = "content" if args.content_only else "auto"
+            if library.text_space() is None:
+                mode = "keyword"
+                if args.content_only:
+                    print("error: no content index (run 'python main.py scan')", file=sys.stderr)
+                    return 2
+            result = by_text(mode)
+            result["mode"] = {"auto": "hybrid", "content": "content", "keyword": "keyword"}[mode]
+            # Baselines measured in the same run, on the same queries.
+            others = [m for m in ("keyword", "content") if m != mode and mode != "keyword"]
+            result["baselines"] = {m: by_text(m)["overall"] for m in others}
     if args.json:
         _print_json(result)
         return 0
@@ -243,7 +257,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     print(f"overall ({result.get('space', result.get('mode'))}): {overall}")
     for name, base in result.get("baselines", {}).items():
-        print(f"baseline ({name}): mAP@10={base['mAP@10']:.3f}  P@10={base['P@10']:.3f}")
+        metrics = "  ".join(f"{k}={v:.3f}" for k, v in base.items() if isinstance(v, float))
+        print(f"baseline ({name}): {metrics}")
     if "ratio_vs_mfcc" in result:
         print(f"{result['space']} / mfcc mAP@10: {result['ratio_vs_mfcc']:.2f}x")
     return 0
@@ -368,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", parents=[common], help="measure retrieval against judged queries")
     p.add_argument("queries", metavar="QUERIES.json")
     p.add_argument("--by-example", action="store_true", help="query by example (find-similar)")
+    p.add_argument("--content-only", action="store_true", help="text eval: rank by sound only")
     p.add_argument("--space", default="aisfx", choices=("aisfx", "mfcc"))
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
@@ -376,6 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query", nargs="+", metavar="QUERY")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.add_argument("--content-only", action="store_true", help="rank by sound only")
+    p.add_argument("--keyword-only", action="store_true", help="rank by names/metadata only")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("info", parents=[common], help="show what is known about a file")

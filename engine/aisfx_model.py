@@ -28,6 +28,9 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+# Shared with the other loaders; re-exported here for callers that import it from this module.
+from engine.models import ModelUnavailable
+
 # Preprocessing constants of aisfx 0.1.2 (aisfx/inference.py lines 7-18 and
 # aisfx/preprocessing.py ``spectrogram_normalize``'s 'original' maximum).
 SAMPLE_RATE = 44100
@@ -47,10 +50,6 @@ PREPROCESSING_VERSION = "essentia-htk96-unitsum-logshift-peaknorm-b100h50:v1"
 INSTALL_HINT = "install it with '.venv/bin/pip install --no-deps aisfx==0.1.2'"
 
 _PREFIX = "embedding_net."
-
-
-class ModelUnavailable(Exception):
-    """The aisfx weights are missing or could not be loaded safely."""
 
 
 class _ConvBlock(nn.Module):

@@ -103,6 +103,13 @@ def main(argv: list[str] | None = None) -> int:
                 if embedded is not None:
                     summary["embedded"] = embedded.files
                     summary["cancelled"] = embedded.cancelled
+                learn = spaces is None or "aisfx" in spaces
+                if learn and embedded is not None and embedded.files and not embedded.cancelled:
+                    # Learn text search from the names now, here, so the app's first
+                    # query doesn't wait for it (engine/name_text.py).
+                    out.send({"event": "progress", "stage": "learning", "done": 0,
+                              "total": 1, "rate": 0, "eta": None}, force=True)  # fmt: skip
+                    lib.text_space()
     except LibraryError as exc:
         out.send({"event": "error", "message": str(exc)}, force=True)
         return 2

@@ -48,6 +48,7 @@ class Library:
         self._ucs_table: UcsTable | None = None
         self._ucs_loaded_from: str | None = None
         self._similar: SimilarIndex | None = None
+        self._text_space: Any = None
         self._spaces: dict[tuple[str, str], object] = {}
 
     def close(self) -> None:
@@ -210,9 +211,59 @@ class Library:
 
     # -- search and info ---------------------------------------------------------------
 
-    def search(self, query: str, limit: int = 100, offset: int = 0) -> list[SearchResult]:
-        """Keyword/metadata search; raises engine.query.QueryError for malformed queries."""
-        return keyword_search(self.catalog, query, limit=limit, offset=offset)
+    def search(
+        self,
+        query: str,
+        limit: int = 100,
+        offset: int = 0,
+        *,
+        mode: str = "auto",
+    ) -> list[SearchResult]:
+        """Search by words and filters; raises engine.query.QueryError for a malformed query.
+
+        mode "auto" blends content and keyword ranking when a text-to-audio space is
+        available (else keyword only), "keyword" ignores sound, "content" ignores names
+        and metadata (LibraryError when no text-to-audio space is available).
+        """
+        if mode not in ("auto", "keyword", "content"):
+            raise ValueError(f"unknown search mode {mode!r}")
+        space = self.text_space() if mode != "keyword" else None
+        if space is None:
+            if mode == "content":
+                raise LibraryError(
+                    "content search needs embedded sounds and a text model: run "
+                    "'python main.py scan' (aisfx + the sentence encoder install with setup.sh)"
+                )
+            return keyword_search(self.catalog, query, limit=limit, offset=offset)
+        from engine.hybrid import hybrid_search
+
+        results = hybrid_search(
+            self.catalog, self._similar_index(), space, query, limit=limit + offset,
+            content_only=mode == "content",
+        )  # fmt: skip
+        return results[offset:]
+
+    def text_space(self):
+        """The space text queries are embedded into, or None when there is none.
+
+        The aisfx space with a text projection learned from the library's own file
+        names (engine/name_text.py); None when aisfx vectors or the encoder are missing.
+        """
+        from engine.aisfx_model import ModelUnavailable
+        from engine.name_text import NameProjectedSpace
+        from engine.vectors import VectorStore
+
+        space = VectorStore(self.catalog).space("aisfx")
+        if space is None or VectorStore(self.catalog).counts(space["id"])["embedded"] == 0:
+            return None
+        if self._text_space is None:
+            self._text_space = NameProjectedSpace(self.catalog, self.dir, "aisfx")
+        try:
+            self._text_space.embed_text(["sound"])  # fits, or loads the saved fit
+        except ModelUnavailable as exc:
+            log.info("text search over sound unavailable: %s", exc)
+            return None
+        return self._text_space
 
     def info(self, path: str | os.PathLike[str]) -> dict[str, Any]:
         """Everything known about a file: its catalog row, or a fresh analysis if it is

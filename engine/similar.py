@@ -68,12 +68,18 @@ class SimilarIndex:
         return space["id"], loaded
 
     def query(
-        self, space_name: str, vector: np.ndarray, limit: int, exclude: set[int] | None = None
+        self,
+        space_name: str,
+        vector: np.ndarray,
+        limit: int,
+        exclude: set[int] | None = None,
+        standardized: bool = False,
     ) -> list[tuple[int, float]]:
-        """(file id, cosine) of the nearest files, best first."""
+        """(file id, cosine) of the nearest files, best first. `standardized`: the vector
+        is already in the space's standardised coordinates (a projected text query)."""
         _, loaded = self._get(space_name)
         q = vector.astype(np.float32)
-        if loaded.mean is not None:
+        if loaded.mean is not None and not standardized:
             q = (q - loaded.mean) / loaded.std
         q = normalise(q.reshape(1, -1))[0]
         exclude = exclude or set()

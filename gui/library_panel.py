@@ -111,7 +111,9 @@ class LibraryPanel(QWidget):
         self.pause_button.setEnabled(True)
         self.progress.setMaximum(max(1, p["total"]))
         self.progress.setValue(p["done"])
-        stage = "Scanning" if p["stage"] == "scanning" else "Analysing sounds"
+        stage = {"scanning": "Scanning", "embedding": "Analysing sounds"}.get(
+            p["stage"], "Learning text search from names"
+        )
         rate = p.get("rate") or 0.0
         self.progress_label.setText(
             f"{stage}: {p['done']}/{p['total']} · {rate:.0f} files/s · {format_eta(p.get('eta'))}"

@@ -90,7 +90,7 @@ def test_event_loop_stays_responsive_while_indexing_1000_files(qtbot, tmp_path, 
 
     summary = finished.args[0]
     assert summary["added"] == 1001 and summary["embedded"] == 1001
-    assert {p["stage"] for p in progress} == {"scanning", "embedding"}
+    assert {"scanning", "embedding"} <= {p["stage"] for p in progress}
     assert searches_during_indexing, "no search was answered while indexing ran"
     assert probe.ticks > 100
     print(f"longest event-loop stall: {probe.worst_ms:.1f} ms over {probe.ticks} ticks")

@@ -43,7 +43,7 @@ class FakeSpace:
             windows = []
             for i, start in enumerate(range(0, len(clip), self.sample_rate)):
                 vec = np.zeros(4, dtype=np.float32)
-                vec[int(abs(clip[start]) * 10) % 4] = 1.0
+                vec[int(round(abs(clip[start]) * 10)) % 4] = 1.0
                 vec[(i + 1) % 4] += 0.1
                 windows.append((start / self.sample_rate, start / self.sample_rate + 1.0, vec))
             mean = np.mean([w[2] for w in windows], axis=0)

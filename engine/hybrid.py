@@ -1,0 +1,108 @@
+"""Hybrid search: content (text embedded into an audio space) fused with keyword BM25.
+
+Runs on the thread that owns the Library's catalog. Filters (`dur:`, `sr:`, `fav`...)
+and exclusions are applied to both lists before fusing, and the content list is widened
+until it holds enough filtered matches, so a filtered page is never empty while
+matches exist. Fusion is reciprocal-rank fusion (RRF, k = 60): it needs no score
+calibration between BM25 and cosine, which cannot be fitted without judged data for the
+user's model; `eval` measures the result.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from engine.catalog import Catalog
+from engine.query import ParsedQuery, parse_query
+from engine.search import SearchResult, keyword_search
+from engine.similar import SimilarIndex, best_moment, to_results
+from engine.vectors import VectorStore
+
+RRF_K = 60
+# How many nearest files to fetch before filtering; doubled until the page is full.
+CONTENT_CANDIDATES = 400
+
+
+class TextSpace(Protocol):
+    name: str
+
+    def embed_text(self, texts: list[str]) -> np.ndarray: ...
+
+
+def content_text(parsed: ParsedQuery) -> str:
+    """The words a user typed, without filters or exclusions, for the text encoder."""
+    return " ".join(parsed.words)
+
+
+def _allowed(catalog: Catalog, parsed: ParsedQuery, ids: list[int]) -> set[int]:
+    """The ids (of `ids`) that pass the query's filters and exclusions."""
+    if not ids:
+        return set()
+    where, params = parsed.where()
+    sql = (
+        f"SELECT f.id FROM files f WHERE f.status = 'ok' AND ({where}) "
+        f"AND f.id IN ({', '.join('?' for _ in ids)})"
+    )
+    args: list[Any] = [*params, *ids]
+    for term in parsed.exclude:
+        sql += " AND f.id NOT IN (SELECT rowid FROM files_fts WHERE files_fts MATCH ?)"
+        args.append(term)
+    return {row[0] for row in catalog.conn.execute(sql, args)}
+
+
+def content_hits(
+    catalog: Catalog,
+    index: SimilarIndex,
+    space: TextSpace,
+    parsed: ParsedQuery,
+    text: str,
+    needed: int,
+) -> tuple[list[tuple[int, float]], np.ndarray]:
+    """(file id, cosine) best first, filtered, at least `needed` long when possible."""
+    vector = space.embed_text([text])[0]
+    total = VectorStore(catalog).counts(index.space_id(space.name))["embedded"]
+    k = max(CONTENT_CANDIDATES, needed * 4)
+    standardized = getattr(space, "query_is_standardized", False)
+    while True:
+        hits = index.query(space.name, vector, k, standardized=standardized)
+        allowed = _allowed(catalog, parsed, [fid for fid, _ in hits])
+        kept = [(fid, score) for fid, score in hits if fid in allowed]
+        if len(kept) >= needed or k >= total:
+            return kept, vector
+        k *= 2
+
+
+def hybrid_search(
+    catalog: Catalog,
+    index: SimilarIndex,
+    space: TextSpace,
+    query: str,
+    limit: int = 100,
+    content_only: bool = False,
+) -> list[SearchResult]:
+    """Best `limit` files for `query`, each with its best-matching moment."""
+    parsed = parse_query(query)
+    text = content_text(parsed)
+    if not text:
+        # Only filters: nothing for the text encoder to match.
+        return [] if content_only else keyword_search(catalog, parsed, limit=limit)
+    content, vector = content_hits(catalog, index, space, parsed, text, limit)
+    fused: dict[int, float] = {}
+    for rank, (fid, _) in enumerate(content, start=1):
+        fused[fid] = fused.get(fid, 0.0) + 1.0 / (RRF_K + rank)
+    if not content_only:
+        keyword = keyword_search(catalog, parsed, limit=max(limit, CONTENT_CANDIDATES))
+        for rank, hit in enumerate(keyword, start=1):
+            fused[hit.id] = fused.get(hit.id, 0.0) + 1.0 / (RRF_K + rank)
+    # Shown as relevance in [0, 1]: 1 = first in both lists (content-only: first in one).
+    best = (1 if content_only else 2) / (RRF_K + 1)
+    ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    store = VectorStore(catalog)
+    space_id = index.space_id(space.name)
+    # Window vectors are stored raw; a standardised query is mapped back to compare.
+    to_windows = getattr(space, "to_window_space", None)
+    window_query = to_windows(vector) if to_windows else vector
+    moments = {fid: best_moment(store, space_id, fid, window_query) for fid, _ in ranked}
+    return to_results(catalog, [(fid, score / best) for fid, score in ranked], moments)

@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -354,6 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="model device"
     )
+    common.add_argument(
+        "--model",
+        metavar="ID_OR_PATH",
+        help="CLAP model for text search: a hub id in the local cache or a folder "
+        "(default: $SONARIUM_CLAP_MODEL or laion/clap-htsat-unfused)",
+    )
     parser = argparse.ArgumentParser(
         prog="sonarium", description="Sonarium sound-library browser.", parents=[common]
     )
@@ -430,6 +437,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if getattr(args, "model", None):
+        # One place decides the CLAP model for this process and its index worker.
+        os.environ["SONARIUM_CLAP_MODEL"] = args.model
     if args.command is None:
         from gui.app import run_app
 

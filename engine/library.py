@@ -243,16 +243,42 @@ class Library:
         )  # fmt: skip
         return results[offset:]
 
+    def _clap_text_space(self):
+        """The CLAP space when the library has CLAP vectors made by the configured model."""
+        from engine.models import ModelUnavailable
+        from engine.vectors import VectorStore
+
+        store = VectorStore(self.catalog)
+        stored = store.space("clap")
+        if stored is None or store.counts(stored["id"])["embedded"] == 0:
+            return None
+        try:
+            from engine.spaces import shared_space
+
+            space = shared_space("clap")
+            # Never mix vector spaces: the query model must be the one that made the vectors.
+            if space.identity() != stored["identity"]:
+                log.warning("CLAP vectors are from another model; rescan to re-embed")
+                return None
+        except ModelUnavailable as exc:
+            log.info("CLAP text search unavailable: %s", exc)
+            return None
+        return space
+
     def text_space(self):
         """The space text queries are embedded into, or None when there is none.
 
-        The aisfx space with a text projection learned from the library's own file
-        names (engine/name_text.py); None when aisfx vectors or the encoder are missing.
+        CLAP when the library was embedded with the configured CLAP model; otherwise the
+        aisfx space with a text projection learned from the library's own file names
+        (engine/name_text.py); None when neither is available.
         """
         from engine.aisfx_model import ModelUnavailable
         from engine.name_text import NameProjectedSpace
         from engine.vectors import VectorStore
 
+        clap = self._clap_text_space()
+        if clap is not None:
+            return clap
         space = VectorStore(self.catalog).space("aisfx")
         if space is None or VectorStore(self.catalog).counts(space["id"])["embedded"] == 0:
             return None

@@ -11,11 +11,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from engine.clap_features import ClapFeatures
+    from engine.clap_model import LoadedClap
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +167,153 @@ class MfccSpace:
         return out
 
 
-SPACE_NAMES = ("aisfx", "mfcc")
+class ClapSpace:
+    """CLAP (LAION, via transformers): audio and text in one space, for text search.
+
+    Audio is cut into 10 s windows, the last zero-padded (engine/clap_features.py); the
+    windows are the file's moments and the file vector is the normalised mean of the
+    normalised window vectors, each weighted by its seconds of real audio. Compared by
+    plain cosine: no standardisation, since text vectors share the space.
+
+    Constructing checks the model is on this machine (a folder, or a Hub id in the HF
+    cache) and raises ModelUnavailable at once when it isn't; it never downloads (use
+    engine.clap_model.load_clap or download for that). The weights load on first use.
+    ``embed`` is for the embedding thread and ``embed_text`` for the query thread; a lock
+    makes an instance serve them one call at a time.
+    """
+
+    name = "clap"
+    has_text = True
+    standardize = False
+    text_cache_size = 1024
+
+    def __init__(
+        self,
+        model: str | None = None,
+        device: str = "auto",
+        batch_size: int | None = None,
+        *,
+        cache_dir: str | None = None,
+    ) -> None:
+        from engine import clap_model
+        from engine.clap_features import MelSettings
+        from engine.models import ModelUnavailable
+
+        self.model = model or clap_model.configured_model()
+        self._resolved = clap_model.resolve_local(self.model, cache_dir)  # fast, no network
+        folder = str(self._resolved.folder)
+        try:
+            from transformers import ClapConfig, ClapFeatureExtractor
+
+            config = ClapConfig.from_pretrained(folder, local_files_only=True)
+            extractor = ClapFeatureExtractor.from_pretrained(folder, local_files_only=True)
+        except Exception as exc:
+            raise ModelUnavailable(
+                f"the CLAP model in {folder} has unreadable configs ({type(exc).__name__}: "
+                f"{exc}); download it again ({clap_model.DEFAULT_MODEL} or your folder)"
+            ) from exc
+        self.settings = MelSettings.from_extractor(extractor)
+        self.sample_rate = self.settings.sample_rate
+        self.dim = int(config.projection_dim)
+        self.device = pick_device(device)
+        # Small batches on CPU bound memory (a window's float64 STFT alone is ~8 MB); the
+        # real model's best CPU batch size is unmeasured (no weights here).
+        self.batch_size = batch_size or (32 if self.device.startswith("cuda") else 4)
+        self._loaded: LoadedClap | None = None
+        self._features: ClapFeatures | None = None
+        self._lock = threading.Lock()
+        self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def identity(self) -> str:
+        return self._resolved.identity
+
+    def _load(self) -> LoadedClap:
+        if self._loaded is None:
+            from engine.clap_features import ClapFeatures
+            from engine.clap_model import load_resolved
+
+            self._loaded = load_resolved(self._resolved, self.device)
+            # Complex STFT support on MPS is incomplete: compute features on the CPU there.
+            where = "cpu" if self._loaded.device == "mps" else self._loaded.device
+            self._features = ClapFeatures(self.settings, where)
+        return self._loaded
+
+    def _audio_vectors(self, batch: torch.Tensor) -> np.ndarray:
+        loaded = self._loaded
+        assert loaded is not None and self._features is not None
+        features = self._features(batch).to(loaded.device, loaded.dtype)
+        # Every window is exactly one model input long, so none is "longer" (fusion models
+        # then use the global mel only, as CLAP does for audio up to 10 s).
+        is_longer = torch.zeros((len(batch), 1), dtype=torch.bool, device=loaded.device)
+        with torch.inference_mode():
+            out = loaded.model.get_audio_features(input_features=features, is_longer=is_longer)
+        vectors = out if isinstance(out, torch.Tensor) else out.pooler_output
+        return torch.nn.functional.normalize(vectors.float(), dim=-1).cpu().numpy()
+
+    def embed(self, clips: list[np.ndarray]) -> list[Embedding]:
+        """Embed mono clips at ``sample_rate``, windows batched across clips."""
+        from engine.clap_features import HOP_SECONDS, pooled_vector, windows
+
+        with self._lock:
+            self._load()
+            cut = [
+                windows(clip, self.sample_rate, self.settings.window_seconds, HOP_SECONDS)
+                for clip in clips
+            ]
+            refs = [(c, w) for c, (wins, _) in enumerate(cut) for w in range(len(wins))]
+            vectors = [np.zeros((len(wins), self.dim), dtype=np.float32) for wins, _ in cut]
+            for start in range(0, len(refs), self.batch_size):
+                chunk = refs[start : start + self.batch_size]
+                batch = torch.stack([cut[c][0][w] for c, w in chunk])
+                for (c, w), vec in zip(chunk, self._audio_vectors(batch), strict=True):
+                    vectors[c][w] = vec
+        out = []
+        for (_, times), vecs in zip(cut, vectors, strict=True):
+            weights = np.array([end - start for start, end in times])
+            windows_out = [(s, e, v) for (s, e), v in zip(times, vecs, strict=True)]
+            out.append(Embedding(pooled_vector(vecs, weights), windows_out))
+        return out
+
+    def _text_vectors(self, texts: list[str]) -> np.ndarray:
+        loaded = self._loaded
+        assert loaded is not None
+        # Roberta positions start after the padding index: max_position_embeddings - 2.
+        limit = loaded.model.config.text_config.max_position_embeddings - 2
+        max_length = min(int(getattr(loaded.tokenizer, "model_max_length", limit)), limit)
+        tokens = loaded.tokenizer(
+            texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
+        with torch.inference_mode():
+            out = loaded.model.get_text_features(
+                input_ids=tokens["input_ids"].to(loaded.device),
+                attention_mask=tokens["attention_mask"].to(loaded.device),
+            )
+        vectors = out if isinstance(out, torch.Tensor) else out.pooler_output
+        return torch.nn.functional.normalize(vectors.float(), dim=-1).cpu().numpy()
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), dim) float32 L2-normalised text vectors; recent texts are cached."""
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
+            fresh: dict[str, np.ndarray] = {}
+            if missing:
+                self._load()
+                for start in range(0, len(missing), 64):
+                    part = missing[start : start + 64]
+                    fresh.update(zip(part, self._text_vectors(part), strict=True))
+            rows = [fresh[t] if t in fresh else self._text_cache[t] for t in texts]
+            for text in texts:
+                if text in fresh:
+                    self._text_cache[text] = fresh[text]
+                self._text_cache.move_to_end(text)
+            while len(self._text_cache) > self.text_cache_size:
+                self._text_cache.popitem(last=False)
+        if not rows:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack(rows).astype(np.float32, copy=False)
+
+
+SPACE_NAMES = ("aisfx", "mfcc", "clap")
 # Spaces whose file vectors are standardised per dimension over the library before
 # cosine (known without building the space, so indexes can be built without a model).
 STANDARDIZED = {"aisfx", "mfcc"}
@@ -170,11 +321,17 @@ DEFAULT_SIMILAR_SPACE = "aisfx"
 
 
 def make_space(name: str, device: str = "auto") -> EmbeddingSpace:
-    """Build a space by name; raises ModelUnavailable (or ValueError) when it can't be."""
+    """Build a space by name; raises ModelUnavailable (or ValueError) when it can't be.
+
+    "clap" uses engine.clap_model.configured_model() ($SONARIUM_CLAP_MODEL, else the
+    default) and fails at once, without network, when that model isn't on this machine.
+    """
     if name == "aisfx":
         return AisfxSpace(device=device)
     if name == "mfcc":
         return MfccSpace()
+    if name == "clap":
+        return ClapSpace(device=device)
     raise ValueError(f"unknown embedding space '{name}' (known: {', '.join(SPACE_NAMES)})")
 
 
@@ -204,5 +361,7 @@ def available_spaces(names: tuple[str, ...] = SPACE_NAMES, device: str = "auto")
         try:
             spaces.append(make_space(name, device))
         except Exception as exc:
-            log.warning("embedding space %s unavailable: %s", name, exc)
+            # CLAP weights are an optional download: their absence is the normal case.
+            level = logging.INFO if name == "clap" else logging.WARNING
+            log.log(level, "embedding space %s unavailable: %s", name, exc)
     return spaces

@@ -30,6 +30,10 @@ def run_app(library_dir: str | None = None) -> int:
     app.setApplicationName("Sonarium")
     settings = app_settings.open_settings()
     library_dir = library_dir or app_settings.get(settings, "library") or None
+    model = app_settings.get(settings, "model")
+    if model and "SONARIUM_CLAP_MODEL" not in os.environ:
+        # Read by engine.clap_model here and in the indexing child process.
+        os.environ["SONARIUM_CLAP_MODEL"] = model
     bridge = EngineBridge(library_dir, device=app_settings.get(settings, "device") or "auto")
     window = MainWindow(bridge, _make_player(settings), settings)
     window.show()

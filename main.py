@@ -12,6 +12,7 @@
     python main.py errors          list files that could not be read
     python main.py settings        show or change library settings
     python main.py screenshot OUT  render the app window to a PNG
+    python main.py model [ID]      show or download the CLAP text-search model
 
 Every command takes --library DIR (or $SONARIUM_LIBRARY).
 """
@@ -30,7 +31,7 @@ from typing import Any
 
 SUBCOMMANDS = (
     "add", "scan", "search", "similar", "eval", "info", "folders", "remove", "errors", "settings",
-    "screenshot",
+    "screenshot", "model",
 )  # fmt: skip
 
 
@@ -337,6 +338,40 @@ def cmd_settings(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model(args: argparse.Namespace) -> int:
+    """Show which CLAP model text search uses and whether it is here; download it."""
+    from engine import clap_model
+    from engine.models import ModelUnavailable
+
+    name = args.model_id or clap_model.configured_model()
+    if args.download:
+        from tqdm import tqdm
+
+        bar = tqdm(unit="B", unit_scale=True, desc=f"downloading {name}", file=sys.stderr)
+
+        def progress(done: int, total: int | None) -> None:
+            if total:
+                bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            folder = clap_model.download(name, progress)
+        except ModelUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            bar.close()
+        print(f"downloaded to {folder}")
+    try:
+        resolved = clap_model.resolve_local(name)
+    except ModelUnavailable as exc:
+        print(f"{name}: not available here\n  {exc}")
+        return 1
+    print(f"{name}: ready ({resolved.folder}, revision {resolved.revision})")
+    print("run 'python main.py scan --model ...' to embed the library with it")
+    return 0
+
+
 def cmd_screenshot(args: argparse.Namespace) -> int:
     from gui.app import screenshot
 
@@ -423,6 +458,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("settings", parents=[common], help="show or change library settings")
     p.add_argument("--ucs-table", metavar="FILE", help="UCS table (JSON/CSV); '' to clear")
     p.set_defaults(func=cmd_settings)
+    p = sub.add_parser("model", parents=[common], help="show or download the CLAP model")
+    p.add_argument("model_id", nargs="?", metavar="ID_OR_PATH")
+    p.add_argument("--download", action="store_true", help="download it from the Hub")
+    p.set_defaults(func=cmd_model)
+
     p = sub.add_parser("screenshot", parents=[common], help="render the window to a PNG")
     p.add_argument("out", metavar="OUT.png")
     p.add_argument("--query", default="", help="search to show")

@@ -101,3 +101,10 @@ def test_library_env_variable_selects_the_library(tmp_path, monkeypatch):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "envlib" / "catalog.sqlite").exists()
+
+
+def test_model_command_reports_a_missing_model(tmp_path, library_dir, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    proc = run_cli("model", str(tmp_path / "no-such-model"), library_dir=library_dir, check=False)
+    assert proc.returncode == 1 and "not available here" in proc.stdout
+    assert "Traceback" not in proc.stderr

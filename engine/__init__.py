@@ -1,8 +1,19 @@
-"""Sonarium's engine: catalog, scanner, search. Never imports Qt.
+"""Sonarium's engine: catalog, scanner, search, models. Never imports Qt.
 
-The GUI and the CLI are both thin clients of :class:`engine.library.Library`.
+The GUI and the CLI are both thin clients of :class:`engine.library.Library`. Importing
+`engine` itself loads nothing heavy, so model modules can be used on their own.
 """
 
-from engine.library import Library
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["Library"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Library":
+        from engine.library import Library
+
+        return Library
+    raise AttributeError(name)

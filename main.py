@@ -418,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=float, help="region start in seconds")
     p.add_argument("--end", type=float, help="region end in seconds")
     p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--space", default="aisfx", choices=("aisfx", "mfcc"))
+    p.add_argument("--space", default="aisfx", choices=("aisfx", "mfcc", "clap"))
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_similar)
 
@@ -426,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("queries", metavar="QUERIES.json")
     p.add_argument("--by-example", action="store_true", help="query by example (find-similar)")
     p.add_argument("--content-only", action="store_true", help="text eval: rank by sound only")
-    p.add_argument("--space", default="aisfx", choices=("aisfx", "mfcc"))
+    p.add_argument("--space", default="aisfx", choices=("aisfx", "mfcc", "clap"))
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 

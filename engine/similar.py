@@ -6,6 +6,7 @@ from the catalog's vectors on first use and rebuilt when the space's generation 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,18 +51,33 @@ class SimilarIndex:
         cached = self._loaded.get(space_name)
         if cached and cached.generation == generation:
             return space["id"], cached
-        ids, vectors = self.store.all_file_vectors(space["id"])
-        mean = std = None
-        if len(ids) and space_name in STANDARDIZED:
-            # Standardise each dimension over the library (see engine.spaces).
-            mean, std = vectors.mean(axis=0), vectors.std(axis=0) + 1e-6
-        stamp = {"generation": generation, "identity": space["identity"], "count": int(len(ids))}
+        standardized = space_name in STANDARDIZED
+        count = self.store.counts(space["id"])["embedded"]
+        stamp = {
+            "generation": generation, "identity": space["identity"], "count": int(count),
+            "standardized": standardized,
+        }  # fmt: skip
         saved = SavedIndex(self.index_dir / f"{space_name}.files.faiss")
-        index = saved.load(stamp) if mean is None else None
+        stats_path = self.index_dir / f"{space_name}.files.stats.npz"
+        index = saved.load(stamp)
+        mean = std = None
+        if index is not None and standardized:
+            stats = _load_stats(stats_path, stamp)
+            if stats is None:
+                index = None
+            else:
+                mean, std = stats
         if index is None:
+            ids, vectors = self.store.all_file_vectors(space["id"])
+            if len(ids) and standardized:
+                # Standardise each dimension over the library (see engine.spaces).
+                mean, std = vectors.mean(axis=0), vectors.std(axis=0) + 1e-6
             data = vectors if mean is None else normalise((vectors - mean) / std)
             index = build_index(ids, data) if len(ids) else build_index(ids, np.zeros((0, 1)))
-            if mean is None and len(ids):
+            if len(ids):
+                if mean is not None:
+                    # Statistics first: the index's stamp, written last, vouches for both.
+                    np.savez(stats_path, mean=mean, std=std, stamp=np.array(json.dumps(stamp)))
                 saved.save(index, stamp)
         loaded = _Loaded(generation, index, mean, std)
         self._loaded[space_name] = loaded
@@ -90,6 +106,17 @@ class SimilarIndex:
 
     def space_id(self, space_name: str) -> int:
         return self._get(space_name)[0]
+
+
+def _load_stats(path: Path, stamp: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """Saved standardisation statistics when they belong to `stamp`, else None."""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            if json.loads(str(saved["stamp"])) != stamp:
+                return None
+            return saved["mean"], saved["std"]
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def embed_clip(space: EmbeddingSpace, path: str | Path, start=None, end=None) -> np.ndarray:

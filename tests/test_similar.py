@@ -205,3 +205,33 @@ def test_cli_similar_and_eval(tmp_path, library_dir):
     assert text["overall"]["R@1"] == 1.0
     by_example = json.loads(cli("eval", str(queries), "--by-example", "--space", "mfcc", "--json"))
     assert by_example["overall"]["examples"] == 2 and by_example["overall"]["mAP@10"] == 1.0
+
+
+def test_standardised_index_is_saved_and_reused(tmp_path, library, monkeypatch):
+    from engine.similar import SimilarIndex
+
+    root = tmp_path / "m"
+    for i, f in enumerate((440, 470, 900)):
+        write(root / f"tone{i}.wav", tone(0.5, freq=f), 22050)
+    library.add_folders([root])
+    library.scan(workers=1)
+    Embedder(library.catalog, [MfccSpace()]).run()
+    query = VectorStore(library.catalog).file_vector(
+        library.catalog.query("SELECT id FROM spaces WHERE name = 'mfcc'")[0]["id"],
+        library.catalog.file_by_path(str(root / "tone0.wav"))["id"],
+    )
+    first = SimilarIndex(library.catalog, library.dir).query("mfcc", query, 3)
+    assert (library.dir / "mfcc.files.faiss").exists()
+    assert (library.dir / "mfcc.files.stats.npz").exists()
+
+    def no_reads(*_args):
+        raise AssertionError("the saved index should have been used")
+
+    monkeypatch.setattr(VectorStore, "all_file_vectors", no_reads)
+    assert SimilarIndex(library.catalog, library.dir).query("mfcc", query, 3) == first
+    monkeypatch.undo()
+    # A changed library (new vectors) makes the saved index stale: it is rebuilt.
+    write(root / "tone3.wav", tone(0.5, freq=445), 22050)
+    library.scan(workers=1)
+    Embedder(library.catalog, [MfccSpace()]).run()
+    assert len(SimilarIndex(library.catalog, library.dir).query("mfcc", query, 10)) == 4

@@ -55,12 +55,29 @@ def _open_library(args: argparse.Namespace):
     return Library(args.library)
 
 
+@contextlib.contextmanager
+def _ctrl_c_cancels():
+    """Yields an Event that the first Ctrl+C sets, so work in flight finishes and the next
+    run resumes; a second Ctrl+C interrupts at once."""
+    cancel = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_interrupt(signum, frame) -> None:
+        cancel.set()
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield cancel
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _run_scan(
     library, roots: list[str] | None, quiet: bool, no_embed: bool = False, device: str = "auto"
 ) -> int:
     from tqdm import tqdm
 
-    cancel = threading.Event()
     bar = None
 
     def progress(p) -> None:
@@ -77,18 +94,10 @@ def _run_scan(
             refresh=False,
         )
 
-    previous = signal.getsignal(signal.SIGINT)
-
-    def on_interrupt(signum, frame) -> None:
-        # First Ctrl+C finishes the files in flight and stops; the next scan resumes.
-        cancel.set()
-        signal.signal(signal.SIGINT, previous)
-
-    signal.signal(signal.SIGINT, on_interrupt)
     try:
-        report = library.scan(roots, progress=progress, cancel=cancel)
+        with _ctrl_c_cancels() as cancel:
+            report = library.scan(roots, progress=progress, cancel=cancel)
     finally:
-        signal.signal(signal.SIGINT, previous)
         if bar is not None:
             bar.close()
     rate = (report.added + report.updated) / report.elapsed if report.elapsed else 0.0
@@ -113,7 +122,6 @@ def _run_embed(library, quiet: bool, device: str = "auto") -> int:
     """Embed what the scan added, for find-similar; resumable like the scan."""
     from tqdm import tqdm
 
-    cancel = threading.Event()
     bar = None
 
     def progress(p) -> None:
@@ -124,12 +132,10 @@ def _run_embed(library, quiet: bool, device: str = "auto") -> int:
             bar = tqdm(total=p.files_total, unit="file", desc="embedding", file=sys.stderr)
         bar.update(p.files_done - bar.n)
 
-    previous = signal.getsignal(signal.SIGINT)
-    signal.signal(signal.SIGINT, lambda *_: cancel.set())
     try:
-        report = library.embed(device=device, progress=progress, cancel=cancel)
+        with _ctrl_c_cancels() as cancel:
+            report = library.embed(device=device, progress=progress, cancel=cancel)
     finally:
-        signal.signal(signal.SIGINT, previous)
         if bar is not None:
             bar.close()
     if report is None:

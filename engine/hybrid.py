@@ -62,7 +62,7 @@ def content_hits(
 ) -> tuple[list[tuple[int, float]], np.ndarray]:
     """(file id, cosine) best first, filtered, at least `needed` long when possible."""
     vector = space.embed_text([text])[0]
-    total = VectorStore(catalog).counts(index.space_id(space.name))["embedded"]
+    total = VectorStore(catalog).embedded_count(index.space_id(space.name))
     k = max(CONTENT_CANDIDATES, needed * 4)
     standardized = getattr(space, "query_is_standardized", False)
     while True:

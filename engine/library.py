@@ -250,7 +250,7 @@ class Library:
 
         store = VectorStore(self.catalog)
         stored = store.space("clap")
-        if stored is None or store.counts(stored["id"])["embedded"] == 0:
+        if stored is None or store.embedded_count(stored["id"]) == 0:
             return None
         try:
             from engine.spaces import shared_space
@@ -280,7 +280,7 @@ class Library:
         if clap is not None:
             return clap
         space = VectorStore(self.catalog).space("aisfx")
-        if space is None or VectorStore(self.catalog).counts(space["id"])["embedded"] == 0:
+        if space is None or VectorStore(self.catalog).embedded_count(space["id"]) == 0:
             return None
         if self._text_space is None:
             self._text_space = NameProjectedSpace(self.catalog, self.dir, "aisfx")

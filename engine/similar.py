@@ -52,7 +52,7 @@ class SimilarIndex:
         if cached and cached.generation == generation:
             return space["id"], cached
         standardized = space_name in STANDARDIZED
-        count = self.store.counts(space["id"])["embedded"]
+        count = self.store.embedded_count(space["id"])
         stamp = {
             "generation": generation, "identity": space["identity"], "count": int(count),
             "standardized": standardized,

@@ -89,12 +89,18 @@ class VectorStore:
             params.append(limit)
         return self.catalog.query(sql, params)
 
+    def embedded_count(self, space_id: int) -> int:
+        """How many files have vectors in the space (cheap: one indexed count)."""
+        return int(
+            self.catalog.conn.execute(
+                "SELECT COUNT(*) FROM file_vectors WHERE space_id = ?", (space_id,)
+            ).fetchone()[0]
+        )
+
     def counts(self, space_id: int) -> dict[str, int]:
         c = self.catalog.conn
         return {
-            "embedded": c.execute(
-                "SELECT COUNT(*) FROM file_vectors WHERE space_id = ?", (space_id,)
-            ).fetchone()[0],
+            "embedded": self.embedded_count(space_id),
             "failed": c.execute(
                 "SELECT COUNT(*) FROM embed_errors WHERE space_id = ?", (space_id,)
             ).fetchone()[0],

@@ -55,6 +55,36 @@ def _open_library(args: argparse.Namespace):
     return Library(args.library)
 
 
+class _ProgressBar:
+    """A tqdm bar on stderr fed by engine progress snapshots (files_done/files_total);
+    created on the first snapshot, closed on exit; nothing at all when quiet."""
+
+    def __init__(self, quiet: bool, desc: str, postfix=None) -> None:
+        self.quiet, self.desc, self.postfix = quiet, desc, postfix
+        self.bar = None
+
+    def update(self, p) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=p.files_total, unit="file", desc=self.desc or None,
+                dynamic_ncols=True, file=sys.stderr,
+            )  # fmt: skip
+        self.bar.update(p.files_done - self.bar.n)
+        if self.postfix:
+            self.bar.set_postfix_str(self.postfix(p), refresh=False)
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 @contextlib.contextmanager
 def _ctrl_c_cancels():
     """Yields an Event that the first Ctrl+C sets, so work in flight finishes and the next
@@ -76,30 +106,14 @@ def _ctrl_c_cancels():
 def _run_scan(
     library, roots: list[str] | None, quiet: bool, no_embed: bool = False, device: str = "auto"
 ) -> int:
-    from tqdm import tqdm
-
-    bar = None
-
-    def progress(p) -> None:
-        nonlocal bar
-        if quiet:
-            return
-        if bar is None:
-            bar = tqdm(total=p.files_total, unit="file", dynamic_ncols=True, file=sys.stderr)
-        bar.update(p.files_done - bar.n)
+    def postfix(p) -> str:
         eta = p.eta_seconds
-        bar.set_postfix_str(
-            f"{p.bytes_per_second / 1e6:.1f} MB/s"
-            + (f", ETA {_format_duration(eta)}" if eta is not None else ""),
-            refresh=False,
+        return f"{p.bytes_per_second / 1e6:.1f} MB/s" + (
+            f", ETA {_format_duration(eta)}" if eta is not None else ""
         )
 
-    try:
-        with _ctrl_c_cancels() as cancel:
-            report = library.scan(roots, progress=progress, cancel=cancel)
-    finally:
-        if bar is not None:
-            bar.close()
+    with _ProgressBar(quiet, "", postfix) as bar, _ctrl_c_cancels() as cancel:
+        report = library.scan(roots, progress=bar.update, cancel=cancel)
     rate = (report.added + report.updated) / report.elapsed if report.elapsed else 0.0
     print(
         f"{'cancelled' if report.cancelled else 'done'} in {report.elapsed:.1f}s: "
@@ -120,24 +134,8 @@ def _run_scan(
 
 def _run_embed(library, quiet: bool, device: str = "auto") -> int:
     """Embed what the scan added, for find-similar; resumable like the scan."""
-    from tqdm import tqdm
-
-    bar = None
-
-    def progress(p) -> None:
-        nonlocal bar
-        if quiet:
-            return
-        if bar is None:
-            bar = tqdm(total=p.files_total, unit="file", desc="embedding", file=sys.stderr)
-        bar.update(p.files_done - bar.n)
-
-    try:
-        with _ctrl_c_cancels() as cancel:
-            report = library.embed(device=device, progress=progress, cancel=cancel)
-    finally:
-        if bar is not None:
-            bar.close()
+    with _ProgressBar(quiet, "embedding") as bar, _ctrl_c_cancels() as cancel:
+        report = library.embed(device=device, progress=bar.update, cancel=cancel)
     if report is None:
         print("no embedding model available: find-similar is off (see README, Models)")
         return 0

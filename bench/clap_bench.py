@@ -283,6 +283,15 @@ def throughput(seconds: float, files: int, audio_seconds: float, model_windows: 
     }
 
 
+def quiet_model_logs() -> None:
+    """Keep benchmark output to the JSON: no warnings or transformers progress bars."""
+    logging.disable(logging.WARNING)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=48, help="most files to generate")
@@ -292,11 +301,7 @@ def main() -> None:
         help="seconds the timed passes may take in all; --files is lowered to fit",
     )  # fmt: skip
     args = parser.parse_args()
-    logging.disable(logging.WARNING)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    quiet_model_logs()
     bench_start = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="sonarium-clap-bench-"))
     try:

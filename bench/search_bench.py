@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import logging
 import resource
 import shutil
 import sys
@@ -41,7 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.clap_bench import make_model_folder  # noqa: E402
+from bench.clap_bench import make_model_folder, quiet_model_logs  # noqa: E402
 from engine.spaces import ClapSpace  # noqa: E402
 from engine.vector_index import IVF_THRESHOLD, build_index, search  # noqa: E402
 
@@ -267,11 +266,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--recall-queries", type=int, default=50)
     args = parser.parse_args()
-    logging.disable(logging.WARNING)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    quiet_model_logs()
     bench_start = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="sonarium-search-bench-"))
     try:

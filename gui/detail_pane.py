@@ -112,6 +112,10 @@ class DetailPane(QWidget):
         self.position.setText(format_duration(seconds or 0.0))
 
 
+def _joined(row: dict, keys: tuple[str, ...]) -> str:
+    return " · ".join(str(row[k]) for k in keys if row.get(k))
+
+
 def metadata_html(row: dict) -> str:
     """Technical data, BWF/iXML, embedded tags, UCS and user tags as a small table."""
     fields = [
@@ -125,22 +129,8 @@ def metadata_html(row: dict) -> str:
         ("Description", row.get("description")),
         ("Originator", row.get("originator")),
         ("Date", row.get("origination_date")),
-        (
-            "iXML",
-            " · ".join(
-                str(row[k])
-                for k in ("ixml_project", "ixml_scene", "ixml_take", "ixml_note")
-                if row.get(k)
-            ),
-        ),  # fmt: skip
-        (
-            "UCS",
-            " · ".join(
-                str(row[k])
-                for k in ("ucs_catid", "ucs_category", "ucs_subcategory", "ucs_fx_name")
-                if row.get(k)
-            ),
-        ),  # fmt: skip
+        ("iXML", _joined(row, ("ixml_project", "ixml_scene", "ixml_take", "ixml_note"))),
+        ("UCS", _joined(row, ("ucs_catid", "ucs_category", "ucs_subcategory", "ucs_fx_name"))),
         ("Tags", ", ".join(row.get("tags") or [])),
         ("Favorite", "★" if row.get("favorite") else ""),
     ]

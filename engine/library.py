@@ -49,7 +49,6 @@ class Library:
         self._ucs_loaded_from: str | None = None
         self._similar: SimilarIndex | None = None
         self._text_space: Any = None
-        self._spaces: dict[tuple[str, str], object] = {}
 
     def close(self) -> None:
         self.catalog.close()
@@ -199,15 +198,13 @@ class Library:
         return self._similar
 
     def _space(self, name: str, device: str):
-        key = (name, device)
+        """The process-wide model instance for a space (engine.spaces.shared_space caches)."""
         from engine.spaces import shared_space
 
-        if key not in self._spaces:
-            try:
-                self._spaces[key] = shared_space(name, device)
-            except Exception as exc:
-                raise LibraryError(str(exc)) from exc
-        return self._spaces[key]
+        try:
+            return shared_space(name, device)
+        except Exception as exc:
+            raise LibraryError(str(exc)) from exc
 
     # -- search and info ---------------------------------------------------------------
 

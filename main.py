@@ -145,7 +145,73 @@ def _run_embed(library, quiet: bool, device: str = "auto") -> int:
             f"embedded {report.files} files ({report.audio_seconds / 60:.1f} min of audio) in "
             f"{report.elapsed:.1f}s, {rate:.0f} audio-s/s; {report.failed} failed"
         )
-    return 130 if report.cancelled else 0
+    if report.cancelled:
+        return 130
+    if library.adapter_stale():
+        return _run_adapt(library, quiet, as_json=False, must=False)
+    return 0
+
+
+def _run_adapt(library, quiet: bool, as_json: bool, must: bool, options=None) -> int:
+    """Learn text search over sound from the library's names (engine/adapter.py)."""
+    from engine.library import LibraryError
+
+    bars: dict[str, _ProgressBar] = {}
+
+    def progress(p) -> None:
+        # One bar per stage (captions, encoding, training), each closed when the next starts.
+        if p.stage not in bars:
+            for old in bars.values():
+                old.__exit__()
+            bars[p.stage] = _ProgressBar(quiet or as_json, f"learning: {p.stage}")
+        bars[p.stage].update(p)
+
+    with _ctrl_c_cancels() as cancel:
+        try:
+            adapter = library.adapt(options, progress=progress, cancel=cancel.is_set)
+        except InterruptedError:
+            print("learning cancelled", file=sys.stderr)
+            return 130
+        except LibraryError as exc:
+            if must:
+                raise
+            print(f"text search over sound not learned: {exc}")
+            return 0
+        finally:
+            for bar in bars.values():
+                bar.__exit__()
+    stats = adapter.stats | {"adapter": str(library.adapter_file())}
+    if as_json:
+        _print_json(stats)
+    else:
+        print(
+            f"learned text search from {stats['pairs']} described files of {stats['files']} "
+            f"in {stats['seconds']:.1f}s -> {stats['adapter']}"
+        )
+    return 0
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    with _open_library(args) as library:
+        return _run_adapt(library, args.quiet, args.json, must=True, options=_adapt_options(args))
+
+
+def _adapt_options(args: argparse.Namespace):
+    """AdaptOptions from the ablation flags shared by `adapt` and `eval`."""
+    from engine.adapter import AdaptOptions
+
+    changes = {}
+    if getattr(args, "no_soft_labels", False):
+        changes["soft_labels"] = False
+    if getattr(args, "reliability", None) is not None:
+        changes["reliability"] = args.reliability
+    if getattr(args, "no_knowledge", False):
+        changes["knowledge"] = False
+    if getattr(args, "nearest_caption_only", False):
+        changes |= {"heads": False, "kernel_weight": 0.0}
+    if getattr(args, "seed", None) is not None and args.command == "adapt":
+        changes["seed"] = args.seed
+    return AdaptOptions().replace(**changes)
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -170,6 +236,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     query = " ".join(args.query)
     mode = "content" if args.content_only else "keyword" if args.keyword_only else "auto"
     with _open_library(args) as library:
+        if args.adapter:
+            library.use_adapter(args.adapter)
         results = library.search(query, limit=args.limit, mode=mode)
     _print_results(results, args.json)
     return 0
@@ -209,6 +277,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     with _open_library(args) as library:
+        if args.hide_names is not None:
+            return _eval_hidden(args, library, queries)
+        if args.adapter:
+            library.use_adapter(args.adapter)
         ids = relative_ids(library.catalog)
         if args.by_example:
             from engine.similar import SimilarError
@@ -267,6 +339,48 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"baseline ({name}): {metrics}")
     if "ratio_vs_mfcc" in result:
         print(f"{result['space']} / mfcc mAP@10: {result['ratio_vs_mfcc']:.2f}x")
+    return 0
+
+
+def _eval_hidden(args: argparse.Namespace, library, queries) -> int:
+    """eval --hide-names: adaptation measured on files whose names are hidden."""
+    from engine.hidden_eval import evaluate_hidden
+    from engine.models import ModelUnavailable
+
+    def log(message: str) -> None:
+        if not args.json:
+            print(message, file=sys.stderr)
+
+    try:
+        result = evaluate_hidden(
+            library.catalog, queries, args.hide_names, args.seed, _adapt_options(args),
+            ucs=library.ucs_table(), ablations=args.ablations, log=log,
+        )  # fmt: skip
+    except (ModelUnavailable, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    keyword = result["keyword"]["overall"]
+    for config in result["configs"].values():
+        base = keyword["AP@10"]
+        config["hybrid_vs_keyword"] = config["hybrid"]["overall"]["AP@10"] / base if base else None
+    if args.json:
+        _print_json(result)
+        return 0
+    print(
+        f"{result['hidden']} of {result['files']} files hidden (fraction {args.hide_names}, "
+        f"seed {args.seed}); content: hidden files only; hybrid and keyword: all files"
+    )
+    print(f"{'configuration':<24} {'content mAP@10':>14} {'R@10':>6} {'hybrid mAP@10':>14} "
+          f"{'R@10':>6} {'x keyword':>9} {'train s':>8}")  # fmt: skip
+    kw = result["keyword"]["overall"]
+    print(f"{'keyword only':<24} {'':>14} {'':>6} {kw['AP@10']:>14.3f} {kw['R@10']:>6.3f}")
+    for name, c in result["configs"].items():
+        co, hy = c["content"]["overall"], c["hybrid"]["overall"]
+        ratio = f"{c['hybrid_vs_keyword']:.2f}" if c["hybrid_vs_keyword"] else "-"
+        print(
+            f"{name:<24} {co['AP@10']:>14.3f} {co['R@10']:>6.3f} {hy['AP@10']:>14.3f} "
+            f"{hy['R@10']:>6.3f} {ratio:>9} {c['train_seconds']:>8.1f}"
+        )
     return 0
 
 
@@ -385,6 +499,18 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
     return code
 
 
+def _ablation_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-soft-labels", action="store_true", help="plain InfoNCE targets")
+    p.add_argument(
+        "--reliability", action=argparse.BooleanOptionalAction, default=None,
+        help="weight pairs by cross-modal consistency",
+    )  # fmt: skip
+    p.add_argument("--no-knowledge", action="store_true", help="no UCS explanations/synonyms")
+    p.add_argument(
+        "--nearest-caption-only", action="store_true", help="only nearest-caption expansion"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -432,7 +558,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--content-only", action="store_true", help="text eval: rank by sound only")
     p.add_argument("--space", default="aisfx", choices=("aisfx", "mfcc", "clap"))
     p.add_argument("--json", action="store_true")
+    p.add_argument("--adapter", metavar="FILE", help="text search through this adapter file")
+    p.add_argument(
+        "--hide-names", type=float, metavar="FRACTION",
+        help="hide the names and metadata of this share of files, learn from the rest",
+    )  # fmt: skip
+    p.add_argument("--seed", type=int, default=1, help="which files --hide-names hides")
+    p.add_argument("--ablations", action="store_true", help="with --hide-names: every ablation")
+    _ablation_flags(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("adapt", parents=[common], help="learn text search from the names")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--seed", type=int, help="training seed (default 0)")
+    _ablation_flags(p)
+    p.set_defaults(func=cmd_adapt)
 
     p = sub.add_parser("search", parents=[common], help="search the library")
     p.add_argument("query", nargs="+", metavar="QUERY")
@@ -440,6 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.add_argument("--content-only", action="store_true", help="rank by sound only")
     p.add_argument("--keyword-only", action="store_true", help="rank by names/metadata only")
+    p.add_argument("--adapter", metavar="FILE", help="text search through this adapter file")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("info", parents=[common], help="show what is known about a file")

@@ -60,13 +60,18 @@ def content_hits(
     text: str,
     needed: int,
 ) -> tuple[list[tuple[int, float]], np.ndarray]:
-    """(file id, cosine) best first, filtered, at least `needed` long when possible."""
+    """(file id, score) best first, filtered, at least `needed` long when possible."""
     vector = space.embed_text([text])[0]
     total = VectorStore(catalog).embedded_count(index.space_id(space.name))
     k = max(CONTENT_CANDIDATES, needed * 4)
     standardized = getattr(space, "query_is_standardized", False)
+    # A space with its own ranking (engine.adapter) scores candidates itself.
+    rank = getattr(space, "rank", None)
     while True:
-        hits = index.query(space.name, vector, k, standardized=standardized)
+        if rank is not None:
+            hits = rank(text, k)
+        else:
+            hits = index.query(space.name, vector, k, standardized=standardized)
         allowed = _allowed(catalog, parsed, [fid for fid, _ in hits])
         kept = [(fid, score) for fid, score in hits if fid in allowed]
         if len(kept) >= needed or k >= total:

@@ -54,6 +54,37 @@ def _listen(cancel: threading.Event, pause: threading.Event) -> None:
     pause.clear()
 
 
+def _learn(lib, out: _Emitter, cancel: threading.Event) -> bool:
+    """Relearn text search over sound when the library changed (engine/adapter.py), so
+    the app's next query uses it; the app searches by keyword meanwhile."""
+    from engine.library import LibraryError
+
+    if not lib.adapter_stale():
+        return False
+    began = time.monotonic()
+
+    def progress(p) -> None:
+        elapsed = time.monotonic() - began
+        out.send(
+            {
+                "event": "progress", "stage": f"learning-{p.stage}", "done": p.done,
+                "total": p.total, "rate": p.done / elapsed if elapsed > 0 else 0.0, "eta": None,
+            },
+            force=p.done == p.total,
+        )  # fmt: skip
+
+    try:
+        lib.adapt(progress=progress, cancel=cancel.is_set)
+    except InterruptedError:
+        return False
+    except LibraryError as exc:
+        # Too few described files is a normal state for a new library, not a failure.
+        out.send({"event": "progress", "stage": "learning-skipped", "done": 0, "total": 0,
+                  "rate": 0.0, "eta": None, "message": str(exc)}, force=True)  # fmt: skip
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.index_worker")
     parser.add_argument("--library", required=True)
@@ -104,12 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                     summary["embedded"] = embedded.files
                     summary["cancelled"] = embedded.cancelled
                 learn = spaces is None or "aisfx" in spaces
-                if learn and embedded is not None and embedded.files and not embedded.cancelled:
-                    # Learn text search from the names now, here, so the app's first
-                    # query doesn't wait for it (engine/name_text.py).
-                    out.send({"event": "progress", "stage": "learning", "done": 0,
-                              "total": 1, "rate": 0, "eta": None}, force=True)  # fmt: skip
-                    lib.text_space()
+                if learn and embedded is not None and not summary["cancelled"]:
+                    summary["learned"] = _learn(lib, out, cancel)
     except LibraryError as exc:
         out.send({"event": "error", "message": str(exc)}, force=True)
         return 2

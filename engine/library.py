@@ -49,6 +49,11 @@ class Library:
         self._ucs_loaded_from: str | None = None
         self._similar: SimilarIndex | None = None
         self._text_space: Any = None
+        self._text_space_key: Any = None
+        self._adapter_override: Any = None
+        # The CLI learns text search on first use when no adapter exists yet; the desktop
+        # app leaves that to its indexing process and searches by keyword meanwhile.
+        self.adapt_on_demand = True
 
     def close(self) -> None:
         self.catalog.close()
@@ -262,30 +267,108 @@ class Library:
             return None
         return space
 
+    # -- text search over sound (engine/adapter.py) --------------------------------------
+
+    def adapter_file(self, audio_space: str = DEFAULT_SIMILAR_SPACE) -> Path:
+        from engine.adapter import adapter_path
+
+        return adapter_path(self.dir, audio_space)
+
+    def saved_adapter(self, audio_space: str = DEFAULT_SIMILAR_SPACE):
+        """The adapter saved beside the catalog, or None (missing or unreadable)."""
+        from engine.adapter import Adapter
+
+        path = self.adapter_file(audio_space)
+        if not path.exists():
+            return None
+        try:
+            return Adapter.load(path)
+        except ValueError as exc:
+            log.warning("ignoring %s", exc)
+            return None
+
+    def adapter_stale(self, audio_space: str = DEFAULT_SIMILAR_SPACE) -> bool:
+        """Whether the library changed since text search over sound was last learned."""
+        from engine.adapter import is_stale
+
+        return is_stale(self.saved_adapter(audio_space), self.catalog)
+
+    def adapt(
+        self,
+        options: Any = None,
+        *,
+        audio_space: str = DEFAULT_SIMILAR_SPACE,
+        progress: Callable[[Any], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ):
+        """Learn text search over sound from the library's captions and save the adapter.
+
+        Raises LibraryError when there is nothing (or too little) to learn from.
+        """
+        from engine.adapter import train_adapter
+        from engine.models import ModelUnavailable
+
+        try:
+            adapter = train_adapter(
+                self.catalog, audio_space, options, ucs=self.ucs_table(),
+                previous=self.saved_adapter(audio_space), progress=progress, cancel=cancel,
+            )  # fmt: skip
+        except ModelUnavailable as exc:
+            raise LibraryError(str(exc)) from exc
+        adapter.save(self.adapter_file(audio_space))
+        self._text_space = None
+        return adapter
+
+    def use_adapter(self, path: str | os.PathLike[str]) -> None:
+        """Answer text queries with an adapter file trained elsewhere (--adapter)."""
+        from engine.adapter import Adapter
+
+        try:
+            self._adapter_override = Adapter.load(Path(path).expanduser())
+        except ValueError as exc:
+            raise LibraryError(str(exc)) from exc
+        self._text_space = None
+
     def text_space(self):
         """The space text queries are embedded into, or None when there is none.
 
         CLAP when the library was embedded with the configured CLAP model; otherwise the
-        aisfx space with a text projection learned from the library's own file names
-        (engine/name_text.py); None when neither is available.
+        aisfx space through an adapter learned from the library's own captions
+        (engine/adapter.py); None when neither is available.
         """
-        from engine.aisfx_model import ModelUnavailable
-        from engine.name_text import NameProjectedSpace
+        from engine.adapter import AdaptedTextSpace
+        from engine.models import ModelUnavailable
         from engine.vectors import VectorStore
 
         clap = self._clap_text_space()
         if clap is not None:
             return clap
-        space = VectorStore(self.catalog).space("aisfx")
+        space = VectorStore(self.catalog).space(DEFAULT_SIMILAR_SPACE)
         if space is None or VectorStore(self.catalog).embedded_count(space["id"]) == 0:
             return None
-        if self._text_space is None:
-            self._text_space = NameProjectedSpace(self.catalog, self.dir, "aisfx")
+        path = self.adapter_file()
+        key = (
+            id(self._adapter_override),
+            path.stat().st_mtime_ns if path.exists() else None,
+            self.catalog.get_setting(UCS_TABLE_SETTING),
+        )
+        if self._text_space is not None and key == self._text_space_key:
+            return self._text_space
+        adapter = self._adapter_override or self.saved_adapter()
         try:
-            self._text_space.embed_text(["sound"])  # fits, or loads the saved fit
-        except ModelUnavailable as exc:
+            if adapter is None:
+                if not self.adapt_on_demand:
+                    return None
+                log.warning("learning text search from the library's names (once)...")
+                adapter = self.adapt()
+                key = (key[0], path.stat().st_mtime_ns, key[2])
+            self._text_space = AdaptedTextSpace(
+                self.catalog, self._similar_index(), adapter, self.ucs_table()
+            )
+        except (ModelUnavailable, LibraryError) as exc:
             log.info("text search over sound unavailable: %s", exc)
             return None
+        self._text_space_key = key
         return self._text_space
 
     def info(self, path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -26,6 +26,8 @@ class UcsEntry:
     catid: str
     category: str
     subcategory: str
+    explanation: str = ""
+    synonyms: tuple[str, ...] = ()
 
 
 class UcsTable:
@@ -34,6 +36,11 @@ class UcsTable:
     def __init__(self, entries: list[UcsEntry]) -> None:
         self.by_catid = {e.catid: e for e in entries}
         self.categories = {e.category.upper() for e in entries}
+        # Synonym -> the entries that list it, in table order (for query expansion).
+        self.by_synonym: dict[str, list[UcsEntry]] = {}
+        for e in entries:
+            for word in e.synonyms:
+                self.by_synonym.setdefault(word, []).append(e)
 
     @classmethod
     def load(cls, path: str | Path) -> UcsTable:
@@ -48,10 +55,30 @@ class UcsTable:
             norm = {str(k).replace(" ", "").lower(): v for k, v in row.items()}
             catid, cat, sub = norm.get("catid"), norm.get("category"), norm.get("subcategory")
             if catid and cat:
-                entries.append(UcsEntry(str(catid), str(cat), str(sub or "")))
+                entries.append(
+                    UcsEntry(
+                        str(catid), str(cat), str(sub or ""),
+                        explanation=str(norm.get("explanations") or ""),
+                        # The CSV's column is "Synonyms - Comma Separated".
+                        synonyms=_synonyms(
+                            next((v for k, v in norm.items() if k.startswith("synonym")), None)
+                        ),
+                    )
+                )  # fmt: skip
         if not entries:
             raise ValueError(f"{path}: no UCS rows (need CatID and Category columns)")
         return cls(entries)
+
+
+def _synonyms(value: object) -> tuple[str, ...]:
+    """Synonyms as the JSON table gives them (a list) or a CSV cell ("a, b, c")."""
+    if isinstance(value, list):
+        items = [str(v) for v in value]
+    elif isinstance(value, str):
+        items = re.split(r"[,;]", value)
+    else:
+        return ()
+    return tuple(w.strip().lower() for w in items if w.strip())
 
 
 def parse_ucs(stem: str, table: UcsTable | None) -> dict[str, str | None] | None:

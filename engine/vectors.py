@@ -162,6 +162,22 @@ class VectorStore:
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         return ids, np.stack([from_blob(r[1]) for r in rows])
 
+    def file_vectors(self, space_id: int, file_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of those of `file_ids` that have a vector, in the order asked."""
+        found: dict[int, np.ndarray] = {}
+        for start in range(0, len(file_ids), 900):  # below SQLite's variable limit
+            part = file_ids[start : start + 900]
+            rows = self.catalog.conn.execute(
+                "SELECT file_id, vector FROM file_vectors WHERE space_id = ? "
+                f"AND file_id IN ({', '.join('?' for _ in part)})",
+                [space_id, *part],
+            ).fetchall()
+            found.update((int(r[0]), from_blob(r[1])) for r in rows)
+        ids = [f for f in file_ids if f in found]
+        if not ids:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        return np.array(ids, dtype=np.int64), np.stack([found[f] for f in ids])
+
     def file_vector(self, space_id: int, file_id: int) -> np.ndarray | None:
         row = self.catalog.conn.execute(
             "SELECT vector FROM file_vectors WHERE space_id = ? AND file_id = ?",

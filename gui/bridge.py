@@ -81,6 +81,8 @@ class _QueryWorker(QObject):
                 continue
             if self._library is None:
                 self._library = Library(self._library_dir)
+                # Learning runs in the indexing process; searches don't wait for it.
+                self._library.adapt_on_demand = False
             getattr(self, "do_" + name)(*args)
 
     def do_status(self) -> None:

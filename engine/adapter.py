@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.captions import build_captions, catalog_file_texts, expand_query, useful_words
+from engine.captions import build_captions, catalog_file_texts, knowledge_words, useful_words
 from engine.catalog import Catalog
 from engine.models import ModelUnavailable
 from engine.ucs import UcsTable
@@ -45,6 +45,8 @@ from engine.vectors import VectorStore, normalise
 ADAPTER_VERSION = "adapter-v1"
 # Reference sample for z-scoring the parts (fixed: same seed, same library -> same rows).
 REFERENCE_FILES = 1000
+# Weight of a query's UCS knowledge words against the query itself (engine/captions.py).
+KNOWLEDGE_WEIGHT = 0.5
 # FAISS candidates per neighbour for the kernel part.
 NEIGHBOUR_CANDIDATES = 50
 
@@ -431,8 +433,13 @@ class AdaptedTextSpace:
         from engine.text_encoder import shared_encoder
 
         encoder = self._encoder or shared_encoder()
-        expanded = expand_query(text, self.ucs, self._vocabulary)
-        q = encoder.encode([expanded])[0]
+        q = encoder.encode([text])[0]
+        knows = getattr(encoder, "knows_word", None)
+        extra = knowledge_words(text, self.ucs, self._vocabulary, knows)
+        if extra:
+            # Blended, not appended to the text: the query's own meaning stays first
+            # (appending measured worse: it pulled "laughter" towards crowds).
+            q = normalise((q + KNOWLEDGE_WEIGHT * encoder.encode([extra])[0]).reshape(1, -1))[0]
         a = self.adapter
         sims = a.text_vectors @ q
         k = min(a.options.neighbours, len(sims))

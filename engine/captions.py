@@ -15,7 +15,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from engine.ucs import UcsTable
@@ -122,27 +122,33 @@ def build_captions(
     return captions
 
 
-def expand_query(text: str, ucs: UcsTable | None, vocabulary: set[str]) -> str:
-    """The query, plus UCS category names when none of its words occur in the library.
+def knowledge_words(
+    text: str,
+    ucs: UcsTable | None,
+    vocabulary: set[str],
+    encoder_knows: Callable[[str], bool] | None = None,
+) -> str:
+    """UCS category words for the query's words that nothing else understands ('' if none).
 
-    "kerboom" is in no file name, but UCS lists it as a synonym of AIR BURST; adding
-    those words lets the query reach captions that use them. A query with any word the
-    library's captions use is left alone: it has direct evidence, and a UCS synonym
-    list is broad enough ("passing", "note") to pull such a query off course (measured:
-    expanding every unknown word cost hybrid mAP@10 0.415 -> 0.370 on the corpus).
+    "kerboom" is in no file name and the sentence encoder only sees word pieces of it,
+    but UCS lists it as a synonym of AIR BURST; those words let the query reach captions
+    that use them. Left alone: a query with any word the library's captions use (direct
+    evidence), words the encoder knows whole (`encoder_knows`; expanding those measured
+    worse: "laughter" was pulled towards crowds), and synonyms of many categories
+    ("snap": ceramics, chains, wood...), which say little.
     """
     words = useful_words(text)
     if ucs is None or not words or any(w in vocabulary for w in words):
-        return text
+        return ""
     extra: list[str] = []
     for word in words:
+        if encoder_knows is not None and encoder_knows(word):
+            continue
         entries = ucs.by_synonym.get(word, [])
-        # A synonym of many categories ("snap": ceramics, chains, wood...) says little.
         if len(entries) <= MAX_SYNONYM_CATEGORIES:
             for entry in entries:
                 extra += useful_words(f"{entry.category} {entry.subcategory}")
-    extra = [w for w in _dedupe(extra) if w not in text.lower()]
-    return f"{text} ({' '.join(extra)})" if extra else text
+    return " ".join(w for w in _dedupe(extra) if w not in words)
 
 
 def catalog_file_texts(catalog, hidden: set[int] | None = None) -> list[FileText]:

@@ -71,6 +71,10 @@ class SentenceEncoder:
         except (OSError, ValueError) as exc:
             raise ModelUnavailable(f"cannot load the text encoder from {folder}: {exc}") from exc
 
+    def knows_word(self, word: str) -> bool:
+        """Whether the encoder's vocabulary has the word whole (not as word pieces)."""
+        return len(self.tokenizer.tokenize(word)) == 1
+
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         out = []
         with torch.inference_mode():

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from engine.captions import FileText, build_captions, expand_query, useful_words
+from engine.captions import FileText, build_captions, knowledge_words, useful_words
 from engine.ucs import UcsTable
 
 UCS_ROWS = [
@@ -81,13 +81,16 @@ def test_ucs_category_and_explanation_enrich_captions(ucs):
 
 def test_query_expansion_reaches_categories_through_synonyms(ucs):
     vocabulary = {"explosion", "air", "burst", "glass", "door"}
-    assert expand_query("kerboom", ucs, vocabulary) == "kerboom (air burst)"
-    assert expand_query("shatter", ucs, vocabulary) == "shatter (glass break)"
+    assert knowledge_words("kerboom", ucs, vocabulary) == "air burst"
+    assert knowledge_words("shatter", ucs, vocabulary) == "glass break"
     # Known words are direct evidence: leave such queries alone.
-    assert expand_query("glass shatter", ucs, vocabulary) == "glass shatter"
+    assert knowledge_words("glass shatter", ucs, vocabulary) == ""
     # A synonym of many categories is too broad to expand.
-    assert expand_query("smash", ucs, vocabulary) == "smash"
-    assert expand_query("kerboom", None, vocabulary) == "kerboom"
+    assert knowledge_words("smash", ucs, vocabulary) == ""
+    assert knowledge_words("kerboom", None, vocabulary) == ""
+    # Words the sentence encoder knows whole are left to it.
+    assert knowledge_words("shatter", ucs, vocabulary, lambda w: w == "shatter") == ""
+    assert knowledge_words("kerboom", ucs, vocabulary, lambda w: w == "shatter") == "air burst"
 
 
 def test_ucs_table_reads_explanations_and_synonyms_from_json_and_csv(tmp_path, ucs):

@@ -273,3 +273,15 @@ def test_reveal_falls_back_to_opening_the_folder(monkeypatch, tmp_path):
     target = write(tmp_path / "x" / "a.wav", tone(0.1), 8000)
     mw.reveal_in_file_manager(str(target))
     assert [u.toLocalFile() for u in opened] == [str(tmp_path / "x")]
+
+
+def test_library_panel_shows_learning_progress(qtbot, window):
+    panel = window.library_panel
+    panel.set_progress({"stage": "learning-training", "done": 30, "total": 300, "rate": 9.0})
+    assert panel.progress_label.text() == "Learning text search from names (training): 30/300"
+    assert panel.progress.value() == 30 and panel.progress.maximum() == 300
+    message = "only 3 files are described by their names, descriptions or tags"
+    panel.set_progress(
+        {"stage": "learning-skipped", "done": 0, "total": 0, "rate": 0, "message": message}
+    )
+    assert panel.progress_label.text() == message

@@ -30,8 +30,8 @@ import threading
 from typing import Any
 
 SUBCOMMANDS = (
-    "add", "scan", "search", "similar", "eval", "info", "folders", "remove", "errors", "settings",
-    "screenshot", "model",
+    "add", "scan", "search", "similar", "eval", "adapt", "info", "folders", "remove", "errors",
+    "settings", "screenshot", "model",
 )  # fmt: skip
 
 

@@ -1,5 +1,7 @@
 """WaveformView, ResultsModel and MiniWaveformDelegate, offscreen."""
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -120,6 +122,21 @@ def test_playhead_and_moment_are_drawn(view):
     view.set_playhead(None)
     view.set_moment(None, None)
     assert _rgb(_image(view), x, 2) == BACKGROUND.rgb()
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="None is immortal from Python 3.12")
+def test_painting_does_not_drain_none_refcount(view, qtbot):
+    """PySide6 6.12.0 decremented None's refcount on every void QPainter call; on Python
+    3.11 the app then aborted after a few minutes of playhead repaints ("none_dealloc").
+    Painting must leave None's refcount where it was."""
+    view.set_playhead(5.0)
+    view.set_moment(1.0, 2.0)
+    qtbot.mouseMove(view, QPoint(40, 50))
+    _image(view)  # warm caches
+    before = sys.getrefcount(None)
+    for _ in range(300):
+        _image(view)
+    assert sys.getrefcount(None) - before > -100
 
 
 def test_pooling_keeps_extremes_at_any_width():

@@ -347,7 +347,12 @@ def shared_space(name: str, device: str = "auto") -> EmbeddingSpace:
     used for queries live as long as the process. Each space's embed() must still be
     called from one thread at a time (the query thread).
     """
-    key = (name, device)
+    model = None
+    if name == "clap":
+        from engine.clap_model import configured_model
+
+        model = configured_model()  # another configured model is another instance
+    key = (name, device, model)
     with _SHARED_LOCK:
         if key not in _SHARED:
             _SHARED[key] = make_space(name, device)

@@ -75,17 +75,21 @@ def _tokenizer():
     return RobertaTokenizer(vocab=vocab, merges=[])
 
 
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory) -> Path:
+def save_tiny_clap(folder: Path) -> Path:
+    """A tiny randomly initialised ClapModel and its processor, saved like a hub folder."""
     from transformers import ClapConfig, ClapModel, ClapProcessor
 
     torch.manual_seed(0)
     config = ClapConfig(text_config=TINY_TEXT, audio_config=TINY_AUDIO, projection_dim=DIM)
     model = ClapModel(config).eval()
-    folder = tmp_path_factory.mktemp("tiny-clap")
     model.save_pretrained(folder, safe_serialization=True)
     ClapProcessor(feature_extractor=_extractor(), tokenizer=_tokenizer()).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory) -> Path:
+    return save_tiny_clap(tmp_path_factory.mktemp("tiny-clap"))
 
 
 @pytest.fixture(scope="module")

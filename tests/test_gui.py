@@ -16,6 +16,7 @@ from gui.bridge import EngineBridge  # noqa: E402
 from gui.main_window import MainWindow  # noqa: E402
 from tests.audio_factory import noise, tone, write  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
+from tests.test_clap import save_tiny_clap  # noqa: E402
 
 
 class FakePlayer:
@@ -285,3 +286,34 @@ def test_library_panel_shows_learning_progress(qtbot, window):
         {"stage": "learning-skipped", "done": 0, "total": 0, "rate": 0, "message": message}
     )
     assert panel.progress_label.text() == message
+
+
+def test_model_setting_makes_the_app_index_and_search_with_that_clap(
+    qtbot, tmp_path, library, sounds, monkeypatch
+):
+    """Settings ▸ Text-search model (a local folder here: a tiny random ClapModel saved as
+    safetensors, tests/test_clap.py) reaches the indexing process and the query thread."""
+    import os
+
+    from engine.vectors import VectorStore
+    from gui.app import apply_model_setting
+
+    tiny_folder = save_tiny_clap(tmp_path / "tiny-clap")
+    monkeypatch.delenv("SONARIUM_CLAP_MODEL", raising=False)  # restored after the test
+    settings = app_settings.open_settings(str(tmp_path / "clap.ini"))
+    settings.setValue("model", str(tiny_folder))
+    apply_model_setting(settings)
+    assert os.environ["SONARIUM_CLAP_MODEL"] == str(tiny_folder)
+    bridge = EngineBridge(str(library.dir), spaces=("clap",))
+    win = MainWindow(bridge, FakePlayer(), settings)
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(bridge.index_finished, timeout=180000) as done:
+        win.show()
+    assert done.args[0]["embedded"] == 3
+    space = VectorStore(library.catalog).space("clap")
+    assert space["identity"].startswith(f"clap:{tiny_folder}@")
+    # A text query is embedded by the same model: content results carry their moment.
+    search(qtbot, win, "zzz unrelated words")
+    assert win.model.rowCount() == 3
+    assert all(win.model.result(r)["start"] == 0.0 for r in range(3))
+    win.close()

@@ -104,6 +104,23 @@ class SimilarIndex:
             :limit
         ]
 
+    def query_many(
+        self, space_name: str, vectors: np.ndarray, limit: int, standardized: bool = False
+    ) -> list[list[tuple[int, float]]]:
+        """`query` for several vectors in one FAISS call (one pass over the index)."""
+        _, loaded = self._get(space_name)
+        q = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1)
+        if loaded.mean is not None and not standardized:
+            q = (q - loaded.mean) / loaded.std
+        q = np.ascontiguousarray(normalise(q))
+        if loaded.index.ntotal == 0 or len(q) == 0:
+            return [[] for _ in range(len(q))]
+        scores, ids = loaded.index.search(q, min(limit, loaded.index.ntotal))
+        return [
+            [(int(i), float(s)) for i, s in zip(row_ids, row_scores, strict=True) if i >= 0]
+            for row_ids, row_scores in zip(ids, scores, strict=True)
+        ]
+
     def space_id(self, space_name: str) -> int:
         return self._get(space_name)[0]
 

@@ -19,6 +19,10 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 IVF_THRESHOLD = 300_000
+# FAISS scans a flat index once per query below this many queries in a batch, and once
+# per batch (BLAS) above it. A few queries together (a text query's centroid and
+# neighbours) are memory-bound: one scan is much cheaper than several.
+faiss.cvar.distance_compute_blas_threshold = 4
 
 
 def build_index(ids: np.ndarray, vectors: np.ndarray, ivf_threshold: int = IVF_THRESHOLD):

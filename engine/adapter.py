@@ -36,7 +36,13 @@ from typing import Any
 
 import numpy as np
 
-from engine.captions import build_captions, catalog_file_texts, knowledge_words, useful_words
+from engine.captions import (
+    FileText,
+    build_captions,
+    catalog_file_texts,
+    knowledge_words,
+    useful_words,
+)
 from engine.catalog import Catalog
 from engine.models import ModelUnavailable
 from engine.ucs import UcsTable
@@ -170,28 +176,38 @@ def adapter_path(library_dir: Path, audio_space: str = "aisfx") -> Path:
     return library_dir / f"{audio_space}.adapter.npz"
 
 
-def sources_stamp(catalog: Catalog, hidden: set[int] | None = None) -> str:
+def sources_stamp(texts: list[FileText]) -> str:
     """A hash of everything captions are made from (names, folders, tags, descriptions)."""
     import hashlib
 
     digest = hashlib.sha1()
-    for f in catalog_file_texts(catalog, hidden):
+    for f in texts:
         digest.update(repr(f).encode("utf-8", "surrogatepass"))
     return digest.hexdigest()[:16]
 
 
-def is_stale(adapter: Adapter | None, catalog: Catalog) -> bool:
-    """True when the library changed since the adapter was trained (or there is none)."""
-    if adapter is None:
+def read_meta(path: Path) -> dict[str, Any] | None:
+    """An adapter file's identities and stamps without its arrays (None if unreadable)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:  # members load lazily
+            return json.loads(str(data["meta"]))
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def is_stale(meta: dict[str, Any] | None, catalog: Catalog) -> bool:
+    """True when the library changed since the adapter with this `read_meta` was trained
+    (or there is none)."""
+    if meta is None or meta.get("version") != ADAPTER_VERSION:
         return True
     store = VectorStore(catalog)
-    space = store.space(adapter.audio_space)
+    space = store.space(meta["audio_space"])
     if space is None:
         return False  # nothing to learn from
     return (
-        space["identity"] != adapter.audio_identity
-        or store.generation(space["id"]) != adapter.audio_generation
-        or adapter.stats.get("sources") != sources_stamp(catalog)
+        space["identity"] != meta["audio_identity"]
+        or store.generation(space["id"]) != meta["audio_generation"]
+        or meta.get("stats", {}).get("sources") != sources_stamp(catalog_file_texts(catalog))
     )
 
 
@@ -327,7 +343,8 @@ def train_adapter(
     mean, std = vectors.mean(axis=0), vectors.std(axis=0) + 1e-6
     if progress:
         progress(AdaptProgress("captions", 0, 1))
-    captions = build_captions(catalog_file_texts(catalog, hidden), ucs, options.knowledge)
+    file_texts = catalog_file_texts(catalog, hidden)
+    captions = build_captions(file_texts, ucs, options.knowledge)
     row_of = {int(fid): i for i, fid in enumerate(ids)}
     pairs = [(fid, text) for fid, text in captions.items() if fid in row_of]
     if len(pairs) < options.min_pairs:
@@ -370,7 +387,7 @@ def train_adapter(
             raise InterruptedError("adaptation cancelled")
     stats = {
         "pairs": len(pairs), "files": len(ids), "encoded": len(todo),
-        "sources": sources_stamp(catalog, hidden),
+        "sources": sources_stamp(file_texts),
         "seconds": round(time.perf_counter() - began, 2), "loss": loss,
     }  # fmt: skip
     return Adapter(

@@ -289,9 +289,9 @@ class Library:
 
     def adapter_stale(self, audio_space: str = DEFAULT_SIMILAR_SPACE) -> bool:
         """Whether the library changed since text search over sound was last learned."""
-        from engine.adapter import is_stale
+        from engine.adapter import is_stale, read_meta
 
-        return is_stale(self.saved_adapter(audio_space), self.catalog)
+        return is_stale(read_meta(self.adapter_file(audio_space)), self.catalog)
 
     def adapt(
         self,

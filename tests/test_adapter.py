@@ -17,6 +17,7 @@ from engine.adapter import (
     Adapter,
     AdaptOptions,
     is_stale,
+    read_meta,
     train_adapter,
 )
 from engine.embedder import Embedder
@@ -146,20 +147,25 @@ def test_staleness_and_retraining_reuses_caption_vectors(tmp_path, library):
     root = build(tmp_path, library)
     encoder = WordEncoder()
     first = train_adapter(library.catalog, "fake", SMALL, encoder=encoder)
-    assert not is_stale(first, library.catalog)
+    first_file = tmp_path / "first.npz"
+    first.save(first_file)
+    assert not is_stale(read_meta(first_file), library.catalog)
+    assert is_stale(None, library.catalog)
     # A rename changes a caption (not the vectors): stale.
     (root / "door_slam_0.wav").rename(root / "gate_slam_0.wav")
     library.scan(workers=1)
-    assert is_stale(first, library.catalog)
+    assert is_stale(read_meta(first_file), library.catalog)
     second = train_adapter(library.catalog, "fake", SMALL, previous=first, encoder=encoder)
+    second_file = tmp_path / "second.npz"
+    second.save(second_file)
     assert second.stats["encoded"] == 1  # only the new caption went through the encoder
     assert "gate slam" in second.captions
-    assert not is_stale(second, library.catalog)
+    assert not is_stale(read_meta(second_file), library.catalog)
     # New audio: stale again.
     write(root / "more_rain.wav", dc(1, 0.1), 8000)
     library.scan(workers=1)
     Embedder(library.catalog, [FakeSpace()]).run()
-    assert is_stale(second, library.catalog)
+    assert is_stale(read_meta(second_file), library.catalog)
 
 
 def test_too_few_described_files_and_cancel(tmp_path, library):

@@ -156,6 +156,7 @@ class Library:
         best first, each with its best-matching moment when the space has windows."""
         import soundfile as sf
 
+        from engine import model_thread
         from engine.similar import SimilarError, best_moment, embed_clip, to_results
         from engine.vectors import VectorStore
 
@@ -175,7 +176,8 @@ class Library:
             if not p.is_file():
                 raise LibraryError(f"no such file: {path}")
             try:
-                vector = embed_clip(self._space(space, device), p, start, end)
+                # Decoding and resampling use torch too: all of it on the model thread.
+                vector = model_thread.run(embed_clip, self._space(space, device), p, start, end)
             except (SimilarError, sf.LibsndfileError, RuntimeError) as exc:
                 raise LibraryError(f"cannot read {path}: {exc}") from exc
         exclude = {row["id"]} if row is not None and start is None and end is None else set()

@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import torch
 
+from engine import model_thread
+from engine.model_thread import OnModelThread
+
 if TYPE_CHECKING:
     from engine.clap_features import ClapFeatures
     from engine.clap_model import LoadedClap
@@ -344,8 +347,8 @@ def shared_space(name: str, device: str = "auto") -> EmbeddingSpace:
 
     Models are large to load, and destroying torch modules from a Qt worker thread
     crashed PySide6 6.12 apps here (segfault in the module's deallocation), so spaces
-    used for queries live as long as the process. Each space's embed() must still be
-    called from one thread at a time (the query thread).
+    used for queries live as long as the process, on engine.model_thread's thread: every
+    method call is run there, whichever thread makes it.
     """
     model = None
     if name == "clap":
@@ -355,7 +358,8 @@ def shared_space(name: str, device: str = "auto") -> EmbeddingSpace:
     key = (name, device, model)
     with _SHARED_LOCK:
         if key not in _SHARED:
-            _SHARED[key] = make_space(name, device)
+            # Built and used on the model thread (engine/model_thread.py says why).
+            _SHARED[key] = OnModelThread(model_thread.run(make_space, name, device))
         return _SHARED[key]
 
 

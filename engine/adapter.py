@@ -487,26 +487,19 @@ class AdaptedTextSpace:
             return np.zeros((0, len(self.adapter.mean)), dtype=np.float32)
         return normalise((raw - self.adapter.mean) / self.adapter.std)
 
-    def _parts(self, audio: np.ndarray, query: tuple) -> list[np.ndarray]:
+    def _parts(self, audio: np.ndarray, query: tuple) -> list[tuple[float, np.ndarray]]:
+        """(weight, scores of `audio`) of each part that is switched on."""
         centroid, neighbours, w, head_query = query
         o = self.adapter.options
-        parts = [audio @ centroid]
+        parts = [(1.0, audio @ centroid)]
         if o.kernel_weight and len(neighbours):
             sims = audio @ neighbours.T
-            parts.append(np.log((np.exp((sims - 1) / o.kernel_tau) * w).sum(1) + 1e-30))
+            kernel = np.log((np.exp((sims - 1) / o.kernel_tau) * w).sum(1) + 1e-30)
+            parts.append((o.kernel_weight, kernel))
         if o.heads and head_query is not None and self.adapter.heads is not None:
             h = self.adapter.heads
-            parts.append(normalise(audio @ h["wa"] + h["ba"]) @ head_query)
+            parts.append((o.heads_weight, normalise(audio @ h["wa"] + h["ba"]) @ head_query))
         return parts
-
-    def _weights(self) -> list[float]:
-        o = self.adapter.options
-        weights = [1.0]
-        if o.kernel_weight:
-            weights.append(o.kernel_weight)
-        if o.heads and self.adapter.heads is not None:
-            weights.append(o.heads_weight)
-        return weights
 
     def _reference_audio(self) -> np.ndarray:
         """A fixed sample of the library's standardised vectors, for z-scoring the parts."""
@@ -536,7 +529,7 @@ class AdaptedTextSpace:
         reference = self._parts(self._reference_audio(), query)
         parts = self._parts(self._standardise(raw), query)
         total = np.zeros(len(ids), dtype=np.float64)
-        for part, ref, weight in zip(parts, reference, self._weights(), strict=True):
+        for (weight, part), (_, ref) in zip(parts, reference, strict=True):
             total += weight * (part - ref.mean()) / (ref.std() + 1e-9)
         return {int(f): float(s) for f, s in zip(ids, total, strict=True)}
 

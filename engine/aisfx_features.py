@@ -213,23 +213,28 @@ def embed_blocks(
 ) -> torch.Tensor:
     """Run ``net`` (in eval mode) over blocks (n, 100, 96): returns float32 (n, 512) on CPU.
 
-    No gradients (inference mode). With ``bfloat16`` the convolutions run under bf16
-    autocast: on a CPU with AMX that is ~2x faster, and vectors stay within cosine
-    0.99999 of float32 (tests/test_aisfx.py). Call from the thread that owns ``net``.
+    No gradients (inference mode). The input is cast to the net's own dtype, so a net
+    from :func:`engine.aisfx_model.inference_net` runs in bfloat16 throughout. With
+    ``bfloat16`` a float32 net runs under bf16 autocast instead (slower: weights are
+    converted on every call). Vectors of either stay within cosine 0.9999 of float32
+    (tests/test_aisfx.py). Call from the thread that owns ``net``.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     try:
-        device = next(net.parameters()).device
+        first = next(net.parameters())
+        device, dtype = first.device, first.dtype
     except StopIteration:
-        device = torch.device("cpu")
+        device, dtype = torch.device("cpu"), torch.float32
     if blocks.shape[0] == 0:
         return torch.zeros(0, EMBED_DIM, dtype=torch.float32)
     out = []
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bfloat16)
+    autocast = torch.autocast(
+        device.type, dtype=torch.bfloat16, enabled=bfloat16 and dtype == torch.float32
+    )
     with torch.inference_mode(), autocast:
         for start in range(0, blocks.shape[0], batch_size):
-            batch = blocks[start : start + batch_size].to(device=device, dtype=torch.float32)
+            batch = blocks[start : start + batch_size].to(device=device, dtype=dtype)
             out.append(net(batch).to(device="cpu", dtype=torch.float32))
     return torch.cat(out)
 

@@ -19,6 +19,7 @@ one thread at a time (the embedding thread).
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
@@ -92,6 +93,30 @@ class AisfxNet(nn.Module):
         x = self.conv_block4(x)  # the package pools with (1, 1) here: a no-op
         x = x.mean(dim=3)  # over frequency -> (batch, 512, time)
         return x.max(dim=2).values  # over time -> (batch, 512)
+
+
+def inference_net(net: AisfxNet, bfloat16: bool) -> AisfxNet:
+    """A copy of ``net`` prepared for fast inference; ``net`` itself is left untouched.
+
+    Each BatchNorm is folded into the convolution before it (torch's own
+    ``fuse_conv_bn_eval``: same function, one op fewer per layer, cosine 0.9999998 to the
+    unfused net). With ``bfloat16`` the weights are stored as bfloat16 and the tensors
+    use the channels-last layout: oneDNN then runs the convolutions on AMX/AVX-512-BF16
+    without converting weights on every call (autocast does), measured 2.6x faster than
+    bf16 autocast and 4-5x faster than float32 on a 2-core Sapphire Rapids, with vectors
+    within cosine 0.99998 of float32. Feed it with :func:`engine.aisfx_features.embed_blocks`,
+    which casts the input to the net's dtype. Any thread; use the copy from one thread.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fast = copy.deepcopy(net).eval()
+    for block in (fast.conv_block1, fast.conv_block2, fast.conv_block3, fast.conv_block4):
+        block.conv1 = fuse_conv_bn_eval(block.conv1, block.bn1)
+        block.conv2 = fuse_conv_bn_eval(block.conv2, block.bn2)
+        block.bn1, block.bn2 = nn.Identity(), nn.Identity()
+    if bfloat16:
+        fast = fast.to(dtype=torch.bfloat16, memory_format=torch.channels_last)
+    return fast
 
 
 def checkpoint_path() -> Path | None:

@@ -416,15 +416,37 @@ def test_real_weights_tone_is_closer_to_tone_than_to_noise(features, real_net):
 
 
 def test_bfloat16_vectors_stay_within_tolerance_of_float32():
-    """The CPU/GPU fast path (bf16 autocast) must not move vectors: cosine >= 0.9999."""
+    """The fast paths must not move vectors: cosine >= 0.9999 to the float32 net.
+
+    Covers bf16 autocast and the inference copy the pipeline uses (BatchNorm folded into
+    the convolutions; bf16 channels-last weights), which must also leave its source net
+    untouched.
+    """
     from engine.aisfx_features import embed_blocks
-    from engine.aisfx_model import checkpoint_path, load_aisfx
+    from engine.aisfx_model import checkpoint_path, inference_net, load_aisfx
 
     if checkpoint_path() is None:
         pytest.skip("aisfx checkpoint not installed")
     net = load_aisfx()
     blocks = torch.rand(6, 100, 96, generator=torch.Generator().manual_seed(3))
     full = embed_blocks(net, blocks, batch_size=4)
-    fast = embed_blocks(net, blocks, batch_size=4, bfloat16=True)
-    cosine = torch.nn.functional.cosine_similarity(full, fast)
-    assert cosine.min().item() >= 0.9999
+    autocast = embed_blocks(net, blocks, batch_size=4, bfloat16=True)
+    folded = inference_net(net, bfloat16=False)
+    fast = inference_net(net, bfloat16=True)
+    assert next(fast.parameters()).dtype == torch.bfloat16
+    assert next(net.parameters()).dtype == torch.float32
+    assert all(
+        isinstance(m, torch.nn.BatchNorm2d) for m in (net.conv_block1.bn1, net.conv_block4.bn2)
+    )
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(full, autocast).min().item() >= 0.9999
+    assert cos(full, embed_blocks(folded, blocks, batch_size=4)).min().item() >= 0.99999
+    fast_vectors = embed_blocks(fast, blocks, batch_size=4)
+    assert fast_vectors.dtype == torch.float32
+    assert cos(full, fast_vectors).min().item() >= 0.9999
+    # The fold keeps every convolution's output, not only the pooled vector.
+    probe = torch.rand(2, 1, 100, 96, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        ref = net.conv_block1(probe)
+        got = folded.conv_block1(probe)
+    assert (ref - got).abs().max().item() < 1e-4

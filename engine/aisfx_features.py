@@ -198,16 +198,6 @@ class AisfxFeatures(nn.Module):
         return times
 
 
-def fast_precision_available(device: torch.device | str = "cpu") -> bool:
-    """Whether bfloat16 autocast is fast here (CPU with AVX-512 BF16/AMX, or CUDA)."""
-    if torch.device(device).type == "cuda":
-        return True
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def embed_blocks(
     net: nn.Module, blocks: torch.Tensor, batch_size: int = 64, bfloat16: bool = False
 ) -> torch.Tensor:

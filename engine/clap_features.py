@@ -203,11 +203,13 @@ def mel_filterbank(settings: MelSettings = UNFUSED) -> np.ndarray:
 class ClapFeatures:
     """Batched log-mel for one model's settings on one device (constants cached there).
 
-    ``dtype`` None means float64 on CPU and float32 elsewhere (MPS has no float64). Against
-    the extractor's float64 numpy path (tests/test_clap.py): float64 within 1e-5 dB
-    everywhere; float32 within 1e-3 dB in every band less than 80 dB below its frame's
-    loudest band, but up to ~2 dB in bands more than 120 dB below it (float32 FFT rounding
-    noise). On CPU float64 costs ~22 ms per window against ~15 ms, nothing next to the model.
+    ``dtype`` defaults to float32. Against the extractor's float64 numpy path
+    (tests/test_clap.py): float64 within 1e-5 dB everywhere; float32 within 1e-3 dB in
+    every band less than 80 dB below its frame's loudest band, and up to ~2 dB off only in
+    bands more than 120 dB below it (float32 FFT rounding noise, under the model's own
+    -100 dB floor region). On 2 CPU cores float32 costs 3.2 ms per 10-s window against
+    7.4 ms for float64: float64 was 11% of the bf16 model's time, enough to keep the
+    pipeline under 0.9x the bare model (bench/clap_bench.py).
     """
 
     def __init__(
@@ -216,25 +218,65 @@ class ClapFeatures:
     ) -> None:  # fmt: skip
         self.settings = settings
         self.device = torch.device(device)
-        if dtype is None:
-            dtype = torch.float64 if self.device.type == "cpu" else torch.float32
-        self.dtype = dtype
+        self.dtype = dtype or torch.float32
         self._window = torch.hann_window(
             settings.n_fft, periodic=True, dtype=torch.float64
-        ).to(self.device, dtype)  # fmt: skip
-        self._bank = torch.from_numpy(mel_filterbank(settings).T.copy()).to(self.device, dtype)
+        ).to(self.device, self.dtype)  # fmt: skip
+        self._bank = torch.from_numpy(mel_filterbank(settings).T.copy()).to(self.device, self.dtype)
 
-    def __call__(self, windows: torch.Tensor) -> torch.Tensor:
-        """(n, window samples) -> (n, channels, frames, n_mels) log-mel in dB, on the device,
-        in ``self.dtype``.
+    def __call__(
+        self, windows: torch.Tensor | list[torch.Tensor], lengths: list[int] | None = None
+    ) -> torch.Tensor:  # fmt: skip
+        """Windows -> (n, channels, frames, n_mels) log-mel in dB, on the device, in
+        ``self.dtype``.
 
-        Feed ``model.get_audio_features(input_features=..., is_longer=...)`` (cast to the
-        model's dtype); for fusion models pass ``is_longer`` all False (see module doc).
+        ``windows`` is an (n, window samples) tensor, or a list of 1-D pieces of at most
+        one window each, read as zero-padded to a full window (the last window of a clip,
+        without materialising its zeros). ``lengths`` (optional, for the tensor form)
+        gives each window's samples of real audio; the rest must be zeros. Frames that
+        only see zeros are exactly the floor (-100 dB), so they are filled instead of
+        transformed: a 1-s one-shot costs a tenth of a full window, with the same output
+        (tests/test_clap.py). Feed ``model.get_audio_features(input_features=...,
+        is_longer=...)`` (cast to the model's dtype); for fusion models pass ``is_longer``
+        all False (see module doc).
         """
         s = self.settings
-        if windows.ndim != 2:
+        size = s.window_samples
+        if isinstance(windows, list | tuple):
+            pieces = [w.reshape(-1) for w in windows]
+            if any(len(p) > size for p in pieces):
+                raise ValueError(f"a window piece is longer than {size} samples")
+        elif windows.ndim != 2:
             raise ValueError(f"expected (n, samples) windows, got shape {tuple(windows.shape)}")
-        x = windows.to(self.device, self.dtype)
+        elif windows.shape[1] != size or lengths is None or len(lengths) != len(windows):
+            return self._log_mel(windows.to(self.device, self.dtype))
+        else:
+            pieces = [w[: max(0, min(size, int(n)))] for w, n in zip(windows, lengths, strict=True)]
+        # A frame centred at t*hop spans t*hop +- n_fft/2. Cutting a window n_fft past its
+        # audio keeps every frame that sees audio (and the reflect padding at the cut
+        # mirrors zeros, as the full window's would), so those frames come out identical.
+        # Cuts are rounded up to 1/8 window so FFT batch shapes (and their plans) repeat.
+        step = max(s.hop_length, size // 8)
+        cuts = [min(size, -(-(len(p) + s.n_fft) // step) * step) for p in pieces]
+        out = torch.full(
+            (len(pieces), 1, s.frames, s.n_mels), 10.0 * math.log10(_FLOOR),
+            device=self.device, dtype=self.dtype,
+        )  # fmt: skip
+        by_cut: dict[int, list[int]] = {}
+        for i, cut in enumerate(cuts):
+            by_cut.setdefault(cut, []).append(i)
+        for cut, rows in by_cut.items():
+            batch = torch.zeros((len(rows), cut), device=self.device, dtype=self.dtype)
+            for row, i in enumerate(rows):
+                batch[row, : len(pieces[i])] = pieces[i]
+            mel = self._log_mel(batch)
+            out[rows, :, : mel.shape[2]] = mel[:, :1]
+        if s.channels > 1:
+            out = out.expand(-1, s.channels, -1, -1)
+        return out.contiguous()
+
+    def _log_mel(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.settings
         spec = torch.stft(
             x, n_fft=s.n_fft, hop_length=s.hop_length, win_length=s.n_fft,
             window=self._window, center=True, pad_mode="reflect", return_complex=True,

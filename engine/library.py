@@ -35,6 +35,17 @@ log = logging.getLogger(__name__)
 UCS_TABLE_SETTING = "ucs_table"
 
 
+def _load_query_modules() -> None:
+    """Import the torch-using query modules on the model thread (engine/model_thread.py).
+
+    engine.similar imports torchaudio, whose import-time torch ops crashed the app when
+    they ran on the query QThread (a segfault in torchaudio/compliance/kaldi.py).
+    """
+    from engine import model_thread
+
+    model_thread.load_modules("engine.spaces", "engine.similar", "engine.hybrid")
+
+
 class LibraryError(Exception):
     """A user-facing problem with a library operation (bad path and the like)."""
 
@@ -157,6 +168,8 @@ class Library:
         import soundfile as sf
 
         from engine import model_thread
+
+        _load_query_modules()
         from engine.similar import SimilarError, best_moment, embed_clip, to_results
         from engine.vectors import VectorStore
 
@@ -198,6 +211,7 @@ class Library:
         return [fid for fid, _ in index.query(space, vector, limit, {file_id})]
 
     def _similar_index(self) -> SimilarIndex:
+        _load_query_modules()
         from engine.similar import SimilarIndex
 
         if self._similar is None:
@@ -231,6 +245,8 @@ class Library:
         """
         if mode not in ("auto", "keyword", "content"):
             raise ValueError(f"unknown search mode {mode!r}")
+        if mode != "keyword":
+            _load_query_modules()
         space = self.text_space() if mode != "keyword" else None
         if space is None:
             if mode == "content":

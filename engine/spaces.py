@@ -20,6 +20,7 @@ import torch
 
 from engine import model_thread
 from engine.model_thread import OnModelThread
+from engine.models import inference_dtype
 
 if TYPE_CHECKING:
     from engine.clap_features import ClapFeatures
@@ -105,12 +106,12 @@ class AisfxSpace:
 
     def _load(self) -> None:
         if self._net is None:
-            from engine.aisfx_features import AisfxFeatures, fast_precision_available
+            from engine.aisfx_features import AisfxFeatures
             from engine.aisfx_model import inference_net, load_aisfx
 
             # float32 features: 4x faster than float64, within 1.2e-7 of it.
             self._features = AisfxFeatures(dtype=torch.float32)
-            self._bf16 = fast_precision_available(self.device)
+            self._bf16 = inference_dtype(self.device, torch.bfloat16) == torch.bfloat16
             self._net = inference_net(load_aisfx(self._path, device=self.device), self._bf16)
 
     def embed(self, clips: list[np.ndarray]) -> list[Embedding]:
@@ -240,39 +241,44 @@ class ClapSpace:
             self._features = ClapFeatures(self.settings, where)
         return self._loaded
 
-    def _audio_vectors(self, batch: torch.Tensor) -> np.ndarray:
+    def _audio_vectors(self, pieces: list[torch.Tensor]) -> np.ndarray:
         loaded = self._loaded
         assert loaded is not None and self._features is not None
-        features = self._features(batch).to(loaded.device, loaded.dtype)
+        features = self._features(pieces).to(loaded.device, loaded.dtype)
         # Every window is exactly one model input long, so none is "longer" (fusion models
         # then use the global mel only, as CLAP does for audio up to 10 s).
-        is_longer = torch.zeros((len(batch), 1), dtype=torch.bool, device=loaded.device)
+        is_longer = torch.zeros((len(pieces), 1), dtype=torch.bool, device=loaded.device)
         with torch.inference_mode():
             out = loaded.model.get_audio_features(input_features=features, is_longer=is_longer)
         vectors = out if isinstance(out, torch.Tensor) else out.pooler_output
         return torch.nn.functional.normalize(vectors.float(), dim=-1).cpu().numpy()
 
     def embed(self, clips: list[np.ndarray]) -> list[Embedding]:
-        """Embed mono clips at ``sample_rate``, windows batched across clips."""
-        from engine.clap_features import HOP_SECONDS, pooled_vector, windows
+        """Embed mono clips at ``sample_rate``, windows batched across clips.
 
+        Windows are views of the clips (the last one's zero padding is implied, not
+        built): see :func:`engine.clap_features.windows` for the geometry.
+        """
+        from engine.clap_features import HOP_SECONDS, pooled_vector, window_times
+
+        rate, seconds = self.sample_rate, self.settings.window_seconds
+        size = self.settings.window_samples
+        hop = int(round(HOP_SECONDS * rate))
         with self._lock:
             self._load()
-            cut = [
-                windows(clip, self.sample_rate, self.settings.window_seconds, HOP_SECONDS)
-                for clip in clips
-            ]
-            refs = [(c, w) for c, (wins, _) in enumerate(cut) for w in range(len(wins))]
-            vectors = [np.zeros((len(wins), self.dim), dtype=np.float32) for wins, _ in cut]
+            audio = [torch.from_numpy(np.ascontiguousarray(c, dtype=np.float32)) for c in clips]
+            times = [window_times(len(a), rate, seconds, HOP_SECONDS) for a in audio]
+            refs = [(c, w) for c, t in enumerate(times) for w in range(len(t))]
+            vectors = [np.zeros((len(t), self.dim), dtype=np.float32) for t in times]
             for start in range(0, len(refs), self.batch_size):
                 chunk = refs[start : start + self.batch_size]
-                batch = torch.stack([cut[c][0][w] for c, w in chunk])
-                for (c, w), vec in zip(chunk, self._audio_vectors(batch), strict=True):
+                pieces = [audio[c][w * hop : w * hop + size] for c, w in chunk]
+                for (c, w), vec in zip(chunk, self._audio_vectors(pieces), strict=True):
                     vectors[c][w] = vec
         out = []
-        for (_, times), vecs in zip(cut, vectors, strict=True):
-            weights = np.array([end - start for start, end in times])
-            windows_out = [(s, e, v) for (s, e), v in zip(times, vecs, strict=True)]
+        for spans, vecs in zip(times, vectors, strict=True):
+            weights = np.array([end - start for start, end in spans])
+            windows_out = [(s, e, v) for (s, e), v in zip(spans, vecs, strict=True)]
             out.append(Embedding(pooled_vector(vecs, weights), windows_out))
         return out
 

@@ -31,6 +31,7 @@ from engine.clap_features import (
     windows,
 )
 from engine.clap_model import ModelUnavailable, load_clap
+from engine.models import PRECISION_ENV, fast_bfloat16, inference_dtype
 from engine.spaces import ClapSpace, available_spaces
 
 SR = 48_000
@@ -94,7 +95,13 @@ def tiny_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def space(tiny_folder) -> ClapSpace:
-    return ClapSpace(str(tiny_folder), device="cpu")
+    """The space in float32 (loaded here), so vectors can be compared with transformers'
+    own pipeline; bf16 is tested on its own below."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(PRECISION_ENV, "float32")
+        built = ClapSpace(str(tiny_folder), device="cpu")
+        built._load()
+    return built
 
 
 @pytest.fixture
@@ -194,8 +201,8 @@ def test_filterbank_is_the_extractors(truncation):
 @pytest.mark.parametrize("truncation", ["rand_trunc", "fusion"])
 def test_log_mel_matches_extractor_on_exactly_ten_seconds(truncation):
     """Tolerances, on exactly-10-s input (no crop, pad or randomness in the extractor):
-    float64 (the CPU default): max |ours - extractor| <= 1e-4 dB in every band (measured
-    4e-6). float32 (GPU): <= 1e-3 dB in bands within 80 dB of their frame's loudest band
+    float64: max |ours - extractor| <= 1e-4 dB in every band (measured 4e-6). float32
+    (the default): <= 1e-3 dB in bands within 80 dB of their frame's loudest band
     (measured 7e-4); bands further down differ by up to ~2 dB, the float32 FFT's rounding
     noise, so they are not compared; on broadband noise every band is within 1e-4 dB."""
     extractor = _extractor(truncation)
@@ -203,8 +210,8 @@ def test_log_mel_matches_extractor_on_exactly_ten_seconds(truncation):
     channels = 4 if truncation == "fusion" else 1
     signals = {k: v.astype(np.float32) for k, v in _signals().items()}
     batch = torch.from_numpy(np.stack(list(signals.values())))
-    ours64 = ClapFeatures(settings)(batch)  # batched, float64 on CPU
-    ours32 = ClapFeatures(settings, dtype=torch.float32)(batch)
+    ours64 = ClapFeatures(settings, dtype=torch.float64)(batch)  # batched
+    ours32 = ClapFeatures(settings)(batch)  # the default
     assert ours64.dtype == torch.float64 and ours32.dtype == torch.float32
     assert ours64.shape == (3, channels, 1001, 64)
     for i, (name, x) in enumerate(signals.items()):
@@ -218,7 +225,26 @@ def test_log_mel_matches_extractor_on_exactly_ten_seconds(truncation):
         if name == "noise":
             assert diff32.max().item() <= 1e-4
     # The convenience function is the same computation.
-    assert torch.equal(log_mel(batch[:1], settings), ours64[:1])
+    assert torch.equal(log_mel(batch[:1], settings, torch.float64), ours64[:1])
+
+
+@pytest.mark.parametrize("truncation", ["rand_trunc", "fusion"])
+def test_zero_tail_frames_are_filled_not_computed_with_the_same_result(truncation):
+    """Pieces shorter than a window (or windows with their real lengths) give exactly the
+    log-mel of the zero-padded window, while transforming only the frames near audio."""
+    settings = MelSettings.from_extractor(_extractor(truncation))
+    features = ClapFeatures(settings)
+    lengths = [0, 1, 1000, 48_000, 300_000, WIN - 1025, WIN - 1000, WIN]
+    clips = [_noise(n / SR, seed=n) for n in lengths]
+    padded = torch.stack([windows(c, SR)[0][0] for c in clips])
+    full = features._log_mel(padded)
+    pieces = features([torch.from_numpy(c) for c in clips])
+    masked = features(padded, lengths)
+    assert pieces.shape == full.shape == (len(lengths), settings.channels, 1001, 64)
+    assert torch.equal(pieces, full) and torch.equal(masked, full)
+    assert torch.equal(features(padded), full)
+    with pytest.raises(ValueError, match="longer than"):
+        features([torch.zeros(WIN + 1)])
 
 
 # --- loading ------------------------------------------------------------------------------
@@ -226,7 +252,8 @@ def test_log_mel_matches_extractor_on_exactly_ten_seconds(truncation):
 
 def test_load_clap_from_a_folder(tiny_folder, no_network):
     loaded = load_clap(str(tiny_folder), device="cpu")
-    assert loaded.device == "cpu" and loaded.dtype == torch.float32
+    assert loaded.device == "cpu" and loaded.dtype == inference_dtype("cpu")
+    assert next(loaded.model.parameters()).dtype == loaded.dtype
     assert not loaded.model.training
     assert loaded.source == str(tiny_folder.resolve())
     assert loaded.revision.startswith("content-")
@@ -235,6 +262,30 @@ def test_load_clap_from_a_folder(tiny_folder, no_network):
     )
     assert loaded.feature_extractor.sampling_rate == SR
     assert loaded.feature_extractor.truncation == "rand_trunc"
+
+
+def test_precision_setting_and_bfloat16_tolerance(tiny_folder, monkeypatch, no_network):
+    """float32 when the setting says so; on a CPU with fast bf16 kernels "auto" loads
+    bfloat16, whose vectors stay within cosine 0.99 of float32 (random weights; the
+    full-size architecture measured 0.99998 in bench notes)."""
+    monkeypatch.setenv(PRECISION_ENV, "float32")
+    assert inference_dtype("cpu") == torch.float32
+    full = ClapSpace(str(tiny_folder), device="cpu")
+    clips = [_noise(3.0, seed=8), _noise(12.0, seed=9)]
+    reference = full.embed(clips)
+    assert full._loaded.dtype == torch.float32
+    monkeypatch.setenv(PRECISION_ENV, "auto")
+    if not fast_bfloat16("cpu"):
+        assert inference_dtype("cpu") == torch.float32
+        pytest.skip("this CPU has no fast bfloat16 kernels: auto stays float32")
+    fast = ClapSpace(str(tiny_folder), device="cpu")
+    vectors = fast.embed(clips)
+    assert fast._loaded.dtype == torch.bfloat16
+    for a, b in zip(reference, vectors, strict=True):
+        assert b.vector.dtype == np.float32
+        assert float(a.vector @ b.vector) >= 0.99
+    text = full.embed_text(["a dog barks"])[0] @ fast.embed_text(["a dog barks"])[0]
+    assert float(text) >= 0.99
 
 
 def test_hub_id_in_the_cache_loads_offline(tiny_folder, tmp_path, monkeypatch, no_network):

@@ -144,6 +144,51 @@ def test_decode_mono_region_and_downmix(tmp_path):
     assert np.allclose(audio, (np.arange(2000, 4000) / 8000 - np.arange(2000, 4000) / 16000) / 2)
 
 
+@pytest.mark.parametrize(
+    "fmt,subtype",
+    [("WAV", "PCM_16"), ("WAV", "PCM_24"), ("WAV", "PCM_32"), ("WAV", "PCM_U8"),
+     ("WAV", "FLOAT"), ("FLAC", "PCM_24"), ("AIFF", "PCM_16"), ("OGG", "VORBIS")],
+)  # fmt: skip
+@pytest.mark.parametrize("channels", [1, 2, 6])
+def test_decode_mono_equals_soundfile_float_mean(tmp_path, fmt, subtype, channels):
+    """The fast paths (integer reads scaled here, matrix downmix) give soundfile's own
+    float32 samples averaged over channels, within float32 rounding."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(channels)
+    data = (rng.uniform(-0.9, 0.9, (6000, channels))).astype(np.float32)
+    path = tmp_path / f"t.{fmt.lower()}"
+    sf.write(str(path), data, 22050, subtype=subtype, format=fmt)
+    expected = sf.read(str(path), dtype="float32", always_2d=True)[0].mean(axis=1)
+    audio, rate = decode_mono(path)
+    assert rate == 22050 and audio.dtype == np.float32 and audio.shape == expected.shape
+    assert np.abs(audio - expected).max() <= 2e-7
+    if channels == 1:
+        assert np.array_equal(audio, expected)
+
+
+@pytest.mark.parametrize(
+    "rate,target",
+    [(44100, 48000), (22050, 48000), (8000, 48000), (96000, 48000), (48000, 44100),
+     (96000, 44100), (11025, 44100), (44100, 22050)],
+)  # fmt: skip
+def test_resample_equals_torchaudio(rate, target):
+    """The GEMM form of torchaudio's sinc resampler gives torchaudio's samples."""
+    import torch
+    import torchaudio
+
+    from engine.embedder import resample
+
+    rng = np.random.default_rng(rate + target)
+    for n in (1, 2, 7, 1000, rate // 3 + 5):
+        audio = (0.3 * rng.standard_normal(n)).astype(np.float32)
+        ours = resample(audio, rate, target)
+        theirs = torchaudio.functional.resample(torch.from_numpy(audio), rate, target).numpy()
+        assert ours.dtype == np.float32 and ours.shape == theirs.shape
+        assert np.abs(ours - theirs).max() <= 1e-6, n
+    assert resample(audio, rate, rate) is audio
+
+
 def test_ivf_recall_against_flat():
     rng = np.random.default_rng(0)
     centers = rng.standard_normal((50, 32))

@@ -1,8 +1,10 @@
 """The embedding pipeline: decode workers → batched model → one catalog writer.
 
-One decode of each file feeds every space that still needs it. Decoding runs on a small
-thread pool with a bounded number of files in flight; the model and the catalog writes
-run on the calling thread (the catalog's writer). Vectors are committed per batch of
+One decode of each file feeds every space that still needs it. Decoding, resampling and
+each space's feature extraction (``prepare``, where the space has one) run on a small
+pool of lower-priority threads with a bounded number of files in flight, so they use the
+cycles the model leaves idle; the model and the catalog writes run on the calling thread
+(the catalog's writer). Vectors are committed per batch of
 files, so a kill loses at most one batch and the next run continues with what is pending.
 """
 
@@ -166,10 +168,14 @@ class EmbedReport:
     audio_seconds: float = 0.0
     elapsed: float = 0.0
     cancelled: bool = False
-    # Seconds spent per stage (decode is summed over workers, so it may exceed elapsed).
+    # Seconds spent per stage. decode, resample and features run on the decode workers
+    # (summed over them, so together they may exceed elapsed); model and store on the
+    # embedding thread.
     stage_seconds: dict[str, float] = field(
-        default_factory=lambda: {"decode": 0.0, "resample": 0.0, "model": 0.0, "store": 0.0}
-    )
+        default_factory=lambda: {
+            "decode": 0.0, "resample": 0.0, "features": 0.0, "model": 0.0, "store": 0.0
+        }
+    )  # fmt: skip
     errors: list[str] = field(default_factory=list)
 
 
@@ -177,10 +183,12 @@ class EmbedReport:
 class _Decoded:
     file_id: int
     path: str
-    audio: np.ndarray | None
-    rate: int
+    audio_seconds: float
     error: str | None
-    seconds: float
+    # Per space name: the clip at the space's rate, or what its ``prepare`` made of it.
+    inputs: dict[str, object] = field(default_factory=dict)
+    # Worker seconds per stage: decode, resample, features.
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 class Embedder:
@@ -225,15 +233,34 @@ class Embedder:
         done = 0
 
         def decode(file_id: int) -> _Decoded:
-            t0 = time.perf_counter()
+            """Decode, resample and (for spaces that can) make features: a worker's job."""
             path = rows[file_id]["path"]
+            t0 = time.perf_counter()
             try:
                 audio, rate = decode_mono(path)
-                if len(audio) == 0:
-                    return _Decoded(file_id, path, None, 0, "no audio frames", 0.0)
-                return _Decoded(file_id, path, audio, rate, None, time.perf_counter() - t0)
             except Exception as exc:  # unreadable now (changed/removed since the scan)
-                return _Decoded(file_id, path, None, 0, f"cannot decode: {exc}", 0.0)
+                return _Decoded(file_id, path, 0.0, f"cannot decode: {exc}")
+            if len(audio) == 0:
+                return _Decoded(file_id, path, 0.0, "no audio frames")
+            item = _Decoded(file_id, path, len(audio) / rate, None)
+            item.seconds = {"decode": time.perf_counter() - t0, "resample": 0.0, "features": 0.0}
+            clips: dict[int, np.ndarray] = {}
+            for space in needs[file_id]:
+                t1 = time.perf_counter()
+                if space.sample_rate not in clips:
+                    clips[space.sample_rate] = resample(audio, rate, space.sample_rate)
+                t2 = time.perf_counter()
+                prepare = getattr(space, "prepare", None)
+                try:
+                    item.inputs[space.name] = (
+                        prepare(clips[space.sample_rate]) if prepare else clips[space.sample_rate]
+                    )  # fmt: skip
+                except Exception as exc:
+                    log.exception("preparing %s for %s failed", path, space.name)
+                    item.error = f"{space.name} features failed: {exc}"
+                item.seconds["resample"] += t2 - t1
+                item.seconds["features"] += time.perf_counter() - t2
+            return item
 
         with ThreadPoolExecutor(
             self.workers, thread_name_prefix="sonarium-decode", initializer=_lower_priority
@@ -256,7 +283,8 @@ class Embedder:
                 if not pending:
                     break
                 item = pending.pop(0).result()
-                report.stage_seconds["decode"] += item.seconds
+                for stage, seconds in item.seconds.items():
+                    report.stage_seconds[stage] = report.stage_seconds.get(stage, 0.0) + seconds
                 batch.append(item)
                 if len(batch) >= self.batch_files or not pending:
                     done += self._embed_batch(batch, needs, space_ids, report)
@@ -283,12 +311,16 @@ class Embedder:
     ) -> int:
         for space in self.spaces:
             items = [d for d in batch if space in needs[d.file_id]]
-            good = [d for d in items if d.audio is not None]
-            t0 = time.perf_counter()
-            clips = [resample(d.audio, d.rate, space.sample_rate) for d in good]  # type: ignore[arg-type]
+            good = [d for d in items if space.name in d.inputs and not d.error]
+            inputs = [d.inputs.pop(space.name) for d in good]
             t1 = time.perf_counter()
             try:
-                embeddings = space.embed(clips) if clips else []
+                if not inputs:
+                    embeddings = []
+                elif hasattr(space, "embed_prepared"):
+                    embeddings = space.embed_prepared(inputs)
+                else:
+                    embeddings = space.embed(inputs)
             except Exception as exc:
                 log.exception("embedding failed for a batch in %s", space.name)
                 embeddings = [None] * len(good)
@@ -303,7 +335,6 @@ class Embedder:
                 if d.error:
                     self.store.store_error(space_ids[space.name], d.file_id, d.error)
             t3 = time.perf_counter()
-            report.stage_seconds["resample"] += t1 - t0
             report.stage_seconds["model"] += t2 - t1
             report.stage_seconds["store"] += t3 - t2
         for d in batch:
@@ -312,5 +343,5 @@ class Embedder:
                 report.errors.append(f"{d.path}: {d.error}")
             else:
                 report.files += 1
-                report.audio_seconds += len(d.audio) / d.rate if d.audio is not None else 0.0
+                report.audio_seconds += d.audio_seconds
         return len(batch)

@@ -71,7 +71,7 @@ def test_embedder_stores_vectors_and_resumes(library, fake_library):
     space = FakeSpace()
     report = Embedder(library.catalog, [space], batch_files=2).run()
     assert (report.files, report.failed) == (4, 0)
-    assert set(report.stage_seconds) == {"decode", "resample", "model", "store"}
+    assert set(report.stage_seconds) == {"decode", "resample", "features", "model", "store"}
     store = VectorStore(library.catalog)
     sid = store.space("fake")["id"]
     assert store.counts(sid) == {"embedded": 4, "failed": 0, "pending": 0}
@@ -85,6 +85,62 @@ def test_embedder_stores_vectors_and_resumes(library, fake_library):
     assert again.files == 0
     # A new identity (model or preprocessing changed) drops and re-embeds everything.
     assert Embedder(library.catalog, [FakeSpace("fake:v2")]).run().files == 4
+
+
+class PreparingSpace(FakeSpace):
+    """FakeSpace split in two, recording which thread runs each half."""
+
+    name = "prep"
+
+    def __init__(self, identity="prep:v1", fail_on=None):
+        super().__init__(identity)
+        self.prepare_threads, self.embed_threads = set(), set()
+        self.fail_on = fail_on
+
+    def prepare(self, clip):
+        import threading
+
+        self.prepare_threads.add(threading.current_thread().name)
+        if self.fail_on is not None and len(clip) == self.fail_on:
+            raise RuntimeError("bad features")
+        return ("prepared", clip)
+
+    def embed_prepared(self, items):
+        import threading
+
+        self.embed_threads.add(threading.current_thread().name)
+        assert all(tag == "prepared" for tag, _ in items)
+        return FakeSpace.embed(self, [clip for _, clip in items])
+
+
+def test_prepare_runs_on_the_decode_workers_and_gives_what_embed_gives(
+    library, fake_library
+):  # fmt: skip
+    import threading
+
+    plain, split = FakeSpace(), PreparingSpace()
+    report = Embedder(library.catalog, [plain, split], batch_files=2).run()
+    assert (report.files, report.failed) == (4, 0)
+    assert split.prepare_threads and all(
+        name.startswith("sonarium-decode") for name in split.prepare_threads
+    )  # fmt: skip
+    assert split.embed_threads == {threading.current_thread().name}
+    store = VectorStore(library.catalog)
+    a, b = store.space("fake")["id"], store.space("prep")["id"]
+    for row in library.catalog.query("SELECT id FROM files"):
+        assert np.array_equal(store.file_vector(a, row["id"]), store.file_vector(b, row["id"]))
+        assert np.array_equal(
+            store.windows(a, row["id"]).vectors, store.windows(b, row["id"]).vectors
+        )
+
+
+def test_a_failing_prepare_is_a_per_file_error(library, fake_library):
+    space = PreparingSpace(fail_on=3 * 8000)  # a1.wav, the only 3-s file
+    report = Embedder(library.catalog, [space]).run()
+    assert (report.files, report.failed) == (3, 1)
+    assert "prep features failed: bad features" in report.errors[0]
+    store = VectorStore(library.catalog)
+    assert store.counts(store.space("prep")["id"]) == {"embedded": 3, "failed": 1, "pending": 0}
 
 
 def test_changed_file_is_re_embedded(library, fake_library):

@@ -523,6 +523,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="model device"
     )
     common.add_argument(
+        "--precision", choices=("auto", "float32"), default=None,
+        help="model precision: auto (bfloat16 on CPUs with AMX/AVX-512 BF16, float16 on "
+        "CUDA) or float32 everywhere (default: $SONARIUM_PRECISION or auto)",
+    )  # fmt: skip
+    common.add_argument(
         "--model",
         metavar="ID_OR_PATH",
         help="CLAP model for text search: a hub id in the local cache or a folder "
@@ -628,6 +633,8 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "model", None):
         # One place decides the CLAP model for this process and its index worker.
         os.environ["SONARIUM_CLAP_MODEL"] = args.model
+    if getattr(args, "precision", None):
+        os.environ["SONARIUM_PRECISION"] = args.precision  # engine.models reads it
     if args.command is None:
         from gui.app import run_app
 

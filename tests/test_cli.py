@@ -108,3 +108,19 @@ def test_model_command_reports_a_missing_model(tmp_path, library_dir, monkeypatc
     proc = run_cli("model", str(tmp_path / "no-such-model"), library_dir=library_dir, check=False)
     assert proc.returncode == 1 and "not available here" in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_precision_flag_reaches_the_engine(tmp_path, monkeypatch, capsys):
+    import torch
+
+    import main
+    from engine.models import PRECISION_ENV, inference_dtype, precision_setting
+
+    monkeypatch.setenv(PRECISION_ENV, "auto")  # restored after the test
+    assert main.main(["folders", "--library", str(tmp_path / "lib"), "--precision", "float32"]) == 0
+    assert precision_setting() == "float32"
+    assert inference_dtype("cpu") == inference_dtype("cuda") == torch.float32
+    monkeypatch.setenv(PRECISION_ENV, "no-such-precision")
+    assert precision_setting() == "auto"
+    with pytest.raises(SystemExit):
+        main.main(["folders", "--precision", "float8"])

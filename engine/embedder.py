@@ -1,11 +1,12 @@
 """The embedding pipeline: decode workers → batched model → one catalog writer.
 
-One decode of each file feeds every space that still needs it. Decoding, resampling and
-each space's feature extraction (``prepare``, where the space has one) run on a small
-pool of lower-priority threads with a bounded number of files in flight, so they use the
-cycles the model leaves idle; the model and the catalog writes run on the calling thread
-(the catalog's writer). Vectors are committed per batch of
-files, so a kill loses at most one batch and the next run continues with what is pending.
+One decode of each file feeds every space that still needs it. Decoding runs on a small
+pool of lower-priority threads with a bounded number of files in flight; resampling and
+each space's feature extraction (``prepare``) join it there when the space's model has
+its own device (GPU), and otherwise run on the calling thread, with the model and the
+catalog writes (the catalog's writer): a CPU model needs every core. Vectors are
+committed per batch of files, so a kill loses at most one batch and the next run
+continues with what is pending.
 """
 
 from __future__ import annotations
@@ -133,6 +134,34 @@ def resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
     return out.numpy()
 
 
+def _prepare_on_workers(space: EmbeddingSpace) -> bool:
+    """Whether a space's resampling and ``prepare`` belong on the decode workers: only when
+    its model has its own device. On CPU the model needs both cores, and this work on the
+    workers measured slower than on the embedding thread (it preempts the model's
+    threads): aisfx 3.71x the naive loop against 4.43x, CLAP 0.79x the bare model
+    against 0.85x."""
+    return str(getattr(space, "device", "cpu")) not in ("cpu", "mps")
+
+
+def _prepare(item: _Decoded, space: EmbeddingSpace, seconds: dict[str, float]) -> None:
+    """Resample ``item``'s audio to the space's rate (once per rate) and run the space's
+    ``prepare`` on it, into ``item.inputs``; a failure becomes the file's error. Adds the
+    time taken to ``seconds``. Called by a decode worker or the embedding thread."""
+    t1 = time.perf_counter()
+    clip = item.clips.get(space.sample_rate)
+    if clip is None:
+        clip = item.clips[space.sample_rate] = resample(item.audio, item.rate, space.sample_rate)
+    t2 = time.perf_counter()
+    prepare = getattr(space, "prepare", None)
+    try:
+        item.inputs[space.name] = prepare(clip) if prepare else clip
+    except Exception as exc:
+        log.exception("preparing %s for %s failed", item.path, space.name)
+        item.error = f"{space.name} features failed: {exc}"
+    seconds["resample"] = seconds.get("resample", 0.0) + t2 - t1
+    seconds["features"] = seconds.get("features", 0.0) + time.perf_counter() - t2
+
+
 def _lower_priority() -> None:
     """Run the calling (decode) thread at a lower CPU priority than the model's threads.
 
@@ -185,8 +214,11 @@ class _Decoded:
     path: str
     audio_seconds: float
     error: str | None
+    audio: np.ndarray | None = None  # decoded mono samples, until every space has its input
+    rate: int = 0
     # Per space name: the clip at the space's rate, or what its ``prepare`` made of it.
     inputs: dict[str, object] = field(default_factory=dict)
+    clips: dict[int, np.ndarray] = field(default_factory=dict)  # resampled, by rate
     # Worker seconds per stage: decode, resample, features.
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -242,24 +274,11 @@ class Embedder:
                 return _Decoded(file_id, path, 0.0, f"cannot decode: {exc}")
             if len(audio) == 0:
                 return _Decoded(file_id, path, 0.0, "no audio frames")
-            item = _Decoded(file_id, path, len(audio) / rate, None)
+            item = _Decoded(file_id, path, len(audio) / rate, None, audio, rate)
             item.seconds = {"decode": time.perf_counter() - t0, "resample": 0.0, "features": 0.0}
-            clips: dict[int, np.ndarray] = {}
             for space in needs[file_id]:
-                t1 = time.perf_counter()
-                if space.sample_rate not in clips:
-                    clips[space.sample_rate] = resample(audio, rate, space.sample_rate)
-                t2 = time.perf_counter()
-                prepare = getattr(space, "prepare", None)
-                try:
-                    item.inputs[space.name] = (
-                        prepare(clips[space.sample_rate]) if prepare else clips[space.sample_rate]
-                    )  # fmt: skip
-                except Exception as exc:
-                    log.exception("preparing %s for %s failed", path, space.name)
-                    item.error = f"{space.name} features failed: {exc}"
-                item.seconds["resample"] += t2 - t1
-                item.seconds["features"] += time.perf_counter() - t2
+                if _prepare_on_workers(space):
+                    _prepare(item, space, item.seconds)
             return item
 
         with ThreadPoolExecutor(
@@ -311,6 +330,9 @@ class Embedder:
     ) -> int:
         for space in self.spaces:
             items = [d for d in batch if space in needs[d.file_id]]
+            for d in items:
+                if not d.error and space.name not in d.inputs and d.audio is not None:
+                    _prepare(d, space, report.stage_seconds)
             good = [d for d in items if space.name in d.inputs and not d.error]
             inputs = [d.inputs.pop(space.name) for d in good]
             t1 = time.perf_counter()
@@ -338,6 +360,7 @@ class Embedder:
             report.stage_seconds["model"] += t2 - t1
             report.stage_seconds["store"] += t3 - t2
         for d in batch:
+            d.audio, d.clips = None, {}
             if d.error:
                 report.failed += 1
                 report.errors.append(f"{d.path}: {d.error}")

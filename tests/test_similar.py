@@ -92,8 +92,9 @@ class PreparingSpace(FakeSpace):
 
     name = "prep"
 
-    def __init__(self, identity="prep:v1", fail_on=None):
+    def __init__(self, identity="prep:v1", fail_on=None, device="cpu"):
         super().__init__(identity)
+        self.device = device
         self.prepare_threads, self.embed_threads = set(), set()
         self.fail_on = fail_on
 
@@ -113,29 +114,36 @@ class PreparingSpace(FakeSpace):
         return FakeSpace.embed(self, [clip for _, clip in items])
 
 
-def test_prepare_runs_on_the_decode_workers_and_gives_what_embed_gives(
-    library, fake_library
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_prepare_runs_where_the_model_leaves_room_and_gives_what_embed_gives(
+    library, fake_library, device
 ):  # fmt: skip
+    """A model on CPU needs every core: its prepare runs on the embedding thread. A model
+    with its own device (a fake "cuda" here) gets its features from the decode workers."""
     import threading
 
-    plain, split = FakeSpace(), PreparingSpace()
+    plain, split = FakeSpace(), PreparingSpace(device=device)
     report = Embedder(library.catalog, [plain, split], batch_files=2).run()
     assert (report.files, report.failed) == (4, 0)
-    assert split.prepare_threads and all(
-        name.startswith("sonarium-decode") for name in split.prepare_threads
-    )  # fmt: skip
-    assert split.embed_threads == {threading.current_thread().name}
+    here = threading.current_thread().name
+    if device == "cpu":
+        assert split.prepare_threads == {here}
+    else:
+        assert split.prepare_threads and all(
+            name.startswith("sonarium-decode") for name in split.prepare_threads
+        )  # fmt: skip
+    assert split.embed_threads == {here}
     store = VectorStore(library.catalog)
     a, b = store.space("fake")["id"], store.space("prep")["id"]
     for row in library.catalog.query("SELECT id FROM files"):
         assert np.array_equal(store.file_vector(a, row["id"]), store.file_vector(b, row["id"]))
-        assert np.array_equal(
-            store.windows(a, row["id"]).vectors, store.windows(b, row["id"]).vectors
-        )
+        wa, wb = store.windows(a, row["id"]), store.windows(b, row["id"])
+        assert np.array_equal(wa.vectors, wb.vectors)
 
 
-def test_a_failing_prepare_is_a_per_file_error(library, fake_library):
-    space = PreparingSpace(fail_on=3 * 8000)  # a1.wav, the only 3-s file
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_a_failing_prepare_is_a_per_file_error(library, fake_library, device):
+    space = PreparingSpace(fail_on=3 * 8000, device=device)  # a1.wav, the only 3-s file
     report = Embedder(library.catalog, [space]).run()
     assert (report.files, report.failed) == (3, 1)
     assert "prep features failed: bad features" in report.errors[0]

@@ -1,7 +1,7 @@
 """The embedding pipeline: decode workers → batched model → one catalog writer.
 
 One decode of each file feeds every space that still needs it. Decoding runs on a small
-pool of lower-priority threads with a bounded number of files in flight; resampling and
+pool of threads with a bounded number of files in flight; resampling and
 each space's feature extraction (``prepare``) join it there when the space's model has
 its own device (GPU), and otherwise run on the calling thread, with the model and the
 catalog writes (the catalog's writer): a CPU model needs every core. Vectors are
@@ -11,7 +11,6 @@ continues with what is pending.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
@@ -113,8 +112,14 @@ class _SincResampler:
             return self.reference(audio)
         length = audio.shape[-1]
         padded = torch.nn.functional.pad(audio, (self.width, self.width + self.orig))
-        periods = padded.unfold(0, self.kernel_t.shape[0], self.orig)  # (outputs, taps)
-        out = (periods @ self.kernel_t).reshape(-1)  # phase-interleaved, as torchaudio
+        periods = padded.unfold(0, self.kernel_t.shape[0], self.orig)  # (outputs, taps) view
+        # The product copies its view: in chunks, that copy stays ~4 MB (not 250 MB for
+        # ten minutes of 96 kHz audio).
+        rows = max(1, (1 << 20) // self.kernel_t.shape[0])
+        out = torch.cat([
+            (periods[i : i + rows] @ self.kernel_t).reshape(-1)  # phase-interleaved
+            for i in range(0, periods.shape[0], rows)
+        ])  # fmt: skip
         return out[: -(-self.new * length // self.orig)]
 
 
@@ -160,17 +165,6 @@ def _prepare(item: _Decoded, space: EmbeddingSpace, seconds: dict[str, float]) -
         item.error = f"{space.name} features failed: {exc}"
     seconds["resample"] = seconds.get("resample", 0.0) + t2 - t1
     seconds["features"] = seconds.get("features", 0.0) + time.perf_counter() - t2
-
-
-def _lower_priority() -> None:
-    """Run the calling (decode) thread at a lower CPU priority than the model's threads.
-
-    On Linux ``nice`` is per thread. Decoding then takes the cores when the model leaves
-    them idle (its Python glue between kernels) instead of preempting one of its two
-    compute threads, which stalls every parallel region until that thread runs again.
-    """
-    with contextlib.suppress(AttributeError, OSError):  # not permitted: keep the default
-        os.nice(10)
 
 
 @dataclass
@@ -281,9 +275,7 @@ class Embedder:
                     _prepare(item, space, item.seconds)
             return item
 
-        with ThreadPoolExecutor(
-            self.workers, thread_name_prefix="sonarium-decode", initializer=_lower_priority
-        ) as pool:
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="sonarium-decode") as pool:
             pending: list[Future[_Decoded]] = []
             queue = iter(todo)
             while True:

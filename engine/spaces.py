@@ -53,9 +53,10 @@ class EmbeddingSpace(Protocol):
 
 
 class PreparingSpace(EmbeddingSpace, Protocol):
-    """A space that splits ``embed`` in two, so the pipeline can overlap them:
-    ``prepare`` (features of one clip; any thread, thread-safe) on the decode workers,
-    and ``embed_prepared`` (the model; the embedding thread) on batches of prepared clips.
+    """A space that splits ``embed`` in two: ``prepare`` (one clip's windows or features;
+    any thread, thread-safe) and ``embed_prepared`` (the model, on batches of prepared
+    clips; the embedding thread). The pipeline runs ``prepare`` on its decode workers
+    when the space's model has its own device (engine/embedder.py), so the two overlap.
     ``embed(clips)`` equals ``embed_prepared([prepare(c) for c in clips])``."""
 
     def prepare(self, clip: np.ndarray) -> object: ...

@@ -141,10 +141,9 @@ def resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
 
 def _prepare_on_workers(space: EmbeddingSpace) -> bool:
     """Whether a space's resampling and ``prepare`` belong on the decode workers: only when
-    its model has its own device. On CPU the model needs both cores, and this work on the
-    workers measured slower than on the embedding thread (it preempts the model's
-    threads): aisfx 3.71x the naive loop against 4.43x, CLAP 0.79x the bare model
-    against 0.85x."""
+    its model has its own device. On CPU the model needs both cores, and this work on the workers
+    measured slower than on the embedding thread (it preempts the model's threads):
+    CLAP 0.79x the bare model against 0.85x (bench/clap_bench.py)."""
     return str(getattr(space, "device", "cpu")) not in ("cpu", "mps")
 
 
@@ -191,9 +190,9 @@ class EmbedReport:
     audio_seconds: float = 0.0
     elapsed: float = 0.0
     cancelled: bool = False
-    # Seconds spent per stage. decode, resample and features run on the decode workers
-    # (summed over them, so together they may exceed elapsed); model and store on the
-    # embedding thread.
+    # Seconds spent per stage. decode runs on the decode workers (summed over them, so
+    # it may exceed elapsed), as do resample and features for spaces whose model has its
+    # own device (else they run on the embedding thread); model and store run there.
     stage_seconds: dict[str, float] = field(
         default_factory=lambda: {
             "decode": 0.0, "resample": 0.0, "features": 0.0, "model": 0.0, "store": 0.0

@@ -141,9 +141,9 @@ def resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
 
 def _prepare_on_workers(space: EmbeddingSpace) -> bool:
     """Whether a space's resampling and ``prepare`` belong on the decode workers: only when
-    its model has its own device. On CPU the model needs both cores, and this work on the workers
-    measured slower than on the embedding thread (it preempts the model's threads):
-    CLAP 0.79x the bare model against 0.85x (bench/clap_bench.py)."""
+    its model has its own device. On CPU the model needs both cores, and this work on the
+    workers measured slower than on the embedding thread (it preempts the model's
+    threads): CLAP 0.79x the bare model against 0.85x (bench/clap_bench.py)."""
     return str(getattr(space, "device", "cpu")) not in ("cpu", "mps")
 
 

@@ -16,8 +16,10 @@ Measured in the same run, on the same generated files (mostly 1-12 s, some 15-30
   (the scan is not timed; the model is loaded and warmed before timing);
 * bare: model.get_audio_features alone on the same 10-s windows, in the same batches,
   from log-mels computed (and cast to the model's dtype) beforehand, with the pipeline's
-  own model object: the upper bound for the pipeline, in the same precision (bfloat16 on
-  a CPU with AMX / AVX-512 BF16, else float32);
+  own model object, in the same precision (bfloat16 on a CPU with AMX / AVX-512 BF16,
+  else float32), one batch after another on all of torch's threads;
+* bare in lanes: the same, with the batches run the way ClapSpace runs them on a
+  multi-core CPU (two lanes side by side, engine/cpu_lanes.py): the pipeline's upper bound;
 * naive: one file at a time, soundfile read, channel mean, resample to 48 kHz,
   ClapProcessor(audio=..., sampling_rate=48000), get_audio_features, with the model as
   ``ClapModel.from_pretrained`` loads it by default (float32, same weights).
@@ -48,6 +50,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.clap_features import ClapFeatures, n_windows, windows  # noqa: E402
+from engine.cpu_lanes import split_even  # noqa: E402
 from engine.embedder import Embedder, decode_mono, resample  # noqa: E402
 from engine.library import Library  # noqa: E402
 from engine.spaces import ClapSpace  # noqa: E402
@@ -236,15 +239,17 @@ def pipeline(root: Path, work: Path, space: ClapSpace, i: int) -> tuple[float, d
 
 def bare_batches(
     paths: list[str], space: ClapSpace, batch_files: int = 16
-) -> list[torch.Tensor]:  # fmt: skip
+) -> list[list[list[torch.Tensor]]]:  # fmt: skip
     """The log-mel batches the pipeline feeds the model, computed ahead of time and cast
-    to the model's dtype.
+    to the model's dtype: per Embedder batch, per model lane, the lane's batches.
 
     Same grouping as Embedder + ClapSpace: files in catalog order, ``batch_files`` per
-    Embedder batch, windows of each batch cut across its files ``space.batch_size`` at a time.
+    Embedder batch; the batch's windows split evenly across the space's lanes (when it has
+    more than one batch of them), each lane's share cut ``space.batch_size`` at a time.
     """
     features = ClapFeatures(space.settings, "cpu")
-    batches = []
+    lanes = space._model_lanes()
+    groups = []
     for first in range(0, len(paths), batch_files):
         cut = []
         for path in paths[first : first + batch_files]:
@@ -252,16 +257,41 @@ def bare_batches(
             clip = resample(audio, rate, space.sample_rate)
             cut.append(windows(clip, space.sample_rate, space.settings.window_seconds)[0])
         all_windows = torch.cat(cut)
-        for start in range(0, len(all_windows), space.batch_size):
-            chunk = all_windows[start : start + space.batch_size]
-            batches.append(features(chunk).to(space._loaded.dtype))
-    return batches
+        if lanes is None or len(all_windows) <= space.batch_size:
+            shares = [all_windows]
+        else:
+            runs = split_even(range(len(all_windows)), lanes.lanes)
+            shares = [all_windows[r.start : r.stop] for r in runs]
+        groups.append([
+            [features(share[i : i + space.batch_size]).to(space._loaded.dtype)
+             for i in range(0, len(share), space.batch_size)]
+            for share in shares
+        ])  # fmt: skip
+    return groups
 
 
-def bare(model, batches: list[torch.Tensor]) -> float:
+def bare(model, groups: list[list[list[torch.Tensor]]]) -> float:
+    """The same batches through the plain forward: one after another, on all of torch's
+    threads."""
     start = time.perf_counter()
-    for batch in batches:
-        audio_forward(model, batch)
+    for group in groups:
+        for share in group:
+            for batch in share:
+                audio_forward(model, batch)
+    return time.perf_counter() - start
+
+
+def bare_in_lanes(model, groups: list[list[list[torch.Tensor]]], lanes) -> float:
+    """The same batches run the way ClapSpace runs them: each group's shares side by side
+    in the space's lanes (engine/cpu_lanes.py)."""
+
+    def run(share: list[torch.Tensor]) -> None:
+        for batch in share:
+            audio_forward(model, batch)
+
+    start = time.perf_counter()
+    for group in groups:
+        lanes.map(run, group)
     return time.perf_counter() - start
 
 
@@ -319,7 +349,9 @@ def main() -> None:
         t0 = time.perf_counter()
         space = ClapSpace(str(folder), device="cpu")
         loaded = space._load()  # the space's own model: the bare pass shares it (and its dtype)
-        space.embed([np.zeros(SR, dtype=np.float32)])  # warm-up: allocations, kernels
+        # Warm-up (allocations, kernels) with enough windows to start the model lanes.
+        space.embed([np.zeros(SR, dtype=np.float32)] * (4 * space.batch_size))
+        lanes = space._model_lanes()
         load_seconds = time.perf_counter() - t0
         model, processor = loaded.model, loaded.processor
         # The naive loop uses the model as transformers loads it by default: float32.
@@ -349,9 +381,9 @@ def main() -> None:
         audio_total = float(sum(sf.info(str(p)).duration for p in sorted(root.iterdir())))
         naive_audio = float(sum(min(d, WINDOW_SECONDS) for d in durations))
 
-        pipe_times, bare_times, naive_times, stages = [], [], [], []
+        pipe_times, bare_times, lanes_times, naive_times, stages = [], [], [], [], []
         rss_after_pipeline = peak_after_pipeline = 0.0
-        batches: list[torch.Tensor] = []
+        groups: list[list[list[torch.Tensor]]] = []
         order: list[str] = []
         for i in range(args.repeats):
             elapsed, stage, order = pipeline(root, work, space, i)
@@ -359,15 +391,18 @@ def main() -> None:
             stages.append(stage)
             if i == 0:
                 rss_after_pipeline, peak_after_pipeline = rss_mb(), peak_rss_mb()
-                batches = bare_batches(order, space)
-            bare_times.append(bare(model, batches))
+                groups = bare_batches(order, space)
+            bare_times.append(bare(model, groups))
+            if lanes is not None:
+                lanes_times.append(bare_in_lanes(model, groups, lanes))
             naive_times.append(naive(order, naive_model, processor))
-        model_windows = sum(len(b) for b in batches)
-        del batches
+        model_windows = sum(len(b) for group in groups for share in group for b in share)
+        del groups
         gc.collect()
 
         pipe = statistics.median(pipe_times)
         bare_s = statistics.median(bare_times)
+        lanes_s = statistics.median(lanes_times) if lanes_times else None
         naive_s = statistics.median(naive_times)
         result_pipe = throughput(pipe, n_files, audio_total, model_windows)
         result_bare = throughput(bare_s, n_files, audio_total, model_windows)
@@ -410,11 +445,24 @@ def main() -> None:
                 statistics.median(b / p for b, p in zip(bare_times, pipe_times, strict=True)), 3
             ),
             "pipeline_vs_bare_target": 0.9,
+            # The same batches run as ClapSpace runs them (side by side in its CPU lanes,
+            # one torch thread each): the fastest known way to run them, so the pipeline's
+            # own overhead (decode, resample, log-mel, queues, catalog writes) is 1 - this.
+            "model_lanes": None if lanes is None else lanes.lanes,
+            "bare_in_lanes": None
+            if lanes_s is None
+            else throughput(lanes_s, n_files, audio_total, model_windows),
+            "pipeline_vs_bare_in_lanes": None if lanes_s is None else round(lanes_s / pipe, 3),
+            "pipeline_vs_bare_in_lanes_per_repeat": [
+                round(b / p, 3) for b, p in zip(lanes_times, pipe_times, strict=False)
+            ],
+            "bare_in_lanes_vs_bare": None if lanes_s is None else round(bare_s / lanes_s, 3),
             "pipeline_vs_naive": ratio,
             "pipeline_vs_naive_target": 3.0,
             "apples_to_apples": APPLES_TO_APPLES,
             "pipeline_seconds_runs": [round(t, 2) for t in pipe_times],
             "bare_seconds_runs": [round(t, 2) for t in bare_times],
+            "bare_in_lanes_seconds_runs": [round(t, 2) for t in lanes_times],
             "naive_seconds_runs": [round(t, 2) for t in naive_times],
             "pipeline_stage_seconds_median": {
                 k: round(statistics.median(s[k] for s in stages), 2) for k in stages[0]

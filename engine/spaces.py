@@ -12,6 +12,7 @@ import hashlib
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 from engine import model_thread
+from engine.cpu_lanes import CpuLanes, lane_count, split_even
 from engine.model_thread import OnModelThread
 from engine.models import inference_dtype
 
@@ -258,6 +260,7 @@ class ClapSpace:
         self._loaded: LoadedClap | None = None
         self._features: ClapFeatures | None = None
         self._features_lock = threading.Lock()
+        self._lanes: CpuLanes | None = None
         self._lock = threading.Lock()
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
@@ -270,6 +273,13 @@ class ClapSpace:
 
             self._loaded = load_resolved(self._resolved, self.device)
         return self._loaded
+
+    def _model_lanes(self) -> CpuLanes | None:
+        """The CPU lanes the audio tower runs in (engine/cpu_lanes.py), made on first use;
+        None on a GPU or a 1-core CPU. Called under ``self._lock``."""
+        if self._lanes is None and lane_count(self.device) > 1:
+            self._lanes = CpuLanes(lane_count(self.device))
+        return self._lanes
 
     def _feature_maker(self) -> ClapFeatures:
         with self._features_lock:
@@ -307,12 +317,23 @@ class ClapSpace:
             features = self._feature_maker()
             refs = [(c, w) for c, (_, times) in enumerate(items) for w in range(len(times))]
             vectors = [np.zeros((len(t), self.dim), dtype=np.float32) for _, t in items]
-            for start in range(0, len(refs), self.batch_size):
-                chunk = refs[start : start + self.batch_size]
-                with torch.inference_mode():
-                    mels = features([items[c][0][w] for c, w in chunk])
-                for (c, w), vec in zip(chunk, self._audio_vectors(mels, loaded), strict=True):
-                    vectors[c][w] = vec
+
+            def run(part: Sequence[tuple[int, int]]) -> None:
+                for start in range(0, len(part), self.batch_size):
+                    chunk = part[start : start + self.batch_size]
+                    with torch.inference_mode():
+                        mels = features([items[c][0][w] for c, w in chunk])
+                    for (c, w), vec in zip(chunk, self._audio_vectors(mels, loaded), strict=True):
+                        vectors[c][w] = vec
+
+            lanes = self._model_lanes()
+            if lanes is None or len(refs) <= self.batch_size:
+                run(refs)
+            else:
+                # Each lane takes an even share of the windows, in batches of batch_size.
+                # Concurrent forwards are safe: the audio layers only ever rewrite their
+                # window size from the input size, which is the same for every window.
+                lanes.map(run, split_even(refs, lanes.lanes))
         out = []
         for (_, spans), vecs in zip(items, vectors, strict=True):
             weights = np.array([end - start for start, end in spans])

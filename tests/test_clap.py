@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -474,6 +475,50 @@ def test_embed_is_deterministic_and_pools_windows(space):
     # Batching across clips doesn't change a clip's vectors beyond float noise.
     alone = space.embed([long])[0]
     np.testing.assert_allclose(alone.vector, emb_long.vector, atol=1e-5)
+
+
+def test_cpu_lanes_share_the_windows_and_give_the_same_vectors(space, monkeypatch):
+    """On a multi-core CPU the windows of a call are split evenly between two lanes that
+    run the audio tower side by side, one torch thread each; the vectors match a single
+    lane's within float noise (different thread counts sum in a different order)."""
+    clips = [_noise(seconds, seed=i) for i, seconds in enumerate([0.5, 12.0, 31.0, 3.0, 25.0])]
+    monkeypatch.setattr("engine.spaces.lane_count", lambda device: 1)
+    space._lanes = None
+    one_lane = space.embed(clips)
+    assert space._lanes is None
+
+    previous = torch.get_num_threads()
+    model = space._loaded.model
+    real = model.get_audio_features
+    calls = []
+
+    def recording(**kwargs):
+        calls.append((threading.current_thread().name, torch.get_num_threads(),
+                      len(kwargs["input_features"])))  # fmt: skip
+        return real(**kwargs)
+
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setattr("engine.spaces.lane_count", lambda device: 2)
+        monkeypatch.setattr(model, "get_audio_features", recording)
+        two_lanes = space.embed(clips)
+        assert torch.get_num_threads() == 2  # the calling thread keeps its threads
+    finally:
+        torch.set_num_threads(previous)
+        if space._lanes is not None:
+            space._lanes.close()
+        space._lanes = None
+    # 1 + 2 + 4 + 1 + 3 = 11 windows: 6 and 5 per lane, in batches of at most 4.
+    lanes = sorted({name for name, _, _ in calls})
+    assert len(lanes) == 2 and all(name.startswith("sonarium-lane") for name in lanes)
+    assert {threads for _, threads, _ in calls} == {1}
+    per_lane = [sorted(n for name, _, n in calls if name == lane) for lane in lanes]
+    assert sorted(per_lane) == [[1, 4], [2, 4]]
+    for a, b in zip(one_lane, two_lanes, strict=True):
+        assert [(s, e) for s, e, _ in a.windows] == [(s, e) for s, e, _ in b.windows]
+        np.testing.assert_allclose(a.vector, b.vector, atol=1e-5)
+        for (_, _, v1), (_, _, v2) in zip(a.windows, b.windows, strict=True):
+            np.testing.assert_allclose(v1, v2, atol=1e-5)
 
 
 def test_embed_text_is_normalised_and_cached(space, monkeypatch):

@@ -151,6 +151,29 @@ def test_a_failing_prepare_is_a_per_file_error(library, fake_library, device):
     assert store.counts(store.space("prep")["id"]) == {"embedded": 3, "failed": 1, "pending": 0}
 
 
+def test_embedding_runs_with_one_blas_thread_and_restores_it(library, fake_library):
+    """OpenBLAS's idle threads spin after each call and take a core from the model, so
+    the pipeline limits BLAS to one thread while it runs, and only then."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    seen = []
+
+    class Recording(FakeSpace):
+        def embed(self, clips):
+            seen.append(blas_threads())
+            return super().embed(clips)
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        assert Embedder(library.catalog, [Recording()]).run().files == 4
+        assert blas_threads() == before
+    assert before == {2}  # numpy's BLAS is there and was set to 2 for this test
+    assert seen and all(threads == {1} for threads in seen)
+
+
 def test_changed_file_is_re_embedded(library, fake_library):
     import os
 

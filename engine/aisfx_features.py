@@ -207,7 +207,7 @@ def embed_blocks(
     from :func:`engine.aisfx_model.inference_net` runs in bfloat16 throughout. With
     ``bfloat16`` a float32 net runs under bf16 autocast instead (slower: weights are
     converted on every call). Vectors of either stay within cosine 0.9999 of float32
-    (tests/test_aisfx.py). Call from the thread that owns ``net``.
+    (tests/test_aisfx.py). Any thread: the net is only read (lanes run it side by side).
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")

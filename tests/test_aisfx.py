@@ -450,3 +450,45 @@ def test_bfloat16_vectors_stay_within_tolerance_of_float32():
         ref = net.conv_block1(probe)
         got = folded.conv_block1(probe)
     assert (ref - got).abs().max().item() < 1e-4
+
+
+def test_cpu_lanes_share_the_blocks_and_give_the_same_vectors(real_net, monkeypatch):
+    """On a multi-core CPU a batch's blocks are split evenly between two lanes that run
+    the net side by side, one torch thread each; vectors match one lane's within the
+    inference net's own tolerance (different thread counts sum in a different order)."""
+    import threading
+
+    from engine.spaces import AisfxSpace
+
+    rng = np.random.default_rng(7)
+    clips = [(0.1 * rng.standard_normal(int(s * 44100))).astype(np.float32) for s in (21, 4, 13)]
+    space = AisfxSpace(device="cpu")
+    monkeypatch.setattr("engine.spaces.lane_count", lambda device: 1)
+    one_lane = space.embed(clips)
+    assert space._lanes is None
+
+    previous = torch.get_num_threads()
+    calls = []
+    real_embed_blocks = embed_blocks
+
+    def recording(net, blocks, batch_size=64, bfloat16=False):
+        calls.append((threading.current_thread().name, torch.get_num_threads(), len(blocks)))
+        return real_embed_blocks(net, blocks, batch_size, bfloat16)
+
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setattr("engine.spaces.lane_count", lambda device: 2)
+        monkeypatch.setattr("engine.aisfx_features.embed_blocks", recording)
+        two_lanes = space.embed(clips)
+    finally:
+        torch.set_num_threads(previous)
+        if space._lanes is not None:
+            space._lanes.close()
+    blocks = sum(len(e.windows) for e in one_lane)
+    assert blocks > space.batch_size
+    assert sorted(n for _, _, n in calls) == [blocks // 2, blocks - blocks // 2]
+    assert len({name for name, _, _ in calls}) == 2
+    assert all(name.startswith("sonarium-lane") and threads == 1 for name, threads, _ in calls)
+    for a, b in zip(one_lane, two_lanes, strict=True):
+        assert [w[:2] for w in a.windows] == [w[:2] for w in b.windows]
+        assert float(a.vector @ b.vector) > 0.9999

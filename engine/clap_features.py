@@ -207,9 +207,10 @@ class ClapFeatures:
     (tests/test_clap.py): float64 within 1e-5 dB everywhere; float32 within 1e-3 dB in
     every band less than 80 dB below its frame's loudest band, and up to ~2 dB off only in
     bands more than 120 dB below it (float32 FFT rounding noise, under the model's own
-    -100 dB floor region). On 2 CPU cores float32 costs 3.2 ms per 10-s window against
-    7.4 ms for float64: float64 was 11% of the bf16 model's time, enough to keep the
-    pipeline under 0.9x the bare model (bench/clap_bench.py).
+    -100 dB floor region). Per 10-s window, float32 costs 4.7 ms on one core (as in a
+    model lane) and 2.9 ms on two; float64 11.5 and 5.1 ms. float64 was 11% of the bf16
+    model's time, enough to keep the pipeline under 0.9x the bare model
+    (bench/clap_bench.py).
     """
 
     def __init__(

@@ -4,10 +4,11 @@ A CPU model forward of small batches parallelises poorly across cores: every ope
 an OpenMP region whose threads meet at a barrier, and when anything else runs (decoding,
 resampling, the writer) one of them is preempted and the others wait for it. Two forwards
 side by side on one thread each keep both cores busy without barriers, and leave the
-scheduler free to slot the other work in between. Measured for CLAP's audio tower on
-this 2-core machine (bench/clap_bench.py): the same batches in 2 lanes of 1 thread were
-5% faster than one forward on 2 threads, and the whole pipeline went from 0.87x to ~0.95x
-of the latter.
+scheduler free to slot the other work in between. Measured on a 2-core VM: CLAP's
+audio tower ran the same batches 0.97-1.11x as fast in 2 lanes of 1 thread as in one
+forward on 2 threads (bench/clap_bench.py, medians of 5), and its whole pipeline went
+from 0.87-0.88x to 0.90-0.93x the latter (before the BLAS fix in engine/embedder.py);
+the aisfx pipeline ran 1.22x as fast (6 alternating pairs on embed_bench's files).
 
 torch's intra-op thread count is per thread (OpenMP's), but ``torch.set_num_threads``
 also sets the default that each thread copies on its first torch call; the constructor

@@ -40,8 +40,8 @@ def lane_count(device: str) -> int:
 class CpuLanes:
     """``lanes`` threads with ``torch.get_num_threads() // lanes`` intra-op threads each.
 
-    Construct and call :meth:`map` from one thread (the embedding thread); the lanes run
-    the given function and nothing else. :meth:`close` stops them.
+    The lanes run what :meth:`map` gives them and nothing else; calls from two threads
+    (any threads) share them. :meth:`close` stops them.
     """
 
     def __init__(self, lanes: int) -> None:

@@ -144,7 +144,9 @@ def _prepare_on_workers(space: EmbeddingSpace) -> bool:
     """Whether a space's resampling and ``prepare`` belong on the decode workers: only when
     its model has its own device. On CPU the model needs both cores, and this work on the
     workers measured slower than on the embedding thread (it preempts the model's
-    threads): CLAP 0.79x the bare model against 0.85x (bench/clap_bench.py)."""
+    threads): CLAP 0.79x the bare model against 0.85x (bench/clap_bench.py); with the
+    model in lanes, resampling on the workers gave 0.85x the lanes' bare pass against
+    0.89x (10 alternating pairs)."""
     return str(getattr(space, "device", "cpu")) not in ("cpu", "mps")
 
 

@@ -322,9 +322,9 @@ class ClapSpace(_InLanes):
         """One clip's windows for :meth:`embed_prepared`: views of the clip (the last one
         unpadded) and their (start, end) seconds. Any thread.
 
-        The log-mels are made on the embedding thread, on the model's device: on CPU the
-        model needs both cores, and log-mels made on the decode workers measured slower
-        (0.79x the bare model against 0.85x), since they preempt it.
+        The log-mels are made where the model runs (its lanes on CPU, else its device):
+        on CPU the model needs both cores, and log-mels made on the decode workers
+        measured slower (0.79x the bare model against 0.85x), since they preempt it.
         """
         from engine.clap_features import HOP_SECONDS, window_times
 

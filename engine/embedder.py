@@ -25,7 +25,7 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from engine.catalog import Catalog
 from engine.spaces import EmbeddingSpace
@@ -140,6 +140,21 @@ def resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
     return out.numpy()
 
 
+def _numpy_blas() -> ThreadpoolController:
+    """The BLAS libraries loaded in this process other than torch's own (a torch build
+    may load one, e.g. OpenBLAS on ARM): numpy's. Any thread."""
+    controller = ThreadpoolController()
+    torch_dir = Path(torch.__file__).resolve().parent
+    torch_dirs = (torch_dir, torch_dir.parent / "torch.libs")
+    paths = [
+        lib.filepath
+        for lib in controller.lib_controllers
+        if lib.user_api == "blas"
+        and not any(Path(lib.filepath).resolve().is_relative_to(d) for d in torch_dirs)
+    ]
+    return controller.select(filepath=paths)
+
+
 def _prepare_on_workers(space: EmbeddingSpace) -> bool:
     """Whether a space's resampling and ``prepare`` belong on the decode workers: only when
     its model has its own device. On CPU the model needs both cores, and this work on the
@@ -251,7 +266,7 @@ class Embedder:
         # BLAS thread while embedding (threadpoolctl; process-wide, restored after).
         # Measured on CLAP's pipeline, alternating (8 pairs, bench files): median wall
         # 2.59 s against 3.18 s, and 0.94x against 0.85x the bare model in lanes.
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _numpy_blas().limit(limits=1):
             return self._run()
 
     def _run(self) -> EmbedReport:

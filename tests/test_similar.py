@@ -1,9 +1,12 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from engine.embedder import Embedder, decode_mono
 from engine.evaluate import (
@@ -156,22 +159,44 @@ def test_embedding_runs_with_one_blas_thread_and_restores_it(library, fake_libra
     the pipeline limits BLAS to one thread while it runs, and only then."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    def blas_threads() -> set[int]:
-        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+    def threads(api: str) -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == api}
 
     seen = []
 
     class Recording(FakeSpace):
         def embed(self, clips):
-            seen.append(blas_threads())
+            seen.append((threads("blas"), torch.get_num_threads()))
             return super().embed(clips)
 
     with threadpool_limits(limits=2, user_api="blas"):
-        before = blas_threads()
+        before = threads("blas")
         assert Embedder(library.catalog, [Recording()]).run().files == 4
-        assert blas_threads() == before
+        assert threads("blas") == before
     assert before == {2}  # numpy's BLAS is there and was set to 2 for this test
-    assert seen and all(threads == {1} for threads in seen)
+    # torch's own threads (OpenMP) are left alone.
+    assert seen and all(pair == ({1}, torch.get_num_threads()) for pair in seen)
+
+
+def test_the_blas_limit_leaves_a_blas_inside_torch_alone(monkeypatch):
+    import engine.embedder as embedder
+
+    torch_dir = Path(torch.__file__).resolve().parent
+    libs = [
+        SimpleNamespace(user_api="blas", filepath="/opt/numpy.libs/libscipy_openblas.so"),
+        SimpleNamespace(user_api="blas", filepath=str(torch_dir / "lib/libopenblas.so")),
+        SimpleNamespace(user_api="blas", filepath=str(torch_dir.parent / "torch.libs/x.so")),
+        SimpleNamespace(user_api="openmp", filepath="/usr/lib/libgomp.so.1"),
+    ]
+
+    class FakeController:
+        lib_controllers = libs
+
+        def select(self, **kwargs):
+            return kwargs
+
+    monkeypatch.setattr(embedder, "ThreadpoolController", FakeController)
+    assert embedder._numpy_blas() == {"filepath": ["/opt/numpy.libs/libscipy_openblas.so"]}
 
 
 def test_changed_file_is_re_embedded(library, fake_library):

@@ -50,7 +50,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.clap_features import ClapFeatures, n_windows, windows  # noqa: E402
-from engine.cpu_lanes import split_even  # noqa: E402
 from engine.embedder import Embedder, decode_mono, resample  # noqa: E402
 from engine.library import Library  # noqa: E402
 from engine.spaces import ClapSpace  # noqa: E402
@@ -251,7 +250,6 @@ def bare_batches(
     more than one batch of them), each lane's share cut ``space.batch_size`` at a time.
     """
     features = ClapFeatures(space.settings, "cpu")
-    lanes = space._model_lanes()
     groups = []
     for first in range(0, len(paths), batch_files):
         cut = []
@@ -260,11 +258,8 @@ def bare_batches(
             clip = resample(audio, rate, space.sample_rate)
             cut.append(windows(clip, space.sample_rate, space.settings.window_seconds)[0])
         all_windows = torch.cat(cut)
-        if lanes is None or len(all_windows) <= space.batch_size:
-            shares = [all_windows]
-        else:
-            runs = split_even(range(len(all_windows)), lanes.lanes)
-            shares = [all_windows[r.start : r.stop] for r in runs]
+        # The space's own split (its lanes' shares, or all of them on one thread).
+        shares = space._in_lanes(lambda share: share, all_windows)
         groups.append([
             [features(share[i : i + space.batch_size]).to(space._loaded.dtype)
              for i in range(0, len(share), space.batch_size)]

@@ -6,6 +6,7 @@ runs one on its engine thread; the CLI runs one on the main thread.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -35,11 +36,13 @@ log = logging.getLogger(__name__)
 UCS_TABLE_SETTING = "ucs_table"
 
 
+@functools.cache
 def _load_query_modules() -> None:
     """Import the torch-using query modules on the model thread (engine/model_thread.py).
 
     engine.similar imports torchaudio, whose import-time torch ops crashed the app when
-    they ran on the query QThread (a segfault in torchaudio/compliance/kaldi.py).
+    they ran on the query QThread (a segfault in torchaudio/compliance/kaldi.py). Once
+    per process: later searches skip the three hops to the model thread.
     """
     from engine import model_thread
 

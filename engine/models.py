@@ -53,6 +53,6 @@ def inference_dtype(device: str, half: torch.dtype = torch.float16) -> torch.dty
         return torch.float32
     if torch.device(device).type == "cuda":
         return half
-    if torch.device(device).type == "cpu" and fast_bfloat16(device):
+    if fast_bfloat16(device):  # a CPU with bf16 kernels (CUDA was answered above)
         return torch.bfloat16
     return torch.float32

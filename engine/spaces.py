@@ -138,7 +138,6 @@ class AisfxSpace(_InLanes):
         self._net = None
         self._features = None
         self._features_lock = threading.Lock()
-        self._bf16 = False
 
     def identity(self) -> str:
         from engine import aisfx_model
@@ -150,8 +149,8 @@ class AisfxSpace(_InLanes):
         if self._net is None:
             from engine.aisfx_model import inference_net, load_aisfx
 
-            self._bf16 = inference_dtype(self.device, torch.bfloat16) == torch.bfloat16
-            self._net = inference_net(load_aisfx(self._path, device=self.device), self._bf16)
+            bf16 = inference_dtype(self.device, torch.bfloat16) == torch.bfloat16
+            self._net = inference_net(load_aisfx(self._path, device=self.device), bf16)
 
     def _feature_maker(self):
         with self._features_lock:

@@ -153,8 +153,8 @@ def _run_embed(library, quiet: bool, device: str = "auto") -> int:
 
 
 def _run_adapt(library, quiet: bool, as_json: bool, must: bool, options=None) -> int:
-    """Learn text search over sound from the library's names (engine/adapter.py)."""
-    from engine.library import LibraryError
+    """Learn text search over sound from the library's names (engine/adapt/adapter.py)."""
+    from engine.errors import LibraryError
 
     current: dict[str, _ProgressBar] = {}
 
@@ -200,7 +200,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 
 def _adapt_options(args: argparse.Namespace):
     """AdaptOptions from the ablation flags shared by `adapt` and `eval`."""
-    from engine.adapter import AdaptOptions
+    from engine.adapt.adapter import AdaptOptions
 
     changes = {}
     if getattr(args, "no_soft_labels", False):
@@ -271,7 +271,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from engine.evaluate import evaluate_by_example, evaluate_text, load_queries, relative_ids
+    from engine.eval.metrics import evaluate_by_example, evaluate_text, load_queries, relative_ids
 
     try:
         queries = load_queries(args.queries)
@@ -285,7 +285,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             library.use_adapter(args.adapter)
         ids = relative_ids(library.catalog)
         if args.by_example:
-            from engine.similar import SimilarError
+            from engine.search.similar import SimilarError
 
             def by_example(space: str):
                 return evaluate_by_example(
@@ -346,8 +346,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _eval_hidden(args: argparse.Namespace, library, queries) -> int:
     """eval --hide-names: adaptation measured on files whose names are hidden."""
-    from engine.hidden_eval import evaluate_hidden
-    from engine.models import ModelUnavailable
+    from engine.errors import ModelUnavailable
+    from engine.eval.hidden import evaluate_hidden
 
     def log(message: str) -> None:
         if not args.json:
@@ -460,8 +460,8 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 def cmd_model(args: argparse.Namespace) -> int:
     """Show which CLAP model text search uses and whether it is here; download it."""
-    from engine import clap_model
-    from engine.models import ModelUnavailable
+    from engine.errors import ModelUnavailable
+    from engine.models.clap import model as clap_model
 
     name = args.model_id or clap_model.configured_model()
     if args.download:
@@ -634,13 +634,12 @@ def main(argv: list[str] | None = None) -> int:
         # One place decides the CLAP model for this process and its index worker.
         os.environ["SONARIUM_CLAP_MODEL"] = args.model
     if getattr(args, "precision", None):
-        os.environ["SONARIUM_PRECISION"] = args.precision  # engine.models reads it
+        os.environ["SONARIUM_PRECISION"] = args.precision  # engine.models.device reads it
     if args.command is None:
         from gui.app import run_app
 
         return run_app(args.library)
-    from engine.library import LibraryError
-    from engine.query import QueryError
+    from engine.errors import LibraryError, QueryError
 
     try:
         return args.func(args)

@@ -30,7 +30,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.player import Player, channel_matrix  # noqa: E402
+from engine.audio.player import Player, channel_matrix  # noqa: E402
 
 RATE = 48000
 BLOCK = 512

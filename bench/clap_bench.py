@@ -12,14 +12,14 @@ the timings hold for the real model; the vectors mean nothing.
 Measured in the same run, on the same generated files (mostly 1-12 s, some 15-30 s,
 44.1 and 48 kHz, mono and stereo), medians over --repeats:
 
-* pipeline: engine.embedder.Embedder with one ClapSpace on a freshly scanned catalog
+* pipeline: engine.embed.pipeline.Embedder with one ClapSpace on a freshly scanned catalog
   (the scan is not timed; the model is loaded and warmed before timing);
 * bare: model.get_audio_features alone on the same 10-s windows, in the same batches,
   from log-mels computed (and cast to the model's dtype) beforehand, with the pipeline's
   own model object, in the same precision (bfloat16 on a CPU with AMX / AVX-512 BF16,
   else float32), one batch after another on all of torch's threads;
 * bare in lanes: the same, with the batches run the way ClapSpace runs them on a
-  multi-core CPU (two lanes side by side, engine/cpu_lanes.py): the pipeline's upper bound;
+  multi-core CPU (two lanes side by side, engine/models/cpu_lanes.py): the pipeline's upper bound;
 * naive: one file at a time, soundfile read, channel mean, resample to 48 kHz,
   ClapProcessor(audio=..., sampling_rate=48000), get_audio_features, with the model as
   ``ClapModel.from_pretrained`` loads it by default (float32, same weights).
@@ -49,10 +49,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.clap_features import ClapFeatures, n_windows, windows  # noqa: E402
-from engine.embedder import Embedder, decode_mono, resample  # noqa: E402
+from engine.embed.pipeline import Embedder, decode_mono, resample  # noqa: E402
 from engine.library import Library  # noqa: E402
-from engine.spaces import ClapSpace  # noqa: E402
+from engine.models.clap.features import ClapFeatures, n_windows, windows  # noqa: E402
+from engine.models.clap.space import ClapSpace  # noqa: E402
 
 SR = 48_000
 WINDOW_SECONDS = 10.0
@@ -281,7 +281,7 @@ def bare(model, groups: list[list[list[torch.Tensor]]]) -> float:
 
 def bare_in_lanes(model, groups: list[list[list[torch.Tensor]]], lanes) -> float:
     """The same batches run the way ClapSpace runs them: each group's shares side by side
-    in the space's lanes (engine/cpu_lanes.py)."""
+    in the space's lanes (engine/models/cpu_lanes.py)."""
 
     def run(share: list[torch.Tensor]) -> None:
         for batch in share:

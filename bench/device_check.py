@@ -28,8 +28,8 @@ def cosine_min(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def check_aisfx(checkpoint: str | None) -> dict:
-    from engine.aisfx_features import embed_blocks
-    from engine.aisfx_model import load_aisfx
+    from engine.models.aisfx.features import embed_blocks
+    from engine.models.aisfx.model import load_aisfx
 
     cpu = load_aisfx(checkpoint, device="cpu")
     gpu = load_aisfx(checkpoint, device="cuda")
@@ -56,7 +56,7 @@ def check_aisfx(checkpoint: str | None) -> dict:
 def check_clap() -> dict:
     from transformers import ClapConfig, ClapModel
 
-    from engine.clap_features import UNFUSED, log_mel
+    from engine.models.clap.features import UNFUSED, log_mel
 
     config = ClapConfig()
     config.projection_dim = 512

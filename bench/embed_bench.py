@@ -4,7 +4,7 @@
 
 Prints one JSON object. Both sides do the same work per file (decode, mono, resample to
 44.1 kHz, features, network, file vector) on the same files in the same run: the
-pipeline (engine.embedder.Embedder: decode workers, cross-file batches of blocks, one
+pipeline (engine.embed.pipeline.Embedder: decode workers, cross-file batches of blocks, one
 writer) and a plain loop that embeds each file on its own. Files come from --library
 (a folder of audio, e.g. the shared corpus) or are generated: mostly short one-shots,
 some longer ambiences, mixed sample rates. Medians over --repeats runs.
@@ -28,11 +28,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.aisfx_features import AisfxFeatures, embed_blocks, max_pooled_vector  # noqa: E402
-from engine.aisfx_model import SAMPLE_RATE, load_aisfx  # noqa: E402
-from engine.embedder import Embedder, decode_mono, resample  # noqa: E402
+from engine.embed.pipeline import Embedder, decode_mono, resample  # noqa: E402
 from engine.library import Library  # noqa: E402
-from engine.spaces import AisfxSpace  # noqa: E402
+from engine.models.aisfx.features import AisfxFeatures, embed_blocks, max_pooled_vector  # noqa: E402
+from engine.models.aisfx.model import SAMPLE_RATE, load_aisfx  # noqa: E402
+from engine.models.aisfx.space import AisfxSpace  # noqa: E402
 
 
 def generate(root: Path, count: int) -> list[Path]:

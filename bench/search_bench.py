@@ -4,9 +4,9 @@
 
 Prints one JSON object. For each size, synthetic L2-normalised 512-d float32 vectors
 (clustered: points scattered around ~2 sqrt(n) random unit centres) are indexed with the
-product's engine.vector_index.build_index (IndexFlatIP below IVF_THRESHOLD, IVFFlat
+product's engine.search.vector_index.build_index (IndexFlatIP below IVF_THRESHOLD, IVFFlat
 above), and reported are the build time, the process RSS after the build, and p50/p95
-latency of engine.vector_index.search (k=100) over --queries queries drawn from the same
+latency of engine.search.vector_index.search (k=100) over --queries queries drawn from the same
 distribution (not in the index).
 
 End to end adds the text encoder: a full-size, randomly initialised CLAP
@@ -41,8 +41,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.clap_bench import make_model_folder, quiet_model_logs  # noqa: E402
-from engine.spaces import ClapSpace  # noqa: E402
-from engine.vector_index import IVF_THRESHOLD, build_index, search  # noqa: E402
+from engine.models.clap.space import ClapSpace  # noqa: E402
+from engine.search.vector_index import IVF_THRESHOLD, build_index, search  # noqa: E402
 
 DIM = 512
 K = 100

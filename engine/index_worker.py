@@ -55,9 +55,9 @@ def _listen(cancel: threading.Event, pause: threading.Event) -> None:
 
 
 def _learn(lib, out: _Emitter, cancel: threading.Event) -> bool:
-    """Relearn text search over sound when the library changed (engine/adapter.py), so
+    """Relearn text search over sound when the library changed (engine/adapt/adapter.py), so
     the app's next query uses it; the app searches by keyword meanwhile."""
-    from engine.library import LibraryError
+    from engine.errors import LibraryError
 
     if not lib.adapter_stale():
         return False
@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     args = parser.parse_args(argv)
 
-    from engine.library import Library, LibraryError
+    from engine.errors import LibraryError
+from engine.library import Library
 
     if hasattr(os, "nice"):
         # Background work: let the desktop (and the app's own GUI) have the CPU first.

@@ -15,21 +15,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.analyze import FileChanged, FileVanished, analyze
-from engine.catalog import Catalog
-from engine.paths import catalog_path, resolve_library_dir
-from engine.peaks import decode_peaks
-from engine.scanner import Scanner, ScanProgress, ScanReport
-from engine.search import SearchResult, keyword_search
-from engine.ucs import UcsTable
+from engine.catalog.db import Catalog
+from engine.catalog.paths import catalog_path, resolve_library_dir
+from engine.config import DEFAULT_SIMILAR_SPACE, SPACE_NAMES
+from engine.errors import (
+    FileUnreadable,
+    LibraryError,
+    ModelUnavailable,
+    NothingToLearn,
+    NotIndexed,
+    SonariumError,
+)
+from engine.scan.analyze import FileChanged, FileVanished, analyze
+from engine.scan.peaks import decode_peaks
+from engine.scan.scanner import Scanner, ScanProgress, ScanReport
+from engine.scan.ucs import UcsTable
+from engine.search.keyword import SearchResult, keyword_search
 
 if TYPE_CHECKING:
-    from engine.embedder import EmbedProgress, EmbedReport
-    from engine.similar import SimilarIndex
+    from engine.embed.pipeline import EmbedProgress, EmbedReport
+    from engine.search.similar import SimilarIndex
 
 # torch, torchaudio and faiss load on first use of embedding features, so keyword
 # search and scanning start fast.
-DEFAULT_SIMILAR_SPACE = "aisfx"
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +46,17 @@ UCS_TABLE_SETTING = "ucs_table"
 
 @functools.cache
 def _load_query_modules() -> None:
-    """Import the torch-using query modules on the model thread (engine/model_thread.py).
+    """Import the torch-using query modules on the model thread (engine/models/model_thread.py).
 
-    engine.similar imports torchaudio, whose import-time torch ops crashed the app when
+    engine.search.similar imports torchaudio, whose import-time torch ops crashed the app when
     they ran on the query QThread (a segfault in torchaudio/compliance/kaldi.py). Once
     per process: later searches skip the three hops to the model thread.
     """
-    from engine import model_thread
+    from engine.models import model_thread
 
-    model_thread.load_modules("engine.spaces", "engine.similar", "engine.hybrid")
-
-
-class LibraryError(Exception):
-    """A user-facing problem with a library operation (bad path and the like)."""
+    model_thread.load_modules(
+        "engine.models.spaces", "engine.search.similar", "engine.search.hybrid"
+    )
 
 
 class Library:
@@ -112,7 +118,7 @@ class Library:
         roots = {r["path"] for r in self.catalog.roots()}
         target = resolved if resolved in roots else str(path)
         if target not in roots:
-            raise LibraryError(f"not a library folder: {path} (see 'folders')")
+            raise LibraryError(f"not a library folder: {path}")
         return self.catalog.remove_root(target)
 
     def folders(self) -> list[dict[str, Any]]:
@@ -146,8 +152,8 @@ class Library:
         pause: threading.Event | None = None,
     ) -> EmbedReport | None:
         """Embed pending files into the available spaces; None when no space is available."""
-        from engine.embedder import Embedder
-        from engine.spaces import SPACE_NAMES, available_spaces
+        from engine.embed.pipeline import Embedder
+        from engine.models.spaces import available_spaces
 
         spaces = available_spaces(space_names or SPACE_NAMES, device)
         if not spaces:
@@ -170,19 +176,16 @@ class Library:
         best first, each with its best-matching moment when the space has windows."""
         import soundfile as sf
 
-        from engine import model_thread
+        from engine.models import model_thread
 
         _load_query_modules()
-        from engine.similar import SimilarError, best_moment, embed_clip, to_results
-        from engine.vectors import VectorStore
+        from engine.catalog.vectors import VectorStore
+        from engine.search.similar import best_moment, embed_clip, to_results
 
         if start is not None and end is not None and end <= start:
-            raise LibraryError("--end must be after --start")
+            raise LibraryError("the region must end after it starts")
         index = self._similar_index()
-        try:
-            space_id = index.space_id(space)
-        except SimilarError as exc:
-            raise LibraryError(str(exc)) from exc
+        space_id = index.space_id(space)
         p = Path(path).expanduser()
         row = self.catalog.file_by_path(str(p.resolve())) if p.exists() else None
         vector = None
@@ -190,12 +193,14 @@ class Library:
             vector = VectorStore(self.catalog).file_vector(space_id, row["id"])
         if vector is None:
             if not p.is_file():
-                raise LibraryError(f"no such file: {path}")
+                raise FileUnreadable(f"no such file: {path}")
             try:
                 # Decoding and resampling use torch too: all of it on the model thread.
                 vector = model_thread.run(embed_clip, self._space(space, device), p, start, end)
-            except (SimilarError, sf.LibsndfileError, RuntimeError) as exc:
-                raise LibraryError(f"cannot read {path}: {exc}") from exc
+            except FileUnreadable:
+                raise
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise FileUnreadable(f"cannot read {path}: {exc}") from exc
         exclude = {row["id"]} if row is not None and start is None and end is None else set()
         hits = index.query(space, vector, limit, exclude)
         store = VectorStore(self.catalog)
@@ -204,7 +209,7 @@ class Library:
 
     def similar_ids(self, file_id: int, limit: int, space: str) -> list[int] | None:
         """Ranked ids of the files nearest to a catalog file's stored vector (for eval)."""
-        from engine.vectors import VectorStore
+        from engine.catalog.vectors import VectorStore
 
         index = self._similar_index()
         space_id = index.space_id(space)
@@ -215,20 +220,22 @@ class Library:
 
     def _similar_index(self) -> SimilarIndex:
         _load_query_modules()
-        from engine.similar import SimilarIndex
+        from engine.search.similar import SimilarIndex
 
         if self._similar is None:
             self._similar = SimilarIndex(self.catalog, self.dir)
         return self._similar
 
     def _space(self, name: str, device: str):
-        """The process-wide model instance for a space (engine.spaces.shared_space caches)."""
-        from engine.spaces import shared_space
+        """The process-wide model instance for a space (cached by shared_space)."""
+        from engine.models.spaces import shared_space
 
         try:
             return shared_space(name, device)
-        except Exception as exc:
-            raise LibraryError(str(exc)) from exc
+        except SonariumError:
+            raise
+        except Exception as exc:  # a model that fails to build is unavailable here
+            raise ModelUnavailable(f"the {name} model cannot be used: {exc}") from exc
 
     # -- search and info ---------------------------------------------------------------
 
@@ -240,7 +247,7 @@ class Library:
         *,
         mode: str = "auto",
     ) -> list[SearchResult]:
-        """Search by words and filters; raises engine.query.QueryError for a malformed query.
+        """Search by words and filters; raises engine.search.query.QueryError for a malformed query.
 
         mode "auto" blends content and keyword ranking when a text-to-audio space is
         available (else keyword only), "keyword" ignores sound, "content" ignores names
@@ -253,12 +260,12 @@ class Library:
         space = self.text_space() if mode != "keyword" else None
         if space is None:
             if mode == "content":
-                raise LibraryError(
-                    "content search needs embedded sounds and a text model: run "
-                    "'python main.py scan' (aisfx + the sentence encoder install with setup.sh)"
+                raise NotIndexed(
+                    "content search needs embedded sounds and a text model: scan the library "
+                    "(the aisfx model and the sentence encoder come with the install)"
                 )
             return keyword_search(self.catalog, query, limit=limit, offset=offset)
-        from engine.hybrid import hybrid_search
+        from engine.search.hybrid import hybrid_search
 
         results = hybrid_search(
             self.catalog, self._similar_index(), space, query, limit=limit + offset,
@@ -268,15 +275,14 @@ class Library:
 
     def _clap_text_space(self):
         """The CLAP space when the library has CLAP vectors made by the configured model."""
-        from engine.models import ModelUnavailable
-        from engine.vectors import VectorStore
+        from engine.catalog.vectors import VectorStore
 
         store = VectorStore(self.catalog)
         stored = store.space("clap")
         if stored is None or store.embedded_count(stored["id"]) == 0:
             return None
         try:
-            from engine.spaces import shared_space
+            from engine.models.spaces import shared_space
 
             space = shared_space("clap")
             # Never mix vector spaces: the query model must be the one that made the vectors.
@@ -288,16 +294,16 @@ class Library:
             return None
         return space
 
-    # -- text search over sound (engine/adapter.py) --------------------------------------
+    # -- text search over sound (engine/adapt/adapter.py) --------------------------------------
 
     def adapter_file(self, audio_space: str = DEFAULT_SIMILAR_SPACE) -> Path:
-        from engine.adapter import adapter_path
+        from engine.adapt.adapter import adapter_path
 
         return adapter_path(self.dir, audio_space)
 
     def saved_adapter(self, audio_space: str = DEFAULT_SIMILAR_SPACE):
         """The adapter saved beside the catalog, or None (missing or unreadable)."""
-        from engine.adapter import Adapter
+        from engine.adapt.adapter import Adapter
 
         path = self.adapter_file(audio_space)
         if not path.exists():
@@ -310,7 +316,7 @@ class Library:
 
     def adapter_stale(self, audio_space: str = DEFAULT_SIMILAR_SPACE) -> bool:
         """Whether the library changed since text search over sound was last learned."""
-        from engine.adapter import is_stale, read_meta
+        from engine.adapt.adapter import is_stale, read_meta
 
         return is_stale(read_meta(self.adapter_file(audio_space)), self.catalog)
 
@@ -324,30 +330,24 @@ class Library:
     ):
         """Learn text search over sound from the library's captions and save the adapter.
 
-        Raises LibraryError when there is nothing (or too little) to learn from.
+        Raises NothingToLearn when there is nothing (or too little) to learn from,
+        ModelUnavailable without the sentence encoder, Cancelled when cancelled.
         """
-        from engine.adapter import train_adapter
-        from engine.models import ModelUnavailable
+        from engine.adapt.adapter import train_adapter
 
-        try:
-            adapter = train_adapter(
-                self.catalog, audio_space, options, ucs=self.ucs_table(),
-                previous=self.saved_adapter(audio_space), progress=progress, cancel=cancel,
-            )  # fmt: skip
-        except ModelUnavailable as exc:
-            raise LibraryError(str(exc)) from exc
+        adapter = train_adapter(
+            self.catalog, audio_space, options, ucs=self.ucs_table(),
+            previous=self.saved_adapter(audio_space), progress=progress, cancel=cancel,
+        )  # fmt: skip
         adapter.save(self.adapter_file(audio_space))
         self._text_space = None
         return adapter
 
     def use_adapter(self, path: str | os.PathLike[str]) -> None:
         """Answer text queries with an adapter file trained elsewhere (--adapter)."""
-        from engine.adapter import Adapter
+        from engine.adapt.adapter import Adapter
 
-        try:
-            self._adapter_override = Adapter.load(Path(path).expanduser())
-        except ValueError as exc:
-            raise LibraryError(str(exc)) from exc
+        self._adapter_override = Adapter.load(Path(path).expanduser())  # AdapterInvalid
         self._text_space = None
 
     def text_space(self):
@@ -355,11 +355,10 @@ class Library:
 
         CLAP when the library was embedded with the configured CLAP model; otherwise the
         aisfx space through an adapter learned from the library's own captions
-        (engine/adapter.py); None when neither is available.
+        (engine/adapt/adapter.py); None when neither is available.
         """
-        from engine.adapter import AdaptedTextSpace
-        from engine.models import ModelUnavailable
-        from engine.vectors import VectorStore
+        from engine.adapt.adapter import AdaptedTextSpace
+        from engine.catalog.vectors import VectorStore
 
         clap = self._clap_text_space()
         if clap is not None:
@@ -386,7 +385,7 @@ class Library:
             self._text_space = AdaptedTextSpace(
                 self.catalog, self._similar_index(), adapter, self.ucs_table()
             )
-        except (ModelUnavailable, LibraryError) as exc:
+        except (ModelUnavailable, NothingToLearn, LibraryError) as exc:
             log.info("text search over sound unavailable: %s", exc)
             return None
         self._text_space_key = key
@@ -405,11 +404,11 @@ class Library:
             peaks = self.catalog.peaks(row["id"])
         else:
             if not p.is_file():
-                raise LibraryError(f"no such file: {path}")
+                raise FileUnreadable(f"no such file: {path}")
             try:
                 result = analyze(p, 0, self.ucs_table())
             except (FileVanished, FileChanged) as exc:
-                raise LibraryError(f"could not read {path}: {exc.__class__.__name__}") from exc
+                raise FileUnreadable(f"could not read {path}: {exc.__class__.__name__}") from exc
             row = dict(result.record)
             row.pop("root_id", None)
             row["in_library"] = False

@@ -11,7 +11,7 @@ def _make_player(settings):
     from gui import settings as app_settings
 
     try:
-        from engine.player import Player
+        from engine.audio.player import Player
 
         return Player(device=app_settings.get(settings, "audio_device") or None)
     except Exception as exc:  # PortAudio missing: browsing and search still work
@@ -42,7 +42,7 @@ def run_app(library_dir: str | None = None) -> int:
 def apply_model_setting(settings) -> None:
     """Make the Settings' text-search model (hub id or folder) the process's CLAP model,
     unless --model or SONARIUM_CLAP_MODEL already chose one. Call before the bridge
-    starts: engine.clap_model reads it here and in the indexing child process."""
+    starts: engine.models.clap.model reads it here and in the indexing child process."""
     from gui import settings as app_settings
 
     model = app_settings.get(settings, "model")

@@ -29,9 +29,9 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from engine.library import Library, LibraryError
-from engine.paths import resolve_library_dir
-from engine.query import QueryError
+from engine.catalog.paths import resolve_library_dir
+from engine.errors import LibraryError, QueryError
+from engine.library import Library
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -155,7 +155,7 @@ class _QueryWorker(QObject):
         self.do_status()
 
     def do_clip(self, source: str, start: float, end: float) -> None:
-        from engine.export import export_region
+        from engine.audio.export import export_region
 
         try:
             path = export_region(source, start, end)

@@ -1,6 +1,6 @@
 """Waveform drawing: the detail pane's large view and the mini waveform of a result row.
 
-Both draw precomputed min/max peaks (engine.peaks), one vertical line per pixel column, so
+Both draw precomputed min/max peaks (engine.scan.peaks), one vertical line per pixel column, so
 drawing never touches audio or the database. GUI thread only.
 """
 

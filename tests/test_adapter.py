@@ -12,7 +12,7 @@ import zlib
 import numpy as np
 import pytest
 
-from engine.adapter import (
+from engine.adapt.adapter import (
     AdaptedTextSpace,
     Adapter,
     AdaptOptions,
@@ -20,13 +20,13 @@ from engine.adapter import (
     read_meta,
     train_adapter,
 )
-from engine.embedder import Embedder
-from engine.hidden_eval import choose_hidden, evaluate_hidden, hide_metadata
-from engine.hybrid import hybrid_search
-from engine.models import ModelUnavailable
-from engine.search import keyword_search
-from engine.similar import SimilarIndex
-from engine.vectors import normalise
+from engine.catalog.vectors import normalise
+from engine.embed.pipeline import Embedder
+from engine.errors import AdapterInvalid, Cancelled, ModelUnavailable, NothingToLearn
+from engine.eval.hidden import choose_hidden, evaluate_hidden, hide_metadata
+from engine.search.hybrid import hybrid_search
+from engine.search.keyword import keyword_search
+from engine.search.similar import SimilarIndex
 from tests.audio_factory import write
 from tests.test_similar import FakeSpace, dc
 
@@ -127,7 +127,7 @@ def test_training_is_deterministic_and_saved_adapters_round_trip(tmp_path, libra
 def test_broken_or_pickled_adapter_files_are_refused(tmp_path):
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="not a Sonarium adapter"):
+    with pytest.raises(AdapterInvalid, match="not a Sonarium adapter"):
         Adapter.load(garbage)
     pickled = tmp_path / "pickled.npz"
     np.savez(pickled, meta=np.array([{"version": "adapter-v1"}], dtype=object))
@@ -173,16 +173,16 @@ def test_too_few_described_files_and_cancel(tmp_path, library):
     write(tmp_path / "s" / "door_slam.wav", dc(1, 0.2), 8000)
     library.add_folders([tmp_path / "s"])
     library.scan(workers=1)
-    with pytest.raises(ModelUnavailable, match="no 'fake' vectors"):
+    with pytest.raises(NothingToLearn, match="no sounds are embedded in the 'fake' space"):
         train_adapter(library.catalog, "fake", SMALL, encoder=WordEncoder())
     Embedder(library.catalog, [FakeSpace()]).run()
-    with pytest.raises(ModelUnavailable, match="only 1 files are described"):
+    with pytest.raises(NothingToLearn, match="only 1 files are described"):
         train_adapter(library.catalog, "fake", SMALL, encoder=WordEncoder())
 
 
 def test_cancel_stops_training(tmp_path, library):
     build(tmp_path, library)
-    with pytest.raises(InterruptedError):
+    with pytest.raises(Cancelled):
         train_adapter(library.catalog, "fake", SMALL, encoder=WordEncoder(), cancel=lambda: True)
 
 
@@ -204,7 +204,7 @@ def test_reliability_weights_mislabelled_pairs_down(tmp_path, library):
 
 def test_hidden_files_give_no_pairs_and_cannot_be_found_by_name(tmp_path, library):
     build(tmp_path, library)
-    from engine.evaluate import relative_ids
+    from engine.eval.metrics import relative_ids
 
     ids = relative_ids(library.catalog)
     hidden = choose_hidden(ids, 0.5, seed=1)

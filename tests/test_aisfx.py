@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.aisfx_features import (
+from engine.models.aisfx.features import (
     AisfxFeatures,
     embed_blocks,
     file_vector,
@@ -24,7 +24,7 @@ from engine.aisfx_features import (
     n_blocks,
     n_frames,
 )
-from engine.aisfx_model import (
+from engine.models.aisfx.model import (
     BLOCK_FRAMES,
     EMBED_DIM,
     HOP,
@@ -422,8 +422,8 @@ def test_bfloat16_vectors_stay_within_tolerance_of_float32():
     the convolutions; bf16 channels-last weights), which must also leave its source net
     untouched.
     """
-    from engine.aisfx_features import embed_blocks
-    from engine.aisfx_model import checkpoint_path, inference_net, load_aisfx
+    from engine.models.aisfx.features import embed_blocks
+    from engine.models.aisfx.model import checkpoint_path, inference_net, load_aisfx
 
     if checkpoint_path() is None:
         pytest.skip("aisfx checkpoint not installed")
@@ -458,12 +458,12 @@ def test_cpu_lanes_share_the_blocks_and_give_the_same_vectors(real_net, monkeypa
     inference net's own tolerance (different thread counts sum in a different order)."""
     import threading
 
-    from engine.spaces import AisfxSpace
+    from engine.models.aisfx.space import AisfxSpace
 
     rng = np.random.default_rng(7)
     clips = [(0.1 * rng.standard_normal(int(s * 44100))).astype(np.float32) for s in (21, 4, 13)]
     space = AisfxSpace(device="cpu")
-    monkeypatch.setattr("engine.spaces.lane_count", lambda device: 1)
+    monkeypatch.setattr("engine.models.cpu_lanes.lane_count", lambda device: 1)
     one_lane = space.embed(clips)
     assert space._lanes is None
 
@@ -477,8 +477,8 @@ def test_cpu_lanes_share_the_blocks_and_give_the_same_vectors(real_net, monkeypa
 
     try:
         torch.set_num_threads(2)
-        monkeypatch.setattr("engine.spaces.lane_count", lambda device: 2)
-        monkeypatch.setattr("engine.aisfx_features.embed_blocks", recording)
+        monkeypatch.setattr("engine.models.cpu_lanes.lane_count", lambda device: 2)
+        monkeypatch.setattr("engine.models.aisfx.features.embed_blocks", recording)
         two_lanes = space.embed(clips)
     finally:
         torch.set_num_threads(previous)

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from engine.captions import FileText, build_captions, knowledge_words, useful_words
-from engine.ucs import UcsTable
+from engine.adapt.captions import FileText, build_captions, knowledge_words, useful_words
+from engine.scan.ucs import UcsTable
 
 UCS_ROWS = [
     {

@@ -4,9 +4,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.catalog import Catalog
-from engine.migrations import MIGRATIONS
-from engine.peaks import DETAIL_BUCKETS, OVERVIEW_BUCKETS, PeakAccumulator, decode_peaks
+from engine.catalog.db import Catalog
+from engine.catalog.migrations import MIGRATIONS
+from engine.scan.peaks import DETAIL_BUCKETS, OVERVIEW_BUCKETS, PeakAccumulator, decode_peaks
 from tests.audio_factory import tone, write
 
 

@@ -19,8 +19,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine import clap_model
-from engine.clap_features import (
+from engine.config import SETTINGS
+from engine.errors import ModelUnavailable
+from engine.models.clap import model as clap_model
+from engine.models.clap.features import (
     PREPROCESSING_VERSION,
     ClapFeatures,
     MelSettings,
@@ -31,9 +33,12 @@ from engine.clap_features import (
     window_times,
     windows,
 )
-from engine.clap_model import ModelUnavailable, load_clap
-from engine.models import PRECISION_ENV, fast_bfloat16, inference_dtype
-from engine.spaces import ClapSpace, available_spaces
+from engine.models.clap.model import load_clap
+from engine.models.clap.space import ClapSpace
+from engine.models.device import fast_bfloat16, inference_dtype
+from engine.models.spaces import available_spaces
+
+PRECISION_ENV = SETTINGS["precision"].env
 
 SR = 48_000
 WIN = 10 * SR
@@ -383,7 +388,7 @@ def test_uncached_hub_id_never_downloads_when_building_the_space(
 
 
 def test_available_spaces_skip_clap_when_absent(empty_hf_cache, monkeypatch, no_network):
-    from engine.aisfx_model import checkpoint_path
+    from engine.models.aisfx.model import checkpoint_path
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     names = [s.name for s in available_spaces()]
@@ -482,7 +487,7 @@ def test_cpu_lanes_share_the_windows_and_give_the_same_vectors(space, monkeypatc
     run the audio tower side by side, one torch thread each; the vectors match a single
     lane's within float noise (different thread counts sum in a different order)."""
     clips = [_noise(seconds, seed=i) for i, seconds in enumerate([0.5, 12.0, 31.0, 3.0, 25.0])]
-    monkeypatch.setattr("engine.spaces.lane_count", lambda device: 1)
+    monkeypatch.setattr("engine.models.cpu_lanes.lane_count", lambda device: 1)
     space._lanes = None
     one_lane = space.embed(clips)
     assert space._lanes is None
@@ -499,7 +504,7 @@ def test_cpu_lanes_share_the_windows_and_give_the_same_vectors(space, monkeypatc
 
     try:
         torch.set_num_threads(2)
-        monkeypatch.setattr("engine.spaces.lane_count", lambda device: 2)
+        monkeypatch.setattr("engine.models.cpu_lanes.lane_count", lambda device: 2)
         monkeypatch.setattr(model, "get_audio_features", recording)
         two_lanes = space.embed(clips)
         assert torch.get_num_threads() == 2  # the calling thread keeps its threads
@@ -566,8 +571,8 @@ def test_window_vectors_match_the_transformers_pipeline(space, seconds):
 def test_library_search_uses_clap_end_to_end(tiny_folder, tmp_path, monkeypatch):
     """Scan → CLAP embedding through the pipeline → `search` blends content and keywords,
     with moments; random weights, so this checks the mechanics, not the quality."""
-    import engine.spaces as spaces_module
-    from engine.embedder import Embedder
+    import engine.models.spaces as spaces_module
+    from engine.embed.pipeline import Embedder
     from engine.library import Library
     from tests.audio_factory import noise, write
 

@@ -38,7 +38,9 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_second():
 
 
 def test_engine_imports_without_qt():
-    code = "import sys, engine, engine.library, engine.scanner; print('PySide6' in sys.modules)"
+    code = (
+        "import sys, engine, engine.library, engine.scan.scanner; print('PySide6' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "False", out.stderr
 
@@ -114,13 +116,16 @@ def test_precision_flag_reaches_the_engine(tmp_path, monkeypatch, capsys):
     import torch
 
     import main
-    from engine.models import PRECISION_ENV, inference_dtype, precision_setting
+    from engine.config import SETTINGS
+    from engine.models.device import inference_dtype, precision_setting
 
-    monkeypatch.setenv(PRECISION_ENV, "auto")  # restored after the test
+    precision_env = SETTINGS["precision"].env
+
+    monkeypatch.setenv(precision_env, "auto")  # restored after the test
     assert main.main(["folders", "--library", str(tmp_path / "lib"), "--precision", "float32"]) == 0
     assert precision_setting() == "float32"
     assert inference_dtype("cpu") == inference_dtype("cuda") == torch.float32
-    monkeypatch.setenv(PRECISION_ENV, "no-such-precision")
+    monkeypatch.setenv(precision_env, "no-such-precision")
     assert precision_setting() == "auto"
     with pytest.raises(SystemExit):
         main.main(["folders", "--precision", "float8"])

@@ -7,7 +7,7 @@ import threading
 import pytest
 import torch
 
-from engine.cpu_lanes import CpuLanes, lane_count, split_even
+from engine.models.cpu_lanes import CpuLanes, lane_count, split_even
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 3, 7, 8, 21])

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine.export import cleanup, export_region
+from engine.audio.export import cleanup, export_region
 from tests.audio_factory import noise, write
 
 

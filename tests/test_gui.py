@@ -297,7 +297,7 @@ def test_model_setting_makes_the_app_index_and_search_with_that_clap(
     safetensors, tests/test_clap.py) reaches the indexing process and the query thread."""
     import os
 
-    from engine.vectors import VectorStore
+    from engine.catalog.vectors import VectorStore
     from gui.app import apply_model_setting
 
     tiny_folder = save_tiny_clap(tmp_path / "tiny-clap")
@@ -371,8 +371,8 @@ def run_app_snippet(tmp_path, library, kind, arg):
 @needs_models
 def test_text_search_over_sound_answers_in_the_app(tmp_path, library):
     """The query side's first text query loads the real sentence encoder (this
-    deadlocked the app when torch ran on the QThread itself; engine/model_thread.py)."""
-    from engine.adapter import AdaptOptions
+    deadlocked the app when torch ran on the QThread itself; engine/models/model_thread.py)."""
+    from engine.adapt.adapter import AdaptOptions
     from tests.test_adapter import FakeAisfx, build
 
     build(tmp_path, library, FakeAisfx())
@@ -385,9 +385,9 @@ def test_text_search_over_sound_answers_in_the_app(tmp_path, library):
 @needs_models
 def test_find_similar_to_an_outside_file_with_aisfx_in_the_app(tmp_path, library, sounds):
     """Dropping an outside file embeds it with the real aisfx model on the query side
-    (torch.load there crashed the app before engine/model_thread.py)."""
-    from engine.embedder import Embedder
-    from engine.spaces import AisfxSpace
+    (torch.load there crashed the app before engine/models/model_thread.py)."""
+    from engine.embed.pipeline import Embedder
+    from engine.models.aisfx.space import AisfxSpace
 
     Embedder(library.catalog, [AisfxSpace(device="cpu")]).run()
     outside = write(tmp_path / "outside.wav", noise(0.7, seed=5), 44100)

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from engine.embedder import Embedder
-from engine.hybrid import hybrid_search
-from engine.similar import SimilarIndex
+from engine.embed.pipeline import Embedder
+from engine.search.hybrid import hybrid_search
+from engine.search.similar import SimilarIndex
 from tests.audio_factory import write
 from tests.test_similar import FakeSpace, dc
 

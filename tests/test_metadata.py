@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.metadata import read_metadata, read_riff_chunks
-from engine.ucs import UcsTable, parse_ucs
+from engine.scan.metadata import read_metadata, read_riff_chunks
+from engine.scan.ucs import UcsTable, parse_ucs
 from tests.audio_factory import tone, wav_bytes, write
 
 
@@ -140,7 +140,7 @@ def test_shared_ucs_table_loads(shared_dir):
 def test_bad_ucs_table_is_rejected(tmp_path, library):
     bad = tmp_path / "bad.json"
     bad.write_text("[]")
-    from engine.library import LibraryError
+    from engine.errors import LibraryError
 
     with pytest.raises(LibraryError):
         library.set_ucs_table(str(bad))

@@ -16,8 +16,8 @@ import pytest
 import torch
 import torchaudio
 
-from engine import player as player_mod
-from engine.player import DEVICE_GONE, NO_DEVICE, Player, StreamResampler, channel_matrix
+from engine.audio import player as player_mod
+from engine.audio.player import DEVICE_GONE, NO_DEVICE, Player, StreamResampler, channel_matrix
 from tests.audio_factory import noise, tone, write
 
 RATE = 48000

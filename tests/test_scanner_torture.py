@@ -22,10 +22,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import engine.analyze as analyze_mod
-import engine.scanner as scanner_mod
+import engine.scan.analyze as analyze_mod
+import engine.scan.scanner as scanner_mod
 from engine.library import Library
-from engine.peaks import DETAIL_BUCKETS, OVERVIEW_BUCKETS, decode_peaks
+from engine.scan.peaks import DETAIL_BUCKETS, OVERVIEW_BUCKETS, decode_peaks
 from tests.audio_factory import chunk_size, tone, wav_bytes, with_chunk_size, write
 
 HAS_MP3 = "MP3" in sf.available_formats()
@@ -205,7 +205,7 @@ def _block_reads_of(path: Path, mp: pytest.MonkeyPatch) -> bool:
             raise denied()
         return real_soundfile(file, *args, **kwargs)
 
-    # engine.analyze looks `open` up in its module globals before builtins.
+    # engine.scan.analyze looks `open` up in its module globals before builtins.
     mp.setattr(analyze_mod, "open", guarded_open, raising=False)
     mp.setattr(analyze_mod.sf, "SoundFile", guarded_soundfile)
     return False

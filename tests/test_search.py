@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from engine.query import QueryError
+from engine.errors import QueryError
 from tests.audio_factory import noise, tone, write
 
 

@@ -8,17 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from engine.embedder import Embedder, decode_mono
-from engine.evaluate import (
+from engine.catalog.vectors import VectorStore, normalise
+from engine.embed.pipeline import Embedder, decode_mono
+from engine.eval.metrics import (
     average_precision_at,
     evaluate_by_example,
     evaluate_text,
     hit_at,
     precision_at,
 )
-from engine.spaces import Embedding, MfccSpace
-from engine.vector_index import build_index, search
-from engine.vectors import VectorStore, normalise
+from engine.models.embedding import Embedding
+from engine.models.mfcc import MfccSpace
+from engine.search.vector_index import build_index, search
 from tests.audio_factory import noise, tone, write
 from tests.conftest import ROOT
 
@@ -179,7 +180,7 @@ def test_embedding_runs_with_one_blas_thread_and_restores_it(library, fake_libra
 
 
 def test_the_blas_limit_leaves_a_blas_inside_torch_alone(monkeypatch):
-    import engine.embedder as embedder
+    import engine.embed.pipeline as embedder
 
     torch_dir = Path(torch.__file__).resolve().parent
     libs = [
@@ -210,7 +211,7 @@ def test_changed_file_is_re_embedded(library, fake_library):
 
 
 def test_similar_ranks_by_vector_and_gives_moments(library, fake_library, monkeypatch):
-    monkeypatch.setattr("engine.spaces.make_space", lambda name, device="auto": FakeSpace())
+    monkeypatch.setattr("engine.models.spaces.make_space", lambda name, device="auto": FakeSpace())
     Embedder(library.catalog, [FakeSpace()]).run()
     results = library.similar(fake_library / "a0.wav", space="fake", limit=3)
     assert results[0].name == "a1.wav"  # same direction; a0 itself is excluded
@@ -289,7 +290,7 @@ def test_resample_equals_torchaudio(rate, target):
     import torch
     import torchaudio
 
-    from engine.embedder import resample
+    from engine.embed.pipeline import resample
 
     rng = np.random.default_rng(rate + target)
     for n in (1, 2, 7, 1000, rate // 3 + 5):
@@ -365,7 +366,7 @@ def test_cli_similar_and_eval(tmp_path, library_dir):
 
 
 def test_standardised_index_is_saved_and_reused(tmp_path, library, monkeypatch):
-    from engine.similar import SimilarIndex
+    from engine.search.similar import SimilarIndex
 
     root = tmp_path / "m"
     for i, f in enumerate((440, 470, 900)):

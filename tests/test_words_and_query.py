@@ -1,7 +1,8 @@
 import pytest
 
-from engine.query import QueryError, parse_query
-from engine.words import name_words, split_words
+from engine.errors import QueryError
+from engine.search.query import parse_query
+from engine.search.words import name_words, split_words
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,9 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from engine.catalog import Catalog
-from engine.query import ParsedQuery, QueryError, parse_query
+from engine.catalog.db import Catalog
+from engine.errors import QueryError
+from engine.search.query import ParsedQuery, parse_query
 
 # BM25 weights per FTS column: name, folder, description, tags, ucs. A word in the
 # file name says more about the sound than the same word in a folder name.

@@ -7,7 +7,7 @@ side by side on one thread each keep both cores busy without barriers, and leave
 scheduler free to slot the other work in between. Measured on a 2-core VM: CLAP's
 audio tower ran the same batches 0.97-1.11x as fast in 2 lanes of 1 thread as in one
 forward on 2 threads (bench/clap_bench.py, medians of 5), and its whole pipeline went
-from 0.87-0.88x to 0.90-0.93x the latter (before the BLAS fix in engine/embedder.py);
+from 0.87-0.88x to 0.90-0.93x the latter (before the BLAS fix in engine/embed/pipeline.py);
 the aisfx pipeline ran 1.22x as fast (6 alternating pairs on embed_bench's files).
 
 torch's intra-op thread count is per thread (OpenMP's), but ``torch.set_num_threads``
@@ -87,3 +87,28 @@ def split_even(items: Sequence[T], parts: int) -> list[Sequence[T]]:
         out.append(items[start:end])
         start = end
     return out
+
+
+class InLanes:
+    """Mixin for spaces whose model runs its batches in CPU lanes."""
+
+    device: str
+    _lanes: CpuLanes | None = None
+    _lanes_lock = threading.Lock()
+
+    batch_size: int
+
+    def _model_lanes(self) -> CpuLanes | None:
+        """The lanes, made on first use; None on a GPU or a 1-core CPU. Any thread."""
+        with self._lanes_lock:
+            if self._lanes is None and lane_count(self.device) > 1:
+                self._lanes = CpuLanes(lane_count(self.device))
+            return self._lanes
+
+    def _in_lanes(self, fn: Callable[[Sequence[T]], R], items: Sequence[T]) -> list[R]:
+        """``fn`` over an even share of ``items`` per lane, side by side; over all of them
+        on this thread when there are no lanes or at most one batch. Results in order."""
+        lanes = self._model_lanes()
+        if lanes is None or len(items) <= self.batch_size:
+            return [fn(items)]
+        return lanes.map(fn, split_even(items, lanes.lanes))

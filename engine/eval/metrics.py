@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.catalog import Catalog
+from engine.catalog.db import Catalog
 
 
 def average_precision_at(ranked: Sequence[int], relevant: set[int], k: int = 10) -> float:

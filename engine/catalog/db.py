@@ -19,8 +19,8 @@ from typing import Any
 
 import sqlite_utils
 
-from engine.migrations import apply_migrations
-from engine.words import name_words, split_words
+from engine.catalog.migrations import apply_migrations
+from engine.search.words import name_words, split_words
 
 FILE_COLUMNS = (
     "root_id", "path", "folder", "name", "size", "mtime_ns", "fingerprint", "format",

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from engine.metadata import read_metadata
-from engine.peaks import PeakAccumulator
-from engine.ucs import UcsTable, parse_ucs
+from engine.scan.metadata import read_metadata
+from engine.scan.peaks import PeakAccumulator
+from engine.scan.ucs import UcsTable, parse_ucs
 
 FINGERPRINT_SPAN = 64 * 1024
 # Frames × channels per block read; keeps a block near 4 MB of float32.

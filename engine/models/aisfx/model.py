@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn import functional
 
 # Shared with the other loaders; re-exported here for callers that import it from this module.
-from engine.models import ModelUnavailable
+from engine.errors import ModelUnavailable
 
 # Preprocessing constants of aisfx 0.1.2 (aisfx/inference.py lines 7-18 and
 # aisfx/preprocessing.py ``spectrogram_normalize``'s 'original' maximum).
@@ -104,8 +104,9 @@ def inference_net(net: AisfxNet, bfloat16: bool) -> AisfxNet:
     use the channels-last layout: oneDNN then runs the convolutions on AMX/AVX-512-BF16
     without converting weights on every call (autocast does), measured 2.6x faster than
     bf16 autocast and 4-5x faster than float32 on a 2-core Sapphire Rapids, with vectors
-    within cosine 0.99998 of float32. Feed it with :func:`engine.aisfx_features.embed_blocks`,
-    which casts the input to the net's dtype. Any thread; use the copy from one thread.
+    within cosine 0.99998 of float32. Feed it with
+    :func:`engine.models.aisfx.features.embed_blocks`, which casts the input to the net's
+    dtype. Any thread; use the copy from one thread.
     """
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 

@@ -18,35 +18,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.analyze import Analysis, FileChanged, FileVanished, analyze, fingerprint
-from engine.catalog import Catalog
-from engine.ucs import UcsTable
+from engine.catalog.db import Catalog
+from engine.config import AUDIO_SUFFIXES
+from engine.scan.analyze import Analysis, FileChanged, FileVanished, analyze, fingerprint
+from engine.scan.ucs import UcsTable
 
 log = logging.getLogger(__name__)
-
-AUDIO_EXTENSIONS = frozenset(
-    [
-        ".wav",
-        ".wave",
-        ".bwf",
-        ".rf64",
-        ".w64",
-        ".aif",
-        ".aiff",
-        ".aifc",
-        ".flac",
-        ".ogg",
-        ".oga",
-        ".opus",
-        ".mp3",
-        ".caf",
-        ".m4a",
-        ".aac",
-        ".wma",
-        ".wv",
-        ".ape",
-    ]
-)
 
 
 @dataclass
@@ -140,7 +117,7 @@ def walk_audio(root: Path, warnings: list[str]) -> Iterator[tuple[str, os.stat_r
                 continue  # dangling symlink, or gone since listing
             if stat.S_ISDIR(est.st_mode):
                 subdirs.append(Path(entry.path))
-            elif stat.S_ISREG(est.st_mode) and Path(entry.name).suffix.lower() in AUDIO_EXTENSIONS:
+            elif stat.S_ISREG(est.st_mode) and Path(entry.name).suffix.lower() in AUDIO_SUFFIXES:
                 fkey = (est.st_dev, est.st_ino)
                 if fkey in seen_files:
                     continue

@@ -27,9 +27,9 @@ import torch
 import torchaudio
 from threadpoolctl import ThreadpoolController
 
-from engine.catalog import Catalog
-from engine.spaces import EmbeddingSpace
-from engine.vectors import VectorStore
+from engine.catalog.db import Catalog
+from engine.catalog.vectors import VectorStore
+from engine.models.embedding import EmbeddingSpace
 
 log = logging.getLogger(__name__)
 

@@ -29,18 +29,19 @@ from typing import Any
 
 import torch
 
-from engine.clap_features import PREPROCESSING_VERSION
-from engine.models import ModelUnavailable, inference_dtype
-from engine.spaces import pick_device  # cuda > mps > cpu for "auto"
+from engine import config
+from engine.errors import ModelUnavailable
+from engine.models.clap.features import PREPROCESSING_VERSION
+from engine.models.device import inference_dtype, pick_device
 
-DEFAULT_MODEL = "laion/clap-htsat-unfused"
+DEFAULT_MODEL = config.DEFAULT_CLAP_MODEL
 KNOWN_MODELS = (
     "laion/clap-htsat-unfused",
     "laion/larger_clap_general",
     "laion/larger_clap_music_and_speech",
 )
 # Which model "clap" means when none is given (the GUI passes Settings' model through it).
-MODEL_ENV = "SONARIUM_CLAP_MODEL"
+MODEL_ENV = config.SETTINGS["clap_model"].env
 
 # What a download fetches: configs, tokenizer files and safetensors weights. Pickle
 # weights (*.bin, *.pt, *.ckpt) and other frameworks' copies are never fetched.
@@ -83,7 +84,7 @@ class ResolvedModel:
 
 def configured_model() -> str:
     """The model "clap" means: $SONARIUM_CLAP_MODEL, else :data:`DEFAULT_MODEL`."""
-    return os.environ.get(MODEL_ENV, "").strip() or DEFAULT_MODEL
+    return config.value("clap_model")
 
 
 def offline_mode() -> bool:
@@ -359,7 +360,7 @@ def load_clap(
     Hub ids come from the HF cache, else are downloaded (``progress(done_bytes,
     total_bytes)``) unless ``allow_download`` is False or offline mode is on. float16 on
     CUDA, bfloat16 on a CPU with fast bf16 kernels (AMX / AVX-512 BF16: 3x faster than
-    float32, see :func:`engine.models.inference_dtype`), float32 elsewhere or when the
+    float32, see :func:`engine.models.device.inference_dtype`), float32 elsewhere or when the
     precision setting says so. Raises :class:`ModelUnavailable` with the reason and the fix
     on any failure. Any thread; use the result from one thread at a time.
     """

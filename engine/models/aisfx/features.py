@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.aisfx_model import (
+from engine.models.aisfx.model import (
     BLOCK_FRAMES,
     BLOCK_HOP,
     EMBED_DIM,
@@ -204,7 +204,7 @@ def embed_blocks(
     """Run ``net`` (in eval mode) over blocks (n, 100, 96): returns float32 (n, 512) on CPU.
 
     No gradients (inference mode). The input is cast to the net's own dtype, so a net
-    from :func:`engine.aisfx_model.inference_net` runs in bfloat16 throughout. With
+    from :func:`engine.models.aisfx.model.inference_net` runs in bfloat16 throughout. With
     ``bfloat16`` a float32 net runs under bf16 autocast instead (slower: weights are
     converted on every call). Vectors of either stay within cosine 0.9999 of float32
     (tests/test_aisfx.py). Any thread: the net is only read (lanes run it side by side).

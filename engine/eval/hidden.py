@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from engine.adapter import AdaptedTextSpace, AdaptOptions, train_adapter
-from engine.catalog import Catalog
-from engine.evaluate import evaluate_text, relative_ids
-from engine.hybrid import hybrid_search
-from engine.paths import catalog_path
-from engine.search import keyword_search
+from engine.adapt.adapter import AdaptedTextSpace, AdaptOptions, train_adapter
+from engine.catalog.db import Catalog
+from engine.catalog.paths import catalog_path
+from engine.eval.metrics import evaluate_text, relative_ids
+from engine.search.hybrid import hybrid_search
+from engine.search.keyword import keyword_search
 
 # Ablations of `python main.py eval --hide-names ... --ablations`: name -> option changes
 # relative to the configuration being measured.
@@ -98,7 +98,7 @@ def evaluate_hidden(
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Keyword baseline, then content and hybrid for `options` (and each ablation)."""
-    from engine.similar import SimilarIndex
+    from engine.search.similar import SimilarIndex
 
     ids = relative_ids(source)
     hidden = choose_hidden(ids, fraction, seed)

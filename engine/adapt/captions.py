@@ -18,8 +18,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from engine.ucs import UcsTable
-from engine.words import split_words
+from engine.scan.ucs import UcsTable
+from engine.search.words import split_words
 
 # Words that say nothing about a sound (formats, packaging, numbering, takes).
 _STOP = """wav wave ogg oga flac aif aiff mp3 opus sound sounds snd sfx fx data sample samples

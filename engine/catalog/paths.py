@@ -7,13 +7,14 @@ from pathlib import Path
 
 import platformdirs
 
-LIBRARY_ENV = "SONARIUM_LIBRARY"
+from engine import config
+
 CATALOG_NAME = "catalog.sqlite"
 
 
 def default_library_dir() -> Path:
     """The library folder: $SONARIUM_LIBRARY, else the platform's user data dir."""
-    override = os.environ.get(LIBRARY_ENV)
+    override = config.value("library")
     if override:
         return Path(override).expanduser().resolve()
     return Path(platformdirs.user_data_dir("Sonarium", appauthor=False)) / "library"

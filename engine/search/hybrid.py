@@ -14,11 +14,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from engine.catalog import Catalog
-from engine.query import ParsedQuery, parse_query
-from engine.search import SearchResult, keyword_search
-from engine.similar import SimilarIndex, best_moment, to_results
-from engine.vectors import VectorStore
+from engine.catalog.db import Catalog
+from engine.catalog.vectors import VectorStore
+from engine.search.keyword import SearchResult, keyword_search
+from engine.search.query import ParsedQuery, parse_query
+from engine.search.similar import SimilarIndex, best_moment, to_results
 
 RRF_K = 60
 # How many nearest files to fetch before filtering; doubled until the page is full.
@@ -65,7 +65,7 @@ def content_hits(
     total = VectorStore(catalog).embedded_count(index.space_id(space.name))
     k = max(CONTENT_CANDIDATES, needed * 4)
     standardized = getattr(space, "query_is_standardized", False)
-    # A space with its own ranking (engine.adapter) scores candidates itself.
+    # A space with its own ranking (engine.adapt.adapter) scores candidates itself.
     rank = getattr(space, "rank", None)
     while True:
         if rank is not None:

@@ -1,8 +1,8 @@
 """Text search over an audio-only space, learned from the library's own captions.
 
 aisfx has no text tower, but a real library is half well named: its captions (see
-engine/captions.py) are weak descriptions of their audio. An adapter joins the frozen
-sentence encoder (engine/text_encoder.py) to the frozen audio space with what those
+engine/adapt/captions.py) are weak descriptions of their audio. An adapter joins the frozen
+sentence encoder (engine/models/text_encoder.py) to the frozen audio space with what those
 pairs teach, three ways whose scores are summed (each z-scored over a fixed sample of
 the library, so they add on one scale):
 
@@ -36,22 +36,22 @@ from typing import Any
 
 import numpy as np
 
-from engine.captions import (
+from engine.adapt.captions import (
     FileText,
     build_captions,
     catalog_file_texts,
     knowledge_words,
     useful_words,
 )
-from engine.catalog import Catalog
-from engine.models import ModelUnavailable
-from engine.ucs import UcsTable
-from engine.vectors import VectorStore, normalise
+from engine.catalog.db import Catalog
+from engine.catalog.vectors import VectorStore, normalise
+from engine.errors import AdapterInvalid, Cancelled, ModelUnavailable, NothingToLearn
+from engine.scan.ucs import UcsTable
 
 ADAPTER_VERSION = "adapter-v1"
 # Reference sample for z-scoring the parts (fixed: same seed, same library -> same rows).
 REFERENCE_FILES = 1000
-# Weight of a query's UCS knowledge words against the query itself (engine/captions.py).
+# Weight of a query's UCS knowledge words against the query itself (engine/adapt/captions.py).
 KNOWLEDGE_WEIGHT = 0.5
 # FAISS candidates per neighbour for the kernel part, from the heaviest neighbours.
 NEIGHBOUR_CANDIDATES = 50
@@ -149,7 +149,7 @@ class Adapter:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
                 if meta.get("version") != ADAPTER_VERSION:
-                    raise ValueError(f"made by another version ({meta.get('version')!r})")
+                    raise AdapterInvalid(f"made by another version ({meta.get('version')!r})")
                 known = {f.name for f in fields(AdaptOptions)}
                 options = AdaptOptions(**{k: v for k, v in meta["options"].items() if k in known})
                 heads = {k[5:]: data[k] for k in data.files if k.startswith("head_")} or None
@@ -166,7 +166,7 @@ class Adapter:
                 )  # fmt: skip
         except (OSError, KeyError, ValueError, TypeError) as exc:
             # numpy says ValueError for pickled content, which is never loaded.
-            raise ValueError(f"{path}: not a Sonarium adapter ({exc})") from exc
+            raise AdapterInvalid(f"{path}: not a Sonarium adapter ({exc})") from exc
 
     def vocabulary(self) -> set[str]:
         return {w for caption in self.captions for w in useful_words(caption)}
@@ -327,17 +327,19 @@ def train_adapter(
 
     `hidden` files give no caption (the eval's --hide-names protocol). Caption vectors of
     `previous` are reused when the encoder is the same, so retraining after library
-    changes encodes only new captions. Raises ModelUnavailable when the space has no
-    vectors or too few files are described to learn from.
+    changes encodes only new captions. Raises NothingToLearn when the space has no
+    vectors or too few files are described to learn from, Cancelled when cancelled.
     """
-    from engine.text_encoder import encoder_identity, shared_encoder
+    from engine.models.text_encoder import encoder_identity, shared_encoder
 
     options = options or AdaptOptions()
     began = time.perf_counter()
     store = VectorStore(catalog)
     space = store.space(audio_space)
     if space is None or store.embedded_count(space["id"]) == 0:
-        raise ModelUnavailable(f"no '{audio_space}' vectors yet: run 'python main.py scan'")
+        raise NothingToLearn(
+            f"no sounds are embedded in the '{audio_space}' space yet: scan the library first"
+        )
     generation = store.generation(space["id"])
     ids, vectors = store.all_file_vectors(space["id"])
     mean, std = vectors.mean(axis=0), vectors.std(axis=0) + 1e-6
@@ -348,7 +350,7 @@ def train_adapter(
     row_of = {int(fid): i for i, fid in enumerate(ids)}
     pairs = [(fid, text) for fid, text in captions.items() if fid in row_of]
     if len(pairs) < options.min_pairs:
-        raise ModelUnavailable(
+        raise NothingToLearn(
             f"only {len(pairs)} files are described by their names, descriptions or tags; "
             f"text search over sound needs at least {options.min_pairs}"
         )
@@ -363,7 +365,7 @@ def train_adapter(
     chunk = 256
     for start in range(0, len(todo), chunk):
         if cancel is not None and cancel():
-            raise InterruptedError("adaptation cancelled")
+            raise Cancelled("learning text search was cancelled")
         part = todo[start : start + chunk]
         known.update(zip(part, encoder.encode(part), strict=True))
         if progress:
@@ -384,7 +386,7 @@ def train_adapter(
 
         heads, loss = train_heads(text_vectors, audio, weights, options, step, cancel)
         if cancel is not None and cancel():
-            raise InterruptedError("adaptation cancelled")
+            raise Cancelled("learning text search was cancelled")
     stats = {
         "pairs": len(pairs), "files": len(ids), "encoded": len(todo),
         "sources": sources_stamp(file_texts),
@@ -419,10 +421,10 @@ class AdaptedTextSpace:
         ucs: UcsTable | None = None,
         encoder: Any = None,
     ) -> None:
-        from engine.text_encoder import encoder_identity
+        from engine.models.text_encoder import encoder_identity
 
         self.catalog = catalog
-        self.index = index  # engine.similar.SimilarIndex
+        self.index = index  # engine.search.similar.SimilarIndex
         self.adapter = adapter
         self.name = adapter.audio_space
         self.ucs = ucs if adapter.options.knowledge else None
@@ -435,7 +437,7 @@ class AdaptedTextSpace:
         if space["identity"] != adapter.audio_identity:
             raise ModelUnavailable(
                 "the adapter was trained on vectors of another audio model "
-                f"({adapter.audio_identity}); run 'python main.py adapt'"
+                f"({adapter.audio_identity}); learn text search again"
             )
         if adapter.text_identity != encoder_identity():
             raise ModelUnavailable("the adapter was trained with another text encoder")
@@ -449,7 +451,7 @@ class AdaptedTextSpace:
         cached = self._cache.get(text)
         if cached is not None:
             return cached
-        from engine.text_encoder import shared_encoder
+        from engine.models.text_encoder import shared_encoder
 
         encoder = self._encoder or shared_encoder()
         q = encoder.encode([text])[0]

@@ -12,16 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.catalog import Catalog
-from engine.embedder import decode_mono, resample
-from engine.search import SearchResult
-from engine.spaces import STANDARDIZED, EmbeddingSpace
-from engine.vector_index import SavedIndex, build_index, search
-from engine.vectors import VectorStore, normalise
-
-
-class SimilarError(Exception):
-    """A user-facing reason find-similar cannot run (space not embedded, bad region...)."""
+from engine.catalog.db import Catalog
+from engine.catalog.vectors import VectorStore, normalise
+from engine.embed.pipeline import decode_mono, resample
+from engine.errors import FileUnreadable, NotIndexed
+from engine.models.embedding import EmbeddingSpace
+from engine.models.spaces import STANDARDIZED
+from engine.search.keyword import SearchResult
+from engine.search.vector_index import SavedIndex, build_index, search
 
 
 @dataclass
@@ -44,8 +42,8 @@ class SimilarIndex:
     def _get(self, space_name: str) -> tuple[int, _Loaded]:
         space = self.store.space(space_name)
         if space is None:
-            raise SimilarError(
-                f"nothing is embedded in the '{space_name}' space yet: run 'python main.py scan'"
+            raise NotIndexed(
+                f"no sounds are embedded in the '{space_name}' space yet: scan the library first"
             )
         generation = self.store.generation(space["id"])
         cached = self._loaded.get(space_name)
@@ -70,7 +68,7 @@ class SimilarIndex:
         if index is None:
             ids, vectors = self.store.all_file_vectors(space["id"])
             if len(ids) and standardized:
-                # Standardise each dimension over the library (see engine.spaces).
+                # Standardise each dimension over the library (see engine.models.spaces).
                 mean, std = vectors.mean(axis=0), vectors.std(axis=0) + 1e-6
             data = vectors if mean is None else normalise((vectors - mean) / std)
             index = build_index(ids, data) if len(ids) else build_index(ids, np.zeros((0, 1)))
@@ -140,7 +138,7 @@ def embed_clip(space: EmbeddingSpace, path: str | Path, start=None, end=None) ->
     """The file vector of a file or a region of it, computed now (not stored)."""
     audio, rate = decode_mono(path, start, end)
     if len(audio) == 0:
-        raise SimilarError(f"no audio in {path} between {start or 0}s and {end or 'the end'}")
+        raise FileUnreadable(f"no audio in {path} between {start or 0}s and {end or 'the end'}")
     clip = resample(audio, rate, space.sample_rate)
     return space.embed([clip])[0].vector
 

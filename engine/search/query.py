@@ -12,12 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.words import split_words
-
-
-class QueryError(ValueError):
-    """A query the user must fix; str(exc) says how."""
-
+from engine.errors import QueryError
+from engine.search.words import split_words
 
 FIELDS = ("dur", "sr", "ch", "bits", "format", "tag", "cat", "folder", "is")
 

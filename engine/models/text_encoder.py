@@ -17,8 +17,8 @@ import numpy as np
 import platformdirs
 import torch
 
-from engine import model_thread
-from engine.models import ModelUnavailable
+from engine.errors import ModelUnavailable
+from engine.models import model_thread
 
 MINILM_PACKAGE = "all_minilm_l6_v2"
 DIM = 384
@@ -59,7 +59,7 @@ def _minilm_dir() -> Path:
 class SentenceEncoder:
     """all-MiniLM-L6-v2 through transformers (safetensors only): mean pooling, L2 norm.
 
-    Any thread may call it; the torch work runs on engine.model_thread's thread."""
+    Any thread may call it; the torch work runs on engine.models.model_thread's thread."""
 
     def __init__(self) -> None:
         model_thread.run(self._load)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.catalog import Catalog
+from engine.catalog.db import Catalog
 
 
 def normalise(matrix: np.ndarray) -> np.ndarray:

@@ -1,36 +1,22 @@
-"""What every model loader shares: the error that means "this model can't be used here",
-and the choice of numeric precision.
+"""Where and in what precision models run: the device choice and the numeric dtype.
 
-Loaders (:mod:`engine.aisfx_model`, :mod:`engine.clap_model`) raise
-:class:`ModelUnavailable` with a message that says why and how to fix it; callers such as
-``engine.spaces.available_spaces`` catch it and keep working without that model.
-Any thread; the module holds no state (the precision setting is read from the
-environment, so the indexing child process inherits it).
+Loaders (:mod:`engine.models.aisfx.model`, :mod:`engine.models.clap.model`) raise
+:class:`engine.errors.ModelUnavailable` with a message that says why and what to do;
+callers such as ``engine.models.spaces.available_spaces`` catch it and keep working
+without that model. Any thread; the module holds no state (the precision setting is read
+from the environment through engine.config, so the indexing child process inherits it).
 """
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-# "auto" (the default) or "float32": the user's override of the fast precisions below,
-# for a machine where they misbehave. Set by ``main.py --precision``.
-PRECISION_ENV = "SONARIUM_PRECISION"
-PRECISIONS = ("auto", "float32")
-
-
-class ModelUnavailable(Exception):
-    """A model's weights are missing, unreachable or could not be loaded safely.
-
-    The message is meant for the user: the reason, then what to do about it.
-    """
+from engine import config
 
 
 def precision_setting() -> str:
     """The configured precision ("auto" or "float32"); unknown values read as "auto"."""
-    value = os.environ.get(PRECISION_ENV, "auto").strip().lower()
-    return value if value in PRECISIONS else "auto"
+    return config.value("precision")
 
 
 def fast_bfloat16(device: torch.device | str = "cpu") -> bool:
@@ -56,3 +42,14 @@ def inference_dtype(device: str, half: torch.dtype = torch.float16) -> torch.dty
     if fast_bfloat16(device):  # a CPU with bf16 kernels (CUDA was answered above)
         return torch.bfloat16
     return torch.float32
+
+
+def pick_device(requested: str = "auto") -> str:
+    """'cuda' when available (or asked for), else 'mps', else 'cpu'."""
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"

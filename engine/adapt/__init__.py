@@ -1,0 +1,1 @@
+"""Text search over sound learned from the library's own names: captions, training, the adapter."""

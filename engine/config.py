@@ -1,0 +1,106 @@
+"""Every setting and shared default, declared once. Any thread; holds no state.
+
+A :class:`Setting` has a name, the environment variable that sets it for a process (and
+the indexing child process it starts), its default, its choices and its help. The engine
+reads values with :func:`value`; the CLI builds its global options from :data:`SETTINGS`;
+the GUI's Settings dialog takes its choices and defaults from here and stores the user's
+picks (QSettings), which it hands to the engine through the same environment variables.
+README documents every setting (a test checks it).
+
+Defaults that are not settings but must agree everywhere (the audio file suffixes, the
+default find-similar space) live here too, so no copy can drift.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+# Every suffix the scanner indexes; dropping any of them on the window adds or matches it.
+AUDIO_SUFFIXES = frozenset(
+    {
+        ".wav", ".wave", ".bwf", ".rf64", ".w64", ".aif", ".aiff", ".aifc", ".flac", ".ogg",
+        ".oga", ".opus", ".mp3", ".caf", ".m4a", ".aac", ".wma", ".wv", ".ape",
+    }
+)  # fmt: skip
+
+SPACE_NAMES = ("aisfx", "mfcc", "clap")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "float32")
+DEFAULT_CLAP_MODEL = "laion/clap-htsat-unfused"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One user-visible setting. ``env`` is None for settings that only the app keeps."""
+
+    name: str
+    env: str | None
+    default: str
+    help: str
+    choices: tuple[str, ...] | None = None
+    cli_flag: str | None = None
+    metavar: str | None = None
+
+
+SETTINGS: dict[str, Setting] = {
+    s.name: s
+    for s in (
+        Setting(
+            "library", "SONARIUM_LIBRARY", "",
+            "library folder (empty: the platform's user data folder)",
+            cli_flag="--library", metavar="DIR",
+        ),
+        Setting(
+            "device", "SONARIUM_DEVICE", "auto",
+            "compute device for models (auto: CUDA, then Apple MPS, then CPU)",
+            choices=DEVICES, cli_flag="--device",
+        ),
+        Setting(
+            "precision", "SONARIUM_PRECISION", "auto",
+            "model precision: auto (bfloat16 on CPUs with AMX/AVX-512 BF16, float16 on "
+            "CUDA) or float32 everywhere",
+            choices=PRECISIONS, cli_flag="--precision",
+        ),
+        Setting(
+            "clap_model", "SONARIUM_CLAP_MODEL", DEFAULT_CLAP_MODEL,
+            "CLAP model for text search: a Hugging Face hub id in the local cache or a folder",
+            cli_flag="--model", metavar="ID_OR_PATH",
+        ),
+        Setting(
+            "similar_space", "SONARIUM_SIMILAR_SPACE", "aisfx",
+            "model that find-similar compares sounds with",
+            choices=SPACE_NAMES, cli_flag="--space",
+        ),
+        Setting(
+            "audio_device", None, "",
+            "audio output device for audition (empty: the system default)",
+        ),
+        Setting("autoplay", None, "true", "play each result as it is selected"),
+    )
+}  # fmt: skip
+
+
+def value(name: str) -> str:
+    """The setting's value in this process: its environment variable when set to a valid
+    value, else its default. Unknown choices read as the default."""
+    setting = SETTINGS[name]
+    raw = os.environ.get(setting.env, "") if setting.env else ""
+    raw = raw.strip()
+    if setting.choices is not None:
+        raw = raw.lower()
+        return raw if raw in setting.choices else setting.default
+    return raw or setting.default
+
+
+def export(name: str, raw: str | None) -> None:
+    """Make ``raw`` this process's value of a setting (and its children's): front ends call
+    this with an explicit choice (a CLI flag, the app's stored setting)."""
+    setting = SETTINGS[name]
+    if setting.env is None:
+        raise ValueError(f"{name} is not an environment setting")
+    if raw:
+        os.environ[setting.env] = raw
+
+
+DEFAULT_SIMILAR_SPACE = SETTINGS["similar_space"].default

@@ -1,0 +1,1 @@
+"""Evaluation: retrieval metrics, runs with same-run baselines, the hidden-names protocol."""

@@ -1,0 +1,1 @@
+"""CLAP through transformers: finding and loading weights safely, log-mel features, space."""

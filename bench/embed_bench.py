@@ -28,7 +28,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.embed.pipeline import Embedder, decode_mono, resample  # noqa: E402
+from engine.audio.decode import decode_mono  # noqa: E402
+from engine.audio.resample import resample  # noqa: E402
+from engine.embed.pipeline import Embedder  # noqa: E402
 from engine.library import Library  # noqa: E402
 from engine.models.aisfx.features import AisfxFeatures, embed_blocks, max_pooled_vector  # noqa: E402
 from engine.models.aisfx.model import SAMPLE_RATE, load_aisfx  # noqa: E402

@@ -54,48 +54,19 @@ def _listen(cancel: threading.Event, pause: threading.Event) -> None:
     pause.clear()
 
 
-def _learn(lib, out: _Emitter, cancel: threading.Event) -> bool:
-    """Relearn text search over sound when the library changed (engine/adapt/adapter.py), so
-    the app's next query uses it; the app searches by keyword meanwhile."""
-    from engine.errors import LibraryError
-
-    if not lib.adapter_stale():
-        return False
-    began = time.monotonic()
-
-    def progress(p) -> None:
-        elapsed = time.monotonic() - began
-        out.send(
-            {
-                "event": "progress", "stage": f"learning-{p.stage}", "done": p.done,
-                "total": p.total, "rate": p.done / elapsed if elapsed > 0 else 0.0, "eta": None,
-            },
-            force=p.done == p.total,
-        )  # fmt: skip
-
-    try:
-        lib.adapt(progress=progress, cancel=cancel.is_set)
-    except InterruptedError:
-        return False
-    except LibraryError as exc:
-        # Too few described files is a normal state for a new library, not a failure.
-        out.send({"event": "progress", "stage": "learning-skipped", "done": 0, "total": 0,
-                  "rate": 0.0, "eta": None, "message": str(exc)}, force=True)  # fmt: skip
-        return False
-    return True
-
-
 def main(argv: list[str] | None = None) -> int:
+    from engine import config
+
     parser = argparse.ArgumentParser(prog="python -m engine.index_worker")
     parser.add_argument("--library", required=True)
     parser.add_argument("--add", nargs="*", default=[])
     parser.add_argument("--no-embed", action="store_true")
-    parser.add_argument("--space", action="append", dest="spaces")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    parser.add_argument("--space", action="append", dest="spaces", choices=config.SPACE_NAMES)
+    parser.add_argument("--device", default=None, choices=config.DEVICES)
     args = parser.parse_args(argv)
 
-    from engine.errors import LibraryError
-from engine.library import Library
+    from engine.errors import SonariumError
+    from engine.library import Library
 
     if hasattr(os, "nice"):
         # Background work: let the desktop (and the app's own GUI) have the CPU first.
@@ -104,43 +75,49 @@ from engine.library import Library
     cancel, pause = threading.Event(), threading.Event()
     threading.Thread(target=_listen, args=(cancel, pause), daemon=True).start()
     out = _Emitter()
+    began: dict[str, float] = {}
 
-    def progress(stage: str):
-        def callback(p) -> None:
-            out.send(
-                {
-                    "event": "progress", "stage": stage, "done": p.files_done,
-                    "total": p.files_total, "rate": p.files_per_second, "eta": p.eta_seconds,
-                },
-                force=p.files_done == p.files_total,
-            )  # fmt: skip
-
-        return callback
+    def progress(stage: str, p: Any) -> None:
+        started = began.setdefault(stage, time.monotonic())
+        elapsed = time.monotonic() - started
+        rate = getattr(p, "files_per_second", None)
+        if rate is None:
+            rate = p.files_done / elapsed if elapsed > 0 else 0.0
+        out.send(
+            {
+                "event": "progress", "stage": stage, "done": p.files_done,
+                "total": p.files_total, "rate": rate, "eta": getattr(p, "eta_seconds", None),
+            },
+            force=p.files_done == p.files_total,
+        )  # fmt: skip
 
     try:
         with Library(args.library) as lib:
-            roots = lib.add_folders(args.add) if args.add else None
-            report = lib.scan(roots, cancel=cancel, pause=pause, progress=progress("scanning"))
-            summary: dict[str, Any] = {
-                "event": "finished", "added": report.added, "updated": report.updated,
-                "removed": report.removed, "moved": report.moved, "errors": report.errors,
-                "cancelled": report.cancelled, "warnings": report.warnings, "embedded": 0,
-            }  # fmt: skip
-            if not args.no_embed and not report.cancelled:
-                spaces = tuple(args.spaces) if args.spaces else None
-                embedded = lib.embed(
-                    spaces, device=args.device, cancel=cancel, pause=pause,
-                    progress=progress("embedding"),
-                )  # fmt: skip
-                if embedded is not None:
-                    summary["embedded"] = embedded.files
-                    summary["cancelled"] = embedded.cancelled
-                learn = spaces is None or "aisfx" in spaces
-                if learn and embedded is not None and not summary["cancelled"]:
-                    summary["learned"] = _learn(lib, out, cancel)
-    except LibraryError as exc:
+            report = lib.index(
+                args.add or None, embed=not args.no_embed,
+                spaces=tuple(args.spaces) if args.spaces else None,
+                device=args.device or config.value("device"),
+                progress=progress, cancel=cancel, pause=pause,
+            )  # fmt: skip
+    except SonariumError as exc:
         out.send({"event": "error", "message": str(exc)}, force=True)
         return 2
+    except Exception as exc:  # the app must hear of any failure, never wait forever
+        out.send({"event": "error", "message": f"indexing failed: {exc!r}"}, force=True)
+        raise
+    scan = report.scan
+    summary: dict[str, Any] = {
+        "event": "finished", "added": scan.added, "updated": scan.updated,
+        "removed": scan.removed, "moved": scan.moved, "errors": scan.errors,
+        "cancelled": report.cancelled, "warnings": scan.warnings,
+        "embedded": report.embed.files if report.embed is not None else 0,
+        "learned": report.learned is not None,
+    }  # fmt: skip
+    if report.learn_skipped:
+        # Too few described files is a normal state for a new library, not a failure.
+        out.send({"event": "progress", "stage": "learning-skipped", "done": 0, "total": 0,
+                  "rate": 0.0, "eta": None, "message": report.learn_skipped},
+                 force=True)  # fmt: skip
     out.send(summary, force=True)
     return 0
 

@@ -1,7 +1,9 @@
-"""The engine's façade: one library folder, its catalog, scanning and search.
+"""The engine's façade: one library folder, its catalog, indexing, search and evaluation.
 
-A Library belongs to the thread that created it (it holds a SQLite connection). The GUI
-runs one on its engine thread; the CLI runs one on the main thread.
+The CLI (cli/) and the GUI (gui/, through its bridge and its indexing child process
+engine/index_worker.py) call only this class. A Library belongs to the thread that
+created it (it holds a SQLite connection): the GUI runs one on its query thread and one
+in the indexing process; the CLI runs one on the main thread.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +22,7 @@ from engine.catalog.db import Catalog
 from engine.catalog.paths import catalog_path, resolve_library_dir
 from engine.config import DEFAULT_SIMILAR_SPACE, SPACE_NAMES
 from engine.errors import (
+    Cancelled,
     FileUnreadable,
     LibraryError,
     ModelUnavailable,
@@ -33,6 +37,7 @@ from engine.scan.ucs import UcsTable
 from engine.search.keyword import SearchResult, keyword_search
 
 if TYPE_CHECKING:
+    from engine.adapt.adapter import Adapter
     from engine.embed.pipeline import EmbedProgress, EmbedReport
     from engine.search.similar import SimilarIndex
 
@@ -42,6 +47,30 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 UCS_TABLE_SETTING = "ucs_table"
+
+
+@dataclass
+class IndexReport:
+    """What :meth:`Library.index` did, stage by stage.
+
+    ``embed`` is None when embedding was not asked for, was skipped (the scan was
+    cancelled) or no model is available (then ``no_model`` is True). ``learned`` is the
+    adapter when text search was relearned; ``learn_skipped`` says why it was not when
+    the library had too little to learn from (a normal state for a new library).
+    """
+
+    roots: list[str]
+    scan: ScanReport
+    embed: EmbedReport | None = None
+    no_model: bool = False
+    learned: Adapter | None = None
+    learn_skipped: str | None = None
+    cancelled: bool = False
+
+
+# progress(stage, snapshot): stage is "scanning", "embedding" or "learning-<part>"; the
+# snapshot is a ScanProgress, EmbedProgress or AdaptProgress (files_done, files_total).
+IndexProgress = Callable[[str, Any], None]
 
 
 @functools.cache
@@ -159,6 +188,63 @@ class Library:
         if not spaces:
             return None
         return Embedder(self.catalog, spaces, progress=progress, cancel=cancel, pause=pause).run()
+
+    def index(
+        self,
+        add: list[str | os.PathLike[str]] | None = None,
+        *,
+        roots: list[str] | None = None,
+        embed: bool = True,
+        spaces: tuple[str, ...] | None = None,
+        device: str = "auto",
+        progress: IndexProgress | None = None,
+        cancel: threading.Event | None = None,
+        pause: threading.Event | None = None,
+    ) -> IndexReport:
+        """Scan -> embed -> learn text search when stale: the one indexing sequence.
+
+        Registers the folders in ``add`` first and then scans only those (else ``roots``,
+        else every folder). Embeds pending files into ``spaces`` (default: every space
+        available here) unless ``embed`` is False or the scan was cancelled, then relearns
+        text search over sound when the library changed and the default find-similar
+        space was embedded. Each stage resumes where a cancelled or killed run stopped.
+        The CLI and the app's indexing process both call this; call on the owning thread.
+        """
+        cancel = cancel or threading.Event()
+        if add:
+            roots = self.add_folders(add)
+
+        def staged(stage: str) -> Callable[[Any], None] | None:
+            if progress is None:
+                return None
+            return lambda snapshot: progress(stage, snapshot)
+
+        scan = self.scan(roots, progress=staged("scanning"), cancel=cancel, pause=pause)
+        report = IndexReport(list(roots or []), scan, cancelled=scan.cancelled)
+        if not embed or report.cancelled:
+            return report
+        report.embed = self.embed(
+            spaces, device=device, progress=staged("embedding"), cancel=cancel, pause=pause
+        )
+        if report.embed is None:
+            report.no_model = True
+            return report
+        report.cancelled = report.embed.cancelled or cancel.is_set()
+        wanted = spaces or SPACE_NAMES
+        if report.cancelled or DEFAULT_SIMILAR_SPACE not in wanted or not self.adapter_stale():
+            return report
+
+        def learning(snapshot: Any) -> None:
+            if progress is not None:
+                progress(f"learning-{snapshot.stage}", snapshot)
+
+        try:
+            report.learned = self.adapt(progress=learning, cancel=cancel.is_set)
+        except Cancelled:
+            report.cancelled = True
+        except (NothingToLearn, ModelUnavailable) as exc:
+            report.learn_skipped = str(exc)
+        return report
 
     # -- find similar ------------------------------------------------------------------
 
@@ -391,6 +477,42 @@ class Library:
         self._text_space_key = key
         return self._text_space
 
+    # -- evaluation (engine/eval/runs.py) ----------------------------------------------
+
+    def evaluate_text(
+        self, queries: list[dict[str, Any]], *, content_only: bool = False
+    ) -> dict[str, Any]:
+        """Text-search quality on judged queries, with same-run baselines."""
+        from engine.eval.runs import text_run
+
+        return text_run(self, queries, content_only)
+
+    def evaluate_by_example(
+        self, queries: list[dict[str, Any]], *, space: str = DEFAULT_SIMILAR_SPACE
+    ) -> dict[str, Any]:
+        """Find-similar quality on judged queries, with MFCC and random baselines."""
+        from engine.eval.runs import by_example_run
+
+        return by_example_run(self, queries, space)
+
+    def evaluate_hidden(
+        self,
+        queries: list[dict[str, Any]],
+        fraction: float,
+        seed: int,
+        options: Any = None,
+        *,
+        ablations: bool = False,
+        log: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        """Text search over files whose names are hidden (on a copy of the catalog)."""
+        from engine.adapt.adapter import AdaptOptions
+        from engine.eval.runs import hidden_run
+
+        return hidden_run(
+            self, queries, fraction, seed, options or AdaptOptions(), ablations=ablations, log=log
+        )
+
     def info(self, path: str | os.PathLike[str]) -> dict[str, Any]:
         """Everything known about a file: its catalog row, or a fresh analysis if it is
         not in the library (then `in_library` is False and nothing is stored)."""
@@ -442,6 +564,10 @@ class Library:
         return row
 
     # -- settings ----------------------------------------------------------------------
+
+    def ucs_table_path(self) -> str | None:
+        """The UCS table file set for this library, or None."""
+        return self.catalog.get_setting(UCS_TABLE_SETTING)
 
     def ucs_table(self) -> UcsTable | None:
         """The user's UCS table from settings, loaded once; None when unset or unreadable."""

@@ -22,7 +22,13 @@ from engine.adapt.adapter import (
 )
 from engine.catalog.vectors import normalise
 from engine.embed.pipeline import Embedder
-from engine.errors import AdapterInvalid, Cancelled, ModelUnavailable, NothingToLearn
+from engine.errors import (
+    AdapterInvalid,
+    Cancelled,
+    LibraryError,
+    ModelUnavailable,
+    NothingToLearn,
+)
 from engine.eval.hidden import choose_hidden, evaluate_hidden, hide_metadata
 from engine.search.hybrid import hybrid_search
 from engine.search.keyword import keyword_search
@@ -211,7 +217,7 @@ def test_hidden_files_give_no_pairs_and_cannot_be_found_by_name(tmp_path, librar
     assert len(hidden) == round(0.5 * len(ids))
     assert hidden == choose_hidden(ids, 0.5, seed=1)
     assert hidden != choose_hidden(ids, 0.5, seed=2)
-    with pytest.raises(ValueError):
+    with pytest.raises(LibraryError):
         choose_hidden(ids, 1.5, seed=1)
     adapter = train_adapter(library.catalog, "fake", SMALL, hidden=hidden, encoder=WordEncoder())
     assert not set(adapter.file_ids.tolist()) & hidden

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from engine.audio.decode import decode_mono
 from engine.catalog.vectors import VectorStore, normalise
-from engine.embed.pipeline import Embedder, decode_mono
+from engine.embed.pipeline import Embedder
 from engine.eval.metrics import (
     average_precision_at,
     evaluate_by_example,
@@ -290,7 +291,7 @@ def test_resample_equals_torchaudio(rate, target):
     import torch
     import torchaudio
 
-    from engine.embed.pipeline import resample
+    from engine.audio.resample import resample
 
     rng = np.random.default_rng(rate + target)
     for n in (1, 2, 7, 1000, rate // 3 + 5):

@@ -4,14 +4,15 @@ One decode of each file feeds every space that still needs it. Decoding runs on 
 pool of threads with a bounded number of files in flight; resampling and
 each space's feature extraction (``prepare``) join it there when the space's model has
 its own device (GPU), and otherwise run on the calling thread, with the model and the
-catalog writes (the catalog's writer): a CPU model needs every core. Vectors are
-committed per batch of files, so a kill loses at most one batch and the next run
-continues with what is pending.
+catalog writes (the catalog's writer): a CPU model needs every core. Each file's
+vectors are stored in their own transaction as soon as its batch is embedded, so a kill
+loses at most the batch in flight and the next run continues with what is pending.
+Errors are per space: a file one model fails on is still embedded by the others, and
+is retried by that model only when the file changes.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import threading
@@ -22,122 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
-import torchaudio
 from threadpoolctl import ThreadpoolController
 
+from engine.audio.decode import decode_mono
+from engine.audio.resample import resample
 from engine.catalog.db import Catalog
 from engine.catalog.vectors import VectorStore
 from engine.models.embedding import EmbeddingSpace
 
 log = logging.getLogger(__name__)
-
-# Longer files are embedded from their first MAX_SECONDS only, which bounds memory
-# (10 min of 48 kHz mono float32 is 115 MB).
-MAX_SECONDS = 600.0
-
-
-# soundfile subtypes read as integers (numpy dtype, scale to [-1, 1)); others as float32.
-_READ_AS = {
-    "PCM_16": ("int16", 2.0**-15),
-    "PCM_24": ("int32", 2.0**-31),
-    "PCM_32": ("int32", 2.0**-31),
-}
-
-
-def decode_mono(
-    path: str | Path, start: float | None = None, end: float | None = None,
-    max_seconds: float = MAX_SECONDS,
-) -> tuple[np.ndarray, int]:  # fmt: skip
-    """Mono float32 samples (channel mean) of [start, end) seconds, and the sample rate.
-
-    Reads block by block, so only the mono result is ever held whole. Any thread.
-    """
-    with sf.SoundFile(str(path)) as f:
-        rate = f.samplerate
-        first = int(round((start or 0.0) * rate))
-        last = f.frames if end is None else min(f.frames, int(round(end * rate)))
-        last = min(last, first + int(max_seconds * rate))
-        if first > 0:
-            f.seek(min(first, f.frames))
-        remaining = max(0, last - first)
-        # Integer PCM is read as integers and scaled here: libsndfile's own conversion to
-        # float is ~9x slower (7.6 ms against 0.8 ms for 30 s of 16-bit stereo) and gives
-        # the same floats (it also multiplies by 2^-15 or 2^-31, exactly).
-        dtype, scale = _READ_AS.get(f.subtype, ("float32", 1.0))
-        # Downmix as a matrix-vector product: numpy's mean(axis=1) over interleaved
-        # channels is ~30x slower (28.7 ms against 0.9 ms for 30 s of stereo).
-        gains = np.full(f.channels, scale / f.channels, dtype=np.float32)
-        parts = []
-        while remaining > 0:
-            block = f.read(min(remaining, 1 << 18), dtype=dtype, always_2d=True)
-            if not len(block):
-                break
-            if block.shape[1] > 1:
-                parts.append(block.astype(np.float32, copy=False) @ gains)
-            elif scale != 1.0:
-                parts.append(block[:, 0].astype(np.float32) * np.float32(scale))
-            else:
-                parts.append(block[:, 0].copy())
-            remaining -= len(block)
-    audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
-    if not np.isfinite(audio).all():  # only float files can hold NaN/inf; one cheap pass
-        np.nan_to_num(audio, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
-    return audio.astype(np.float32, copy=False), rate
-
-
-class _SincResampler:
-    """torchaudio's band-limited sinc resampler, applied as one matrix product.
-
-    ``torchaudio.transforms.Resample`` convolves the input with its kernel at a stride of
-    one input period; oneDNN runs that strided single-channel ``conv1d`` slowly. Cutting
-    the padded input into its (overlapping) periods and multiplying them by the same
-    kernel is the same arithmetic as one GEMM: 1.1 ms against 3.2 ms for 10 s from 44.1
-    to 48 kHz, output within 1e-6 of torchaudio's (tests/test_similar.py).
-    Immutable after construction; any thread.
-    """
-
-    def __init__(self, rate: int, target: int) -> None:
-        reference = torchaudio.transforms.Resample(rate, target, dtype=torch.float32)
-        # With few output phases (96 -> 48 kHz has one) the product is a slow strided
-        # matrix-vector one, and torchaudio's convolution is faster: keep that.
-        self.reference = reference if target // reference.gcd < 8 else None
-        self.orig = rate // reference.gcd
-        self.new = target // reference.gcd
-        self.width = reference.width
-        self.kernel_t = reference.kernel.detach()[:, 0].T.contiguous()  # (taps, new)
-
-    def __call__(self, audio: torch.Tensor) -> torch.Tensor:
-        if self.reference is not None:
-            return self.reference(audio)
-        length = audio.shape[-1]
-        padded = torch.nn.functional.pad(audio, (self.width, self.width + self.orig))
-        periods = padded.unfold(0, self.kernel_t.shape[0], self.orig)  # (outputs, taps) view
-        # The product copies its view: in chunks, that copy stays ~4 MB (not 250 MB for
-        # ten minutes of 96 kHz audio).
-        rows = max(1, (1 << 20) // self.kernel_t.shape[0])
-        out = torch.cat([
-            (periods[i : i + rows] @ self.kernel_t).reshape(-1)  # phase-interleaved
-            for i in range(0, periods.shape[0], rows)
-        ])  # fmt: skip
-        return out[: -(-self.new * length // self.orig)]
-
-
-@functools.lru_cache(maxsize=16)
-def _resampler(rate: int, target: int) -> _SincResampler:
-    """One resampler per rate pair: its kernel is computed once, not on every call."""
-    return _SincResampler(rate, target)
-
-
-def resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
-    """Band-limited resampling with torchaudio's sinc kernel (deterministic). Any thread:
-    the cached resamplers only read their kernels."""
-    if rate == target or len(audio) == 0:
-        return audio
-    with torch.inference_mode():
-        out = _resampler(rate, target)(torch.from_numpy(np.ascontiguousarray(audio)))
-    return out.numpy()
 
 
 def _numpy_blas() -> ThreadpoolController:
@@ -179,7 +74,7 @@ def _prepare(item: _Decoded, space: EmbeddingSpace, seconds: dict[str, float]) -
         item.inputs[space.name] = prepare(clip) if prepare else clip
     except Exception as exc:
         log.exception("preparing %s for %s failed", item.path, space.name)
-        item.error = f"{space.name} features failed: {exc}"
+        item.space_errors[space.name] = f"{space.name} features failed: {exc}"
     seconds["resample"] = seconds.get("resample", 0.0) + t2 - t1
     seconds["features"] = seconds.get("features", 0.0) + time.perf_counter() - t2
 
@@ -224,12 +119,14 @@ class _Decoded:
     file_id: int
     path: str
     audio_seconds: float
-    error: str | None
+    error: str | None  # the file itself could not be read: every space records it
     audio: np.ndarray | None = None  # decoded mono samples, until every space has its input
     rate: int = 0
     # Per space name: the clip at the space's rate, or what its ``prepare`` made of it.
     inputs: dict[str, object] = field(default_factory=dict)
     clips: dict[int, np.ndarray] = field(default_factory=dict)  # resampled, by rate
+    # One space's failure on this file, by space name: the other spaces still embed it.
+    space_errors: dict[str, str] = field(default_factory=dict)
     # Worker seconds per stage: decode, resample, features.
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -351,7 +248,12 @@ class Embedder:
         for space in self.spaces:
             items = [d for d in batch if space in needs[d.file_id]]
             for d in items:
-                if not d.error and space.name not in d.inputs and d.audio is not None:
+                if (
+                    not d.error
+                    and space.name not in d.inputs
+                    and space.name not in d.space_errors
+                    and d.audio is not None
+                ):
                     _prepare(d, space, report.stage_seconds)
             good = [d for d in items if space.name in d.inputs and not d.error]
             inputs = [d.inputs.pop(space.name) for d in good]
@@ -367,23 +269,25 @@ class Embedder:
                 log.exception("embedding failed for a batch in %s", space.name)
                 embeddings = [None] * len(good)
                 for d in good:
-                    d.error = f"{space.name} model failed: {exc}"
+                    d.space_errors[space.name] = f"{space.name} model failed: {exc}"
             t2 = time.perf_counter()
             for d, emb in zip(good, embeddings, strict=True):
                 if emb is None:
                     continue
                 self.store.store(space_ids[space.name], d.file_id, emb.vector, emb.windows)
             for d in items:
-                if d.error:
-                    self.store.store_error(space_ids[space.name], d.file_id, d.error)
+                error = d.error or d.space_errors.get(space.name)
+                if error:
+                    self.store.store_error(space_ids[space.name], d.file_id, error)
             t3 = time.perf_counter()
             report.stage_seconds["model"] += t2 - t1
             report.stage_seconds["store"] += t3 - t2
         for d in batch:
             d.audio, d.clips = None, {}
-            if d.error:
+            error = d.error or "; ".join(d.space_errors.values())
+            if error:
                 report.failed += 1
-                report.errors.append(f"{d.path}: {d.error}")
+                report.errors.append(f"{d.path}: {error}")
             else:
                 report.files += 1
                 report.audio_seconds += d.audio_seconds

@@ -28,6 +28,7 @@ import numpy as np
 from engine.adapt.adapter import AdaptedTextSpace, AdaptOptions, train_adapter
 from engine.catalog.db import Catalog
 from engine.catalog.paths import catalog_path
+from engine.errors import LibraryError
 from engine.eval.metrics import evaluate_text, relative_ids
 from engine.search.hybrid import hybrid_search
 from engine.search.keyword import keyword_search
@@ -48,7 +49,7 @@ def choose_hidden(ids: dict[str, int], fraction: float, seed: int) -> set[int]:
     """A seeded random `fraction` of the files (by library-relative path, so the same
     library and seed hide the same files whatever their row ids)."""
     if not 0 <= fraction <= 1:
-        raise ValueError("--hide-names takes a fraction between 0 and 1")
+        raise LibraryError("the share of files to hide must be between 0 and 1")
     paths = sorted(ids)
     order = np.random.default_rng(seed).permutation(len(paths))
     return {ids[paths[i]] for i in order[: round(fraction * len(paths))]}

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.catalog.db import Catalog
+from engine.errors import LibraryError
 
 
 def average_precision_at(ranked: Sequence[int], relevant: set[int], k: int = 10) -> float:
@@ -38,9 +39,16 @@ def hit_at(ranked: Sequence[int], relevant: set[int], k: int) -> float:
 
 
 def load_queries(path: str | Path) -> list[dict[str, Any]]:
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    if not isinstance(data, list) or not all("query" in q and "relevant" in q for q in data):
-        raise ValueError(f"{path}: expected a JSON list of {{'query', 'relevant'}} objects")
+    """Judged queries from a JSON file; LibraryError when unreadable or malformed."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise LibraryError(f"cannot read the queries in {path}: {exc}") from exc
+    ok = isinstance(data, list) and all(
+        isinstance(q, dict) and "query" in q and isinstance(q.get("relevant"), list) for q in data
+    )
+    if not ok:
+        raise LibraryError(f"{path}: expected a JSON list of {{'query', 'relevant'}} objects")
     return data
 
 

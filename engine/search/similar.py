@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.audio.decode import decode_mono
+from engine.audio.resample import resample
 from engine.catalog.db import Catalog
 from engine.catalog.vectors import VectorStore, normalise
-from engine.embed.pipeline import decode_mono, resample
 from engine.errors import FileUnreadable, NotIndexed
 from engine.models.embedding import EmbeddingSpace
 from engine.models.spaces import STANDARDIZED

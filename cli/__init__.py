@@ -1,0 +1,5 @@
+"""Sonarium's command line: a thin shell over engine.library.Library.
+
+Each command opens the library, calls one engine method and prints (cli/output.py).
+The parser (cli/parser.py) declares the global options once, from engine.config.
+"""

@@ -1,0 +1,97 @@
+"""info, folders, remove, errors, settings: what the library holds and how it is set up."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cli.output import format_duration, print_json
+from cli.parser import open_library
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("info", parents=[common], help="show what is known about a file")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("folders", parents=[common], help="list library folders")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_folders)
+
+    p = sub.add_parser("remove", parents=[common], help="remove a folder from the library")
+    p.add_argument("path", metavar="PATH")
+    p.set_defaults(func=cmd_remove)
+
+    p = sub.add_parser("errors", parents=[common], help="list files that could not be read")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_errors)
+
+    p = sub.add_parser("settings", parents=[common], help="show or change library settings")
+    p.add_argument("--ucs-table", metavar="FILE", help="UCS table (JSON/CSV); '' to clear")
+    p.set_defaults(func=cmd_settings)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with open_library(args) as library:
+        info = library.info(args.file)
+    if args.json:
+        print_json(info)
+        return 0
+    for key, value in info.items():
+        if value is None or value == {} or value == []:
+            continue
+        if key == "duration":
+            value = format_duration(value)
+        print(f"{key:>18}: {value}")
+    return 0
+
+
+def cmd_folders(args: argparse.Namespace) -> int:
+    with open_library(args) as library:
+        folders = library.folders()
+    if args.json:
+        print_json(folders)
+        return 0
+    if not folders:
+        print("no folders: sonarium add PATH")
+    for f in folders:
+        hours = f["duration"] / 3600
+        print(f"{f['files']:7d} files ({f['errors']} unreadable, {hours:.1f} h)  {f['path']}")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    with open_library(args) as library:
+        removed = library.remove_folder(args.path)
+    print(f"removed {args.path} ({removed} files forgotten; nothing deleted from disk)")
+    return 0
+
+
+def cmd_errors(args: argparse.Namespace) -> int:
+    with open_library(args) as library:
+        errors = library.errors()
+    if args.json:
+        print_json(errors)
+        return 0
+    if not errors:
+        print("no unreadable files")
+    for e in errors:
+        print(f"{e['path']}\n    {e['error']}")
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    from engine import config
+
+    with open_library(args) as library:
+        if args.ucs_table is not None:
+            library.set_ucs_table(args.ucs_table or None)
+            print("UCS table " + ("cleared" if not args.ucs_table else f"set: {args.ucs_table}"))
+            print("run 'sonarium scan' to apply it to files already scanned")
+        print(f"library: {library.dir}")
+        print(f"ucs_table: {library.ucs_table_path() or '(none)'}")
+    for s in config.SETTINGS.values():
+        if s.env:
+            print(f"{s.name}: {config.value(s.name) or '(default)'}  (${s.env})")
+    return 0

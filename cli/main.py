@@ -1,0 +1,42 @@
+"""The entry point: the app without a command, else the CLI. Main thread."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from cli.output import EXIT_CANCELLED, error
+from cli.parser import build_parser
+from engine import config
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    # Explicit choices become this process's settings, which the indexing child process
+    # and every engine module then read through engine.config.
+    for name in ("clap_model", "precision", "device"):
+        config.export(name, getattr(args, name, None))
+    if args.command is None:
+        from gui.app import run_app
+
+        return run_app(getattr(args, "library", None))
+    from engine.errors import Cancelled, SonariumError
+
+    try:
+        return args.func(args)
+    except Cancelled as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CANCELLED
+    except SonariumError as exc:
+        return error(str(exc))
+    except BrokenPipeError:
+        return 0
+
+
+def run() -> None:
+    """The `sonarium` console script."""
+    sys.exit(main())

@@ -29,25 +29,15 @@ def run_app(library_dir: str | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv)
     app.setApplicationName("Sonarium")
     settings = app_settings.open_settings()
-    library_dir = library_dir or app_settings.get(settings, "library") or None
-    apply_model_setting(settings)
-    bridge = EngineBridge(library_dir, device=app_settings.get(settings, "device") or "auto")
+    app_settings.apply_to_engine(settings)  # --library etc. and the environment win
+    from engine import config
+
+    bridge = EngineBridge(library_dir, device=config.value("device"))
     window = MainWindow(bridge, _make_player(settings), settings)
     window.show()
     code = app.exec()
     bridge.shutdown()
     return code
-
-
-def apply_model_setting(settings) -> None:
-    """Make the Settings' text-search model (hub id or folder) the process's CLAP model,
-    unless --model or SONARIUM_CLAP_MODEL already chose one. Call before the bridge
-    starts: engine.models.clap.model reads it here and in the indexing child process."""
-    from gui import settings as app_settings
-
-    model = app_settings.get(settings, "model")
-    if model and "SONARIUM_CLAP_MODEL" not in os.environ:
-        os.environ["SONARIUM_CLAP_MODEL"] = model
 
 
 def screenshot(out: str, query: str = "", library_dir: str | None = None,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 import queue
 import subprocess
@@ -30,10 +31,22 @@ from typing import Any
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from engine.catalog.paths import resolve_library_dir
-from engine.errors import LibraryError, QueryError
+from engine.errors import SonariumError
 from engine.library import Library
 
 ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
+# Requests whose first argument is a request id the window waits on: a failure of one of
+# these is answered as "failed" for that id, so the window never waits forever.
+_WAITED_ON = ("search", "similar")
+
+
+def failure_message(what: str, exc: BaseException) -> str:
+    """What the user reads when a request fails: the engine's own words for the errors it
+    means to raise, else what failed and the error (details go to the log)."""
+    if isinstance(exc, SonariumError):
+        return str(exc)
+    return f"{what} failed: {type(exc).__name__}: {exc}"
 
 
 class _Mailbox(QObject):
@@ -74,16 +87,28 @@ class _QueryWorker(QObject):
 
     @Slot()
     def process(self) -> None:
-        """Handle every queued request; runs on the query thread."""
+        """Handle every queued request, each answered even when it fails (one failure
+        never drops the rest of the batch); runs on the query thread."""
         for name, args in self.inbox.drain():
             if name == "stop":
                 self.stop()
                 continue
-            if self._library is None:
-                self._library = Library(self._library_dir)
-                # Learning runs in the indexing process; searches don't wait for it.
-                self._library.adapt_on_demand = False
-            getattr(self, "do_" + name)(*args)
+            try:
+                if self._library is None:
+                    self._library = Library(self._library_dir)
+                    # Learning runs in the indexing process; searches don't wait for it.
+                    self._library.adapt_on_demand = False
+                getattr(self, "do_" + name)(*args)
+            except Exception as exc:
+                if not isinstance(exc, SonariumError):
+                    log.exception("%s request failed", name)
+                message = failure_message(name.capitalize(), exc)
+                if name in _WAITED_ON:
+                    self.outbox.post("failed", args[0], message)
+                elif name == "clip":
+                    self.outbox.post("clip", {"error": message})
+                else:
+                    self.outbox.post("message", message)
 
     def do_status(self) -> None:
         lib = self._library
@@ -100,25 +125,17 @@ class _QueryWorker(QObject):
 
     def do_search(self, request_id: int, query: str, limit: int) -> None:
         assert self._library is not None
-        try:
-            results = self._library.search(query, limit=limit)
-        except QueryError as exc:
-            self.outbox.post("failed", request_id, str(exc))
-            return
+        results = self._library.search(query, limit=limit)
         payload = {"query": query, "kind": "search", "results": [r.to_json() for r in results]}
         self.outbox.post("results", request_id, payload)
 
     def do_similar(self, request_id: int, request: dict) -> None:
         assert self._library is not None
-        try:
-            results = self._library.similar(
-                request["path"], start=request.get("start"), end=request.get("end"),
-                limit=request.get("limit", 200), device=self._device,
-                **({"space": request["space"]} if request.get("space") else {}),
-            )  # fmt: skip
-        except LibraryError as exc:
-            self.outbox.post("failed", request_id, str(exc))
-            return
+        results = self._library.similar(
+            request["path"], start=request.get("start"), end=request.get("end"),
+            limit=request.get("limit", 200), device=self._device,
+            **({"space": request["space"]} if request.get("space") else {}),
+        )  # fmt: skip
         payload = {
             "query": request["path"], "kind": "similar", "start": request.get("start"),
             "end": request.get("end"), "results": [r.to_json() for r in results],
@@ -150,18 +167,13 @@ class _QueryWorker(QObject):
         try:
             removed = self._library.remove_folder(path)
             self.outbox.post("message", f"Removed {path} ({removed} files forgotten)")
-        except LibraryError as exc:
-            self.outbox.post("message", str(exc))
-        self.do_status()
+        finally:
+            self.do_status()
 
     def do_clip(self, source: str, start: float, end: float) -> None:
         from engine.audio.export import export_region
 
-        try:
-            path = export_region(source, start, end)
-        except (OSError, ValueError, RuntimeError) as exc:
-            self.outbox.post("clip", {"error": str(exc)})
-            return
+        path = export_region(source, start, end)  # a failure is answered by process()
         self.outbox.post("clip", {"source": source, "start": start, "end": end, "path": str(path)})
 
     def stop(self) -> None:
@@ -191,7 +203,13 @@ class _IndexWorker(QObject):
     @Slot()
     def run_queued(self) -> None:
         for _name, (add_paths, embed) in self.inbox.drain():
-            self.index(add_paths, embed)
+            try:
+                self.index(add_paths, embed)
+            except Exception as exc:  # e.g. the child could not start: say so, never hang
+                log.exception("indexing failed")
+                with self._lock:
+                    self.process = None
+                self.outbox.post("index_finished", {"error": failure_message("Indexing", exc)})
 
     def index(self, add_paths: list, embed: bool) -> None:
         library_dir = str(resolve_library_dir(self._library_dir))
@@ -324,7 +342,10 @@ class EngineBridge(QObject):
     def _drain(self) -> None:
         for box in (self._query_out, self._index_out):
             for name, args in box.drain():
-                self._handlers[name](*args)
+                try:
+                    self._handlers[name](*args)
+                except Exception:  # one bad answer must not drop the others drained with it
+                    log.exception("handling %s failed", name)
 
     def _ask(self, name: str, *args: Any) -> None:
         if self._running:

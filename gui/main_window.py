@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.config import AUDIO_SUFFIXES
 from gui import settings as app_settings
 from gui.bridge import EngineBridge
 from gui.detail_pane import DetailPane
@@ -37,7 +38,6 @@ from gui.library_panel import LibraryPanel
 from gui.results_model import COLUMNS, ResultsModel
 from gui.waveform_delegate import MiniWaveformDelegate
 
-AUDIO_SUFFIXES = {".wav", ".wave", ".aif", ".aiff", ".flac", ".ogg", ".oga", ".opus", ".mp3"}
 HISTORY_SIZE = 50
 ABOUT = """<h3>Sonarium</h3>
 <p>A sound-library browser: find sounds by name, metadata and by how they sound.</p>

@@ -1,6 +1,13 @@
-"""Persistent app settings (QSettings) and the settings dialog. GUI thread only."""
+"""Persistent app settings (QSettings) and the settings dialog. GUI thread only.
+
+What each setting means, its default and its choices come from engine.config (the one
+registry); this module only stores the user's picks and hands them to the engine (as the
+settings' environment variables, which the indexing child process inherits).
+"""
 
 from __future__ import annotations
+
+import os
 
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import (
@@ -13,15 +20,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-DEFAULTS = {
-    "model": "laion/clap-htsat-unfused",
-    "device": "auto",
-    "audio_device": "",
-    "library": "",
-    "similar_space": "aisfx",
-    "autoplay": "true",
-    "history": "",
-}
+from engine import config
+
+# App state kept beside the settings that is not a setting itself.
+STATE_DEFAULTS = {"history": ""}
+# Keys earlier versions stored under another name.
+_LEGACY_KEYS = {"clap_model": "model"}
+# Settings the app passes on to the engine when the user picked a value.
+ENGINE_SETTINGS = ("library", "device", "precision", "clap_model", "similar_space")
 
 
 def open_settings(path: str | None = None) -> QSettings:
@@ -31,9 +37,33 @@ def open_settings(path: str | None = None) -> QSettings:
     return QSettings("Sonarium", "Sonarium")
 
 
-def get(settings: QSettings, key: str) -> str:
-    value = settings.value(key, DEFAULTS.get(key, ""))
+def stored(settings: QSettings, key: str) -> str:
+    """What the user picked for ``key`` ('' when nothing was picked)."""
+    value = settings.value(key)
+    if value is None and key in _LEGACY_KEYS:
+        value = settings.value(_LEGACY_KEYS[key])
     return "" if value is None else str(value)
+
+
+def get(settings: QSettings, key: str) -> str:
+    """The value in effect for ``key``: the user's pick, else the environment's (for engine
+    settings), else the registry's default."""
+    value = stored(settings, key)
+    if value:
+        return value
+    if key in config.SETTINGS:
+        return config.value(key) if config.SETTINGS[key].env else config.SETTINGS[key].default
+    return STATE_DEFAULTS.get(key, "")
+
+
+def apply_to_engine(settings: QSettings) -> None:
+    """Make the user's picks this process's engine settings, unless the command line or
+    the environment already chose (those win). Call before the bridge starts."""
+    for name in ENGINE_SETTINGS:
+        env = config.SETTINGS[name].env
+        value = stored(settings, name)
+        if env and value and env not in os.environ:
+            config.export(name, value)
 
 
 def output_devices() -> list[str]:
@@ -46,36 +76,45 @@ def output_devices() -> list[str]:
         return []
 
 
+def _choices(name: str) -> QComboBox:
+    box = QComboBox()
+    box.addItems(list(config.SETTINGS[name].choices or ()))
+    box.setToolTip(config.SETTINGS[name].help)
+    return box
+
+
 class SettingsDialog(QDialog):
-    """Model, compute device, audio output device, library location, find-similar space."""
+    """Model, compute device, precision, audio output, library location, find-similar space."""
 
     def __init__(self, settings: QSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.settings = settings
-        self.model = QLineEdit(get(settings, "model"))
-        self.model.setPlaceholderText("hub id (laion/clap-htsat-unfused) or a local folder")
-        self.device = QComboBox()
-        self.device.addItems(["auto", "cuda", "cpu"])
+        self.model = QLineEdit(stored(settings, "clap_model"))
+        self.model.setPlaceholderText(f"hub id ({config.DEFAULT_CLAP_MODEL}) or a local folder")
+        self.model.setToolTip(config.SETTINGS["clap_model"].help)
+        self.device = _choices("device")
         self.device.setCurrentText(get(settings, "device"))
+        self.precision = _choices("precision")
+        self.precision.setCurrentText(get(settings, "precision"))
         self.audio_device = QComboBox()
         self.audio_device.addItems(["", *output_devices()])
         self.audio_device.setItemText(0, "system default")
         current = get(settings, "audio_device")
         if current:
             self.audio_device.setCurrentText(current)
-        self.library = QLineEdit(get(settings, "library"))
+        self.library = QLineEdit(stored(settings, "library"))
         self.library.setPlaceholderText("default user data folder")
-        self.space = QComboBox()
-        self.space.addItems(["aisfx", "mfcc"])
+        self.space = _choices("similar_space")
         self.space.setCurrentText(get(settings, "similar_space"))
         form = QFormLayout(self)
         form.addRow("Text-search model", self.model)
         form.addRow("Compute device", self.device)
+        form.addRow("Model precision", self.precision)
         form.addRow("Audio output", self.audio_device)
         form.addRow("Library folder", self.library)
         form.addRow("Find-similar model", self.space)
-        form.addRow(QLabel("Library folder and model changes apply after a restart."))
+        form.addRow(QLabel("Library folder, model, device and precision apply after a restart."))
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
@@ -84,8 +123,10 @@ class SettingsDialog(QDialog):
         form.addRow(buttons)
 
     def accept(self) -> None:
-        self.settings.setValue("model", self.model.text().strip())
+        self.settings.setValue("clap_model", self.model.text().strip())
+        self.settings.remove(_LEGACY_KEYS["clap_model"])
         self.settings.setValue("device", self.device.currentText())
+        self.settings.setValue("precision", self.precision.currentText())
         audio = "" if self.audio_device.currentIndex() == 0 else self.audio_device.currentText()
         self.settings.setValue("audio_device", audio)
         self.settings.setValue("library", self.library.text().strip())

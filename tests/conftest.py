@@ -10,6 +10,13 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    from tests.requires import check
+
+    check(item)
+
+
 @pytest.fixture
 def library_dir(tmp_path, monkeypatch):
     """An empty library folder; SONARIUM_LIBRARY points at it for subprocesses."""
@@ -29,6 +36,11 @@ def library(library_dir):
 
 @pytest.fixture
 def shared_dir():
+    """../shared when present; skipped without it on a laptop, a failure in CI (which has it)."""
+    from tests.requires import in_ci
+
     if not SHARED.is_dir():
+        if in_ci():
+            pytest.fail("CI must have ../shared beside the project", pytrace=False)
         pytest.skip("../shared is not present")
     return SHARED

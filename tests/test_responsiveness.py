@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-pytest.importorskip("pytestqt")
+from tests.requires import requires  # noqa: E402
+
+pytestmark = requires("pytestqt", "PySide6")
 
 from PySide6.QtCore import QTimer  # noqa: E402
 

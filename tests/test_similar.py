@@ -18,46 +18,11 @@ from engine.eval.metrics import (
     hit_at,
     precision_at,
 )
-from engine.models.embedding import Embedding
 from engine.models.mfcc import MfccSpace
 from engine.search.vector_index import build_index, search
 from tests.audio_factory import noise, tone, write
 from tests.conftest import ROOT
-
-
-class FakeSpace:
-    """A space whose vectors the test chooses: the clip's first sample picks a direction."""
-
-    name = "fake"
-    sample_rate = 8000
-    dim = 4
-    has_text = False
-    standardize = False
-
-    def __init__(self, identity="fake:v1"):
-        self._identity = identity
-        self.calls = 0
-
-    def identity(self):
-        return self._identity
-
-    def embed(self, clips):
-        self.calls += 1
-        out = []
-        for clip in clips:
-            windows = []
-            for i, start in enumerate(range(0, len(clip), self.sample_rate)):
-                vec = np.zeros(4, dtype=np.float32)
-                vec[int(round(abs(clip[start]) * 10)) % 4] = 1.0
-                vec[(i + 1) % 4] += 0.1
-                windows.append((start / self.sample_rate, start / self.sample_rate + 1.0, vec))
-            mean = np.mean([w[2] for w in windows], axis=0)
-            out.append(Embedding(mean, windows))
-        return out
-
-
-def dc(seconds, level, rate=8000):
-    return np.full((int(seconds * rate), 1), level, dtype=np.float32)
+from tests.fakes import FakeSpace, dc
 
 
 @pytest.fixture

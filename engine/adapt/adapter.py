@@ -129,7 +129,7 @@ class Adapter:
             "audio_generation": self.audio_generation, "options": asdict(self.options),
             "stats": self.stats,
         }  # fmt: skip
-        arrays = {
+        arrays: dict[str, Any] = {
             "meta": np.array(json.dumps(meta)), "file_ids": self.file_ids,
             "captions": np.array(self.captions, dtype=str),
             "text_vectors": self.text_vectors.astype(np.float16),
@@ -403,6 +403,10 @@ def train_adapter(
 # -- querying ------------------------------------------------------------------------------
 
 
+# A text query's parts: centroid, neighbours' audio vectors, their weights, head query.
+_QueryParts = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
+
+
 class AdaptedTextSpace:
     """Text queries answered through an adapter, over one audio space's stored vectors.
 
@@ -442,11 +446,11 @@ class AdaptedTextSpace:
         if adapter.text_identity != encoder_identity():
             raise ModelUnavailable("the adapter was trained with another text encoder")
         self.space_id = space["id"]
-        self._cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._cache: dict[str, _QueryParts] = {}
         self._reference: tuple[int, np.ndarray] | None = None
 
     # Query embedding (cached: typing the same words again costs nothing).
-    def _query(self, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _query(self, text: str) -> _QueryParts:
         """(centroid, neighbour audio (k, d), neighbour weights (k,)) of a text query."""
         cached = self._cache.get(text)
         if cached is not None:

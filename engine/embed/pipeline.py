@@ -21,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,6 +68,7 @@ def _prepare(item: _Decoded, space: EmbeddingSpace, seconds: dict[str, float]) -
     t1 = time.perf_counter()
     clip = item.clips.get(space.sample_rate)
     if clip is None:
+        assert item.audio is not None  # callers prepare only decoded items
         clip = item.clips[space.sample_rate] = resample(item.audio, item.rate, space.sample_rate)
     t2 = time.perf_counter()
     prepare = getattr(space, "prepare", None)
@@ -123,7 +125,7 @@ class _Decoded:
     audio: np.ndarray | None = None  # decoded mono samples, until every space has its input
     rate: int = 0
     # Per space name: the clip at the space's rate, or what its ``prepare`` made of it.
-    inputs: dict[str, object] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
     clips: dict[int, np.ndarray] = field(default_factory=dict)  # resampled, by rate
     # One space's failure on this file, by space name: the other spaces still embed it.
     space_errors: dict[str, str] = field(default_factory=dict)

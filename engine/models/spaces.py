@@ -45,7 +45,7 @@ def make_space(name: str, device: str = "auto") -> EmbeddingSpace:
     raise ValueError(f"unknown embedding space '{name}' (known: {', '.join(SPACE_NAMES)})")
 
 
-_SHARED: dict[tuple[str, str], EmbeddingSpace] = {}
+_SHARED: dict[tuple[str, str, str | None], EmbeddingSpace] = {}
 _SHARED_LOCK = threading.Lock()
 
 
@@ -57,7 +57,7 @@ def shared_space(name: str, device: str = "auto") -> EmbeddingSpace:
     used for queries live as long as the process, on engine.models.model_thread's thread: every
     method call is run there, whichever thread makes it.
     """
-    model = None
+    model: str | None = None
     if name == "clap":
         from engine.models.clap.model import configured_model
 

@@ -148,7 +148,7 @@ def _filter(name: str, value: str) -> tuple[str, list[Any]]:
     raise QueryError(f"unknown filter '{name}:' (known: {', '.join(FIELDS)}, fav)")
 
 
-_FAV = ("f.id IN (SELECT file_id FROM favorites)", [])
+_FAV: tuple[str, list[Any]] = ("f.id IN (SELECT file_id FROM favorites)", [])
 _EXAMPLES = {"dur": "<2", "sr": "48000", "ch": "2", "bits": "24", "format": "wav",
              "tag": "impact", "cat": "DOOR", "folder": "foley"}  # fmt: skip
 

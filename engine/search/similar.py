@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from engine.search.vector_index import SavedIndex, build_index, search
 @dataclass
 class _Loaded:
     generation: int
-    index: object
+    index: Any  # a faiss index
     mean: np.ndarray | None
     std: np.ndarray | None
 
@@ -74,7 +75,7 @@ class SimilarIndex:
             data = vectors if mean is None else normalise((vectors - mean) / std)
             index = build_index(ids, data) if len(ids) else build_index(ids, np.zeros((0, 1)))
             if len(ids):
-                if mean is not None:
+                if mean is not None and std is not None:
                     # Statistics first: the index's stamp, written last, vouches for both.
                     np.savez(stats_path, mean=mean, std=std, stamp=np.array(json.dumps(stamp)))
                 saved.save(index, stamp)

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -32,7 +33,7 @@ def build_index(ids: np.ndarray, vectors: np.ndarray, ivf_threshold: int = IVF_T
     if n >= ivf_threshold:
         nlist = int(4 * math.sqrt(n))
         quantizer = faiss.IndexFlatIP(dim)
-        base = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        base: Any = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(0)
         sample = vectors[rng.choice(n, size=min(n, nlist * 64), replace=False)]
         base.train(sample)

@@ -114,9 +114,10 @@ def inference_net(net: AisfxNet, bfloat16: bool) -> AisfxNet:
     for block in (fast.conv_block1, fast.conv_block2, fast.conv_block3, fast.conv_block4):
         block.conv1 = fuse_conv_bn_eval(block.conv1, block.bn1)
         block.conv2 = fuse_conv_bn_eval(block.conv2, block.bn2)
-        block.bn1, block.bn2 = nn.Identity(), nn.Identity()
+        block.bn1, block.bn2 = nn.Identity(), nn.Identity()  # type: ignore[assignment]
     if bfloat16:
-        fast = fast.to(dtype=torch.bfloat16, memory_format=torch.channels_last)
+        # Module.to takes memory_format at run time; torch's overloads omit it.
+        fast = fast.to(dtype=torch.bfloat16, memory_format=torch.channels_last)  # type: ignore[call-overload]
     return fast
 
 
@@ -146,7 +147,7 @@ def _numpy_scalar_reconstructor() -> object:
     try:
         from numpy._core.multiarray import scalar  # numpy >= 2 (and 1.26's forward stub)
     except ImportError:  # pragma: no cover - older numpy
-        from numpy.core.multiarray import scalar
+        from numpy.core.multiarray import scalar  # type: ignore[no-redef]
     return scalar
 
 

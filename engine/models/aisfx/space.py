@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -12,6 +14,9 @@ from engine.errors import ModelUnavailable
 from engine.models.cpu_lanes import InLanes
 from engine.models.device import inference_dtype, pick_device
 from engine.models.embedding import Embedding
+
+if TYPE_CHECKING:
+    from engine.models.aisfx.features import AisfxFeatures
 
 
 class AisfxSpace(InLanes):
@@ -39,14 +44,15 @@ class AisfxSpace(InLanes):
         self.dim = aisfx_model.EMBED_DIM
         self.device = pick_device(device)
         self.batch_size = batch_size or (64 if self.device.startswith("cuda") else 16)
-        self._path = aisfx_model.checkpoint_path()
-        if self._path is None:
+        path = aisfx_model.checkpoint_path()
+        if path is None:
             raise ModelUnavailable(
-                "the aisfx model is not installed: run "
-                "'.venv/bin/pip install --no-deps aisfx==0.1.2' (bash setup.sh does this)"
+                "the aisfx model is not installed: run setup.sh again, which installs it "
+                "(pip install --no-deps aisfx==0.1.2)"
             )
-        self._net = None
-        self._features = None
+        self._path: Path = path
+        self._net: torch.nn.Module | None = None
+        self._features: AisfxFeatures | None = None
         self._features_lock = threading.Lock()
 
     def identity(self) -> str:
@@ -55,12 +61,13 @@ class AisfxSpace(InLanes):
         digest = hashlib.blake2b(self._path.read_bytes(), digest_size=8).hexdigest()
         return f"aisfx-0.1.2:{digest}:{aisfx_model.PREPROCESSING_VERSION}:pool-{self.pooling}"
 
-    def _load(self) -> None:
+    def _load(self) -> torch.nn.Module:
         if self._net is None:
             from engine.models.aisfx.model import inference_net, load_aisfx
 
             bf16 = inference_dtype(self.device, torch.bfloat16) == torch.bfloat16
             self._net = inference_net(load_aisfx(self._path, device=self.device), bf16)
+        return self._net
 
     def _feature_maker(self):
         with self._features_lock:
@@ -89,17 +96,16 @@ class AisfxSpace(InLanes):
 
         if not items:
             return []
-        self._load()
+        net = self._load()
         blocks = [x if x.ndim == 3 else self._feature_maker().blocks(x) for x, _ in items]
         every = torch.cat(blocks)
-        # The net is stateless in inference, so the lanes can share it. Measured: 1.22x
-        # the pipeline with one forward on all threads (embed_bench files, 6 alternating
-        # pairs, median).
+        # The net is stateless in inference, so the lanes can share it (measured faster
+        # than one forward on all threads: docs/measurements.md, model lanes).
+        spans: range = range(len(every))
         vectors = torch.cat(self._in_lanes(
-            lambda run: embed_blocks(self._net, every[run.start : run.stop], self.batch_size),
-            range(len(every)),
-        ))  # fmt: skip
-        vectors = vectors.cpu().numpy() if isinstance(vectors, torch.Tensor) else vectors
+            lambda run: embed_blocks(net, every[run.start : run.stop], self.batch_size),  # type: ignore[attr-defined]
+            spans,
+        )).cpu().numpy()  # fmt: skip
         out, pos = [], 0
         for file_blocks, (_, seconds) in zip(blocks, items, strict=True):
             n = len(file_blocks)

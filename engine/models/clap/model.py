@@ -389,7 +389,7 @@ def load_resolved(resolved: ResolvedModel, device: str = "auto") -> LoadedClap:
             str(resolved.folder), use_safetensors=True, local_files_only=True, dtype=dtype
         )
         processor = ClapProcessor.from_pretrained(str(resolved.folder), local_files_only=True)
-        model = model.to(device).eval()
+        model = model.to(device).eval()  # type: ignore[arg-type]  # transformers' .to wrapper
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ModelUnavailable(

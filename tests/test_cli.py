@@ -105,6 +105,40 @@ def test_library_env_variable_selects_the_library(tmp_path, monkeypatch):
     assert (tmp_path / "envlib" / "catalog.sqlite").exists()
 
 
+@pytest.mark.parametrize("command", ["folders", "scan", "remove"])
+def test_global_options_before_the_command_are_kept(tmp_path, library_dir, command):
+    """`sonarium --library X folders` acts on X, not on the default library (which
+    library_dir points $SONARIUM_LIBRARY at)."""
+    import main
+
+    chosen = tmp_path / "chosen"
+    root = tmp_path / "sounds"
+    write(root / "a.wav", tone(0.2), 8000)
+    assert main.main(["--library", str(chosen), "add", str(root), "--no-scan"]) == 0
+    args = {"folders": ["--json"], "scan": ["--no-embed", "-q"], "remove": [str(root)]}[command]
+    assert main.main(["--library", str(chosen), command, *args]) == 0
+    assert (chosen / "catalog.sqlite").exists()
+    assert not (library_dir / "catalog.sqlite").exists()
+    # After the command the option means the same, and overrides the one before it.
+    assert main.main(["--library", str(library_dir), "folders", "--library", str(chosen)]) == 0
+    assert not (library_dir / "catalog.sqlite").exists()
+
+
+def test_every_setting_has_one_global_option_and_reaches_the_engine(monkeypatch):
+    from cli.parser import build_parser
+    from engine import config
+
+    for s in config.SETTINGS.values():
+        if s.env:
+            monkeypatch.delenv(s.env, raising=False)
+    args = build_parser().parse_args(["--device", "cpu", "folders", "--precision", "float32"])
+    assert (args.device, args.precision) == ("cpu", "float32")
+    monkeypatch.setenv("SONARIUM_DEVICE", "cuda")
+    assert config.value("device") == "cuda"
+    monkeypatch.setenv("SONARIUM_DEVICE", "quantum")
+    assert config.value("device") == "auto"  # an unknown choice reads as the default
+
+
 def test_model_command_reports_a_missing_model(tmp_path, library_dir, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     proc = run_cli("model", str(tmp_path / "no-such-model"), library_dir=library_dir, check=False)

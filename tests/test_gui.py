@@ -14,6 +14,7 @@ pytestmark = requires("pytestqt", "PySide6")
 from PySide6.QtCore import QEvent, QMimeData, QPoint, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent, QImage  # noqa: E402
 
+from engine.config import AUDIO_SUFFIXES  # noqa: E402
 from gui import settings as app_settings  # noqa: E402
 from gui.bridge import EngineBridge  # noqa: E402
 from gui.main_window import MainWindow  # noqa: E402
@@ -195,6 +196,53 @@ def test_dropping_a_folder_adds_it_and_a_file_finds_similar(qtbot, window, tmp_p
     # mfcc space in this test: the nearest sound to a 310 Hz tone is the 300 Hz tone.
     assert similar.args[0]["kind"] == "similar"
     assert similar.args[0]["results"][0]["name"] == "door creak ü.flac"
+
+
+def test_dropping_any_indexed_audio_suffix_finds_similar(window, tmp_path, monkeypatch):
+    """The window accepts exactly the suffixes the scanner indexes (.bwf, .rf64, .caf...)."""
+    asked = []
+    monkeypatch.setattr(window, "find_similar", lambda path, *a, **k: asked.append(path))
+    dropped = []
+    for suffix in sorted(AUDIO_SUFFIXES) + [".BWF"]:
+        path = tmp_path / f"take_01{suffix}"
+        path.write_bytes(b"")
+        dropped.append(str(path))
+        drop(window, [path])
+    assert ".bwf" in AUDIO_SUFFIXES and asked == dropped
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not audio")
+    drop(window, [notes])
+    assert asked == dropped
+
+
+def test_a_failing_request_is_answered_and_never_drops_the_rest(qtbot, window, monkeypatch):
+    """One request raising on the query thread must not lose the requests drained with it,
+    and a failed search is answered, so the window never waits forever ("Finding...")."""
+    from engine.library import Library
+
+    original = Library.search
+
+    def search_or_break(self, query, *args, **kwargs):
+        if query == "breaks":
+            raise RuntimeError("disk on fire")
+        return original(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(Library, "search", search_or_break)
+    monkeypatch.setattr(Library, "overview_peaks", lambda self, ids: 1 / 0)
+    bridge = window.bridge
+    box = bridge._query_in
+    # Three requests in one drained batch: a failing one, then two that must be answered.
+    box.items.put(("overviews", ([1],)))
+    box.items.put(("search", (bridge._latest + 1, "breaks", 10)))
+    with qtbot.waitSignal(bridge.query_failed, timeout=10000) as failed:
+        with qtbot.waitSignal(bridge.message, timeout=10000) as message:
+            bridge._latest += 1
+            box.posted.emit()
+    assert "Search failed: RuntimeError: disk on fire" == failed.args[0]
+    assert "ZeroDivisionError" in message.args[0]
+    # The query thread is still alive and answering.
+    search(qtbot, window, "glass")
+    assert names(window) == ["glass_break_01.wav"]
 
 
 def test_startup_brings_the_library_up_to_date(qtbot, tmp_path, library, sounds):

@@ -134,14 +134,18 @@ class Catalog:
 
     def write_file(
         self, record: Mapping[str, Any], peaks: tuple[bytes, bytes] | None = None
-    ) -> int:
+    ) -> int | None:
         """Insert or replace the row for record['path'], its peaks and its search text.
 
-        An existing row keeps its id, so user tags, favorites and collections survive
-        a file being changed and rescanned.
+        An existing row keeps its id, so user tags and favorites survive a file being
+        changed and rescanned. Returns None, writing nothing, when the file's root folder
+        was removed from the library meanwhile (another connection may remove it while a
+        scan runs).
         """
         values = {k: record.get(k) for k in FILE_COLUMNS}
         with self.transaction() as c:
+            if not c.execute("SELECT 1 FROM roots WHERE id = ?", (values["root_id"],)).fetchone():
+                return None
             row = c.execute("SELECT id FROM files WHERE path = ?", (values["path"],)).fetchone()
             cols = ", ".join(FILE_COLUMNS)
             marks = ", ".join("?" for _ in FILE_COLUMNS)
@@ -167,9 +171,12 @@ class Catalog:
             return file_id
 
     def move_file(self, file_id: int, path: str, root_id: int, size: int, mtime_ns: int) -> None:
-        """Point a row at its renamed/moved file without re-decoding it."""
+        """Point a row at its renamed/moved file without re-decoding it (nothing when the
+        row or the root folder was removed meanwhile)."""
         p = Path(path)
         with self.transaction() as c:
+            if not c.execute("SELECT 1 FROM roots WHERE id = ?", (root_id,)).fetchone():
+                return
             c.execute(
                 """UPDATE files SET path = ?, folder = ?, name = ?, root_id = ?, size = ?,
                    mtime_ns = ? WHERE id = ?""",

@@ -7,6 +7,7 @@ transactions like every other catalog write.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,10 @@ def to_blob(vector: np.ndarray) -> bytes:
 
 def from_blob(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype=np.float16).astype(np.float32)
+
+
+def _file_exists(c: sqlite3.Connection, file_id: int) -> bool:
+    return c.execute("SELECT 1 FROM files WHERE id = ?", (file_id,)).fetchone() is not None
 
 
 @dataclass
@@ -119,10 +124,15 @@ class VectorStore:
         file_id: int,
         file_vector: np.ndarray,
         windows: list[tuple[float, float, np.ndarray]] | None = None,
-    ) -> None:
-        """Replace a file's vectors in one transaction (the file vector is normalised here)."""
+    ) -> bool:
+        """Replace a file's vectors in one transaction (the file vector is normalised here).
+
+        Returns False, storing nothing, when the file's row was removed meanwhile (its
+        folder forgotten while it was being embedded)."""
         vec = normalise(file_vector.reshape(1, -1))[0]
         with self.catalog.transaction() as c:
+            if not _file_exists(c, file_id):
+                return False
             c.execute(
                 "DELETE FROM window_vectors WHERE space_id = ? AND file_id = ?", (space_id, file_id)
             )
@@ -143,9 +153,13 @@ class VectorStore:
                         for (s, e, _), v in zip(windows, normed, strict=True)
                     ],
                 )
+        return True
 
     def store_error(self, space_id: int, file_id: int, error: str) -> None:
+        """Record why a file could not be embedded in a space (nothing if the row is gone)."""
         with self.catalog.transaction() as c:
+            if not _file_exists(c, file_id):
+                return
             c.execute(
                 "INSERT OR REPLACE INTO embed_errors (file_id, space_id, error) VALUES (?, ?, ?)",
                 (file_id, space_id, error),

@@ -306,7 +306,8 @@ class Scanner:
             if item.path in known:
                 self.catalog.delete_files([known[item.path][0]])
             return
-        self.catalog.write_file(result.record, result.peaks)
+        if self.catalog.write_file(result.record, result.peaks) is None:
+            return  # its folder was removed from the library while we read the file
         if result.record["status"] == "error":
             report.errors += 1
         if item.path in known:

@@ -23,7 +23,7 @@ def _add_globals(parser: argparse.ArgumentParser, suppress: bool) -> None:
         assert s.cli_flag is not None and s.env is not None
         parser.add_argument(
             s.cli_flag, dest=s.name, metavar=s.metavar, choices=s.choices, default=default,
-            help=f"{s.help} (default: ${s.env} or {s.default or 'see README'})",
+            help=f"{s.help} (default: ${s.env}" + (f" or {s.default})" if s.default else ")"),
         )  # fmt: skip
     parser.add_argument(
         "-v", "--verbose", action="store_true", default=default, help="log details to stderr"
@@ -40,14 +40,14 @@ def space_option(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cli import app, evaluate, find, indexing, library, models
+    from cli import app, collections, evaluate, find, indexing, library, models
 
     common = argparse.ArgumentParser(add_help=False)
     _add_globals(common, suppress=True)
     parser = argparse.ArgumentParser(prog="sonarium", description="Sonarium sound-library browser.")
     _add_globals(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (indexing, find, evaluate, library, models, app):
+    for module in (indexing, find, evaluate, library, collections, models, app):
         module.register(sub, common)
     return parser
 

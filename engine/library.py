@@ -477,6 +477,55 @@ class Library:
         self._text_space_key = key
         return self._text_space
 
+    # -- collections ---------------------------------------------------------------------
+
+    def collections(self) -> list[dict[str, Any]]:
+        """Every collection: id, name and number of files, by name."""
+        return self.catalog.collections()
+
+    def add_to_collection(self, name: str, files: list[int | str | os.PathLike[str]]) -> int:
+        """Put library files (ids or paths) into the collection ``name``, made when new;
+        returns the collection's id. Files not in the library are a LibraryError."""
+        name = name.strip()
+        if not name:
+            raise LibraryError("a collection needs a name")
+        ids = self._file_ids(files)
+        collection = self.catalog.create_collection(name)
+        self.catalog.add_to_collection(collection, ids)
+        return collection
+
+    def remove_from_collection(self, name: str, files: list[int | str | os.PathLike[str]]) -> int:
+        """Take files out of a collection (they stay in the library); returns how many."""
+        return self.catalog.remove_from_collection(self._collection(name), self._file_ids(files))
+
+    def delete_collection(self, name: str) -> None:
+        """Forget a collection; its files stay in the library."""
+        self.catalog.delete_collection(self._collection(name))
+
+    def collection(self, name: str, limit: int = 10_000) -> list[SearchResult]:
+        """The files of a collection, as search results (the query `col:"name"`)."""
+        self._collection(name)
+        return keyword_search(self.catalog, f'col:"{name}"', limit=limit)
+
+    def _collection(self, name: str) -> int:
+        collection = self.catalog.collection_id(name.strip())
+        if collection is None:
+            raise LibraryError(f"no collection named {name!r}")
+        return collection
+
+    def _file_ids(self, files: list[int | str | os.PathLike[str]]) -> list[int]:
+        ids = []
+        for f in files:
+            if isinstance(f, int):
+                row = self.catalog.file_by_id(f)
+            else:
+                p = Path(f).expanduser()
+                row = self.catalog.file_by_path(str(p.resolve()) if p.exists() else str(p))
+            if row is None:
+                raise LibraryError(f"not a file of the library: {f}")
+            ids.append(int(row["id"]))
+        return ids
+
     # -- evaluation (engine/eval/runs.py) ----------------------------------------------
 
     def evaluate_text(
@@ -523,6 +572,7 @@ class Library:
             row["in_library"] = True
             row["tags"] = self.catalog.tags_of(row["id"])
             row["favorite"] = self.catalog.is_favorite(row["id"])
+            row["collections"] = self.catalog.collections_of(row["id"])
             peaks = self.catalog.peaks(row["id"])
         else:
             if not p.is_file():
@@ -558,6 +608,7 @@ class Library:
             return None
         row["tags"] = self.catalog.tags_of(file_id)
         row["favorite"] = self.catalog.is_favorite(file_id)
+        row["collections"] = self.catalog.collections_of(file_id)
         row["embedded_tags"] = json.loads(row["embedded_tags"]) if row["embedded_tags"] else {}
         peaks = self.catalog.peaks(file_id)
         row["peaks"] = decode_peaks(peaks[1]) if peaks else None

@@ -120,6 +120,7 @@ class _QueryWorker(QObject):
                 "counts": lib.catalog.counts(),
                 "folders": lib.folders(),
                 "errors": lib.errors(),
+                "collections": lib.collections(),
             },
         )
 
@@ -161,6 +162,28 @@ class _QueryWorker(QObject):
         assert self._library is not None
         self._library.catalog.add_tags(file_id, list(tags))
         self.do_detail(file_id)
+
+    def do_collect(self, name: str, file_ids: list, add: bool) -> None:
+        assert self._library is not None
+        try:
+            if add:
+                self._library.add_to_collection(name, list(file_ids))
+                self.outbox.post("message", f"Added {len(file_ids)} to {name}")
+            else:
+                removed = self._library.remove_from_collection(name, list(file_ids))
+                self.outbox.post("message", f"Took {removed} out of {name}")
+        finally:
+            self.do_status()
+        for file_id in file_ids:
+            self.do_detail(file_id)
+
+    def do_delete_collection(self, name: str) -> None:
+        assert self._library is not None
+        try:
+            self._library.delete_collection(name)
+            self.outbox.post("message", f"Deleted the collection {name} (its files stay)")
+        finally:
+            self.do_status()
 
     def do_remove(self, path: str) -> None:
         assert self._library is not None
@@ -392,6 +415,15 @@ class EngineBridge(QObject):
 
     def remove_folder(self, path: str) -> None:
         self._ask("remove", path)
+
+    def add_to_collection(self, name: str, file_ids: list[int]) -> None:
+        self._ask("collect", name, list(file_ids), True)
+
+    def remove_from_collection(self, name: str, file_ids: list[int]) -> None:
+        self._ask("collect", name, list(file_ids), False)
+
+    def delete_collection(self, name: str) -> None:
+        self._ask("delete_collection", name)
 
     def export_clip(self, source: str, start: float, end: float) -> None:
         self._ask("clip", source, start, end)

@@ -1,4 +1,5 @@
-"""Library panel: folders with file counts, add/remove/rescan, indexing progress, errors."""
+"""Library panel: folders with file counts, add/remove/rescan, indexing progress, errors,
+and the collections (click one to show its files)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ class LibraryPanel(QWidget):
     remove_requested = Signal(str)
     rescan_requested = Signal()
     pause_toggled = Signal(bool)
+    collection_chosen = Signal(str)
+    collection_delete_requested = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -58,6 +61,13 @@ class LibraryPanel(QWidget):
         self.errors_button.setEnabled(False)
         self._errors: list[dict] = []
         self.folder_paths: list[str] = []
+        self.collections = QListWidget()
+        self.collections.setSelectionMode(QListWidget.SelectionMode.SingleSelection)
+        self.collections.setToolTip("Click to show a collection's files")
+        self.collections.setMaximumHeight(140)
+        self.delete_collection_button = QPushButton("Delete collection")
+        self.delete_collection_button.setEnabled(False)
+        self.collection_names: list[str] = []
 
         buttons = QHBoxLayout()
         for b in (self.add_button, self.remove_button, self.rescan_button):
@@ -71,12 +81,30 @@ class LibraryPanel(QWidget):
         layout.addLayout(progress_row)
         layout.addWidget(self.progress_label)
         layout.addWidget(self.errors_button)
+        layout.addWidget(QLabel("Collections"))
+        layout.addWidget(self.collections)
+        layout.addWidget(self.delete_collection_button)
 
         self.add_button.clicked.connect(self._choose_folder)
         self.remove_button.clicked.connect(self._remove_selected)
         self.rescan_button.clicked.connect(self.rescan_requested)
         self.pause_button.toggled.connect(self._on_pause)
         self.errors_button.clicked.connect(self.show_errors)
+        self.collections.itemClicked.connect(self._on_collection_clicked)
+        self.collections.currentRowChanged.connect(
+            lambda row: self.delete_collection_button.setEnabled(row >= 0)
+        )
+        self.delete_collection_button.clicked.connect(self._delete_selected_collection)
+
+    def _on_collection_clicked(self, item: QListWidgetItem) -> None:
+        row = self.collections.row(item)
+        if 0 <= row < len(self.collection_names):
+            self.collection_chosen.emit(self.collection_names[row])
+
+    def _delete_selected_collection(self) -> None:
+        row = self.collections.currentRow()
+        if 0 <= row < len(self.collection_names):
+            self.collection_delete_requested.emit(self.collection_names[row])
 
     def _choose_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Add a folder to the library")
@@ -102,6 +130,11 @@ class LibraryPanel(QWidget):
             if folder["errors"]:
                 text += f", {folder['errors']} unreadable"
             self.folders.addItem(QListWidgetItem(text))
+        self.collection_names = [str(c["name"]) for c in status.get("collections", [])]
+        self.collections.clear()
+        for c in status.get("collections", []):
+            self.collections.addItem(QListWidgetItem(f"{c['name']} ({c['files']})"))
+        self.delete_collection_button.setEnabled(False)
         self._errors = list(status["errors"])
         self.errors_button.setText(f"Unreadable files ({len(self._errors)})")
         self.errors_button.setEnabled(bool(self._errors))

@@ -145,6 +145,7 @@ class MainWindow(QMainWindow):
         layout.addWidget(splitter, 1)
         self.setCentralWidget(central)
 
+        self.collection_names: list[str] = []
         self.library_panel = LibraryPanel()
         dock = QDockWidget("Library", self)
         dock.setObjectName("library")
@@ -198,6 +199,8 @@ class MainWindow(QMainWindow):
         self.library_panel.remove_requested.connect(self.bridge.remove_folder)
         self.library_panel.rescan_requested.connect(self.rescan)
         self.library_panel.pause_toggled.connect(self.bridge.pause)
+        self.library_panel.collection_chosen.connect(self.show_collection)
+        self.library_panel.collection_delete_requested.connect(self.bridge.delete_collection)
 
         self.detail.play_clicked.connect(self.play_from_start)
         self.detail.stop_clicked.connect(self.stop)
@@ -343,6 +346,7 @@ class MainWindow(QMainWindow):
         if self._current is None or row["id"] != self._current["id"]:
             return
         self._current["favorite"] = row["favorite"]
+        self._current["collections"] = row.get("collections", [])
         self.detail.show_file(row, (self._current.get("start"), self._current.get("end")))
 
     def play_from_start(self) -> None:
@@ -440,7 +444,47 @@ class MainWindow(QMainWindow):
         menu.addAction("Copy path", self.copy_path)
         menu.addAction("Tag…", self.tag_current)
         menu.addAction("Favorite\tF", self.toggle_favorite)
+        self._collection_menus(menu, result)
         menu.popup(self.results.viewport().mapToGlobal(pos))
+
+    def _collection_menus(self, menu: QMenu, result: dict) -> None:
+        """Add to collection ▸ (every collection, or a new one), Remove from collection ▸
+        (the current file's): both act on every selected result."""
+        add = menu.addMenu("Add to collection")
+        for name in self.collection_names:
+            add.addAction(name, lambda name=name: self.collect(name, True))
+        if self.collection_names:
+            add.addSeparator()
+        add.addAction("New collection…", self.collect_in_new)
+        names = (self._current or {}).get("collections") or []
+        remove = menu.addMenu("Remove from collection")
+        remove.setEnabled(bool(names))
+        for name in names:
+            remove.addAction(name, lambda name=name: self.collect(name, False))
+
+    def selected_ids(self) -> list[int]:
+        rows = [i.row() for i in self.results.selectionModel().selectedRows()]
+        ids = [self.model.result(r)["id"] for r in rows]
+        current = self.current_result()
+        return ids or ([current["id"]] if current else [])
+
+    def collect(self, name: str, add: bool) -> None:
+        ids = self.selected_ids()
+        if not ids:
+            return
+        if add:
+            self.bridge.add_to_collection(name, ids)
+        else:
+            self.bridge.remove_from_collection(name, ids)
+
+    def collect_in_new(self) -> None:
+        name, ok = QInputDialog.getText(self, "New collection", "Name:")
+        if ok and name.strip():
+            self.collect(name.strip(), True)
+
+    def show_collection(self, name: str) -> None:
+        """Show a collection's files: its query (`col:"name"`) in the search field."""
+        self.search_field.setText(f'col:"{name}"')
 
     def reveal_current(self) -> None:
         result = self.current_result()
@@ -507,6 +551,7 @@ class MainWindow(QMainWindow):
         if self.bridge.indexing and not self._live_timer.isActive():
             self._live_timer.start()
         self.library_panel.set_status(status)
+        self.collection_names = [c["name"] for c in status.get("collections", [])]
         counts = status["counts"]
         self.statusBar().showMessage(f"{counts['indexed']} sounds in {status['dir']}")
         self.refresh_results()

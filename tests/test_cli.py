@@ -139,6 +139,38 @@ def test_every_setting_has_one_global_option_and_reaches_the_engine(monkeypatch)
     assert config.value("device") == "auto"  # an unknown choice reads as the default
 
 
+def test_collections_through_the_cli(tmp_path, library_dir):
+    root = tmp_path / "sfx"
+    a = write(root / "door_slam.wav", tone(0.3), 8000)
+    b = write(root / "glass_break.wav", noise(0.3), 8000)
+    run_cli("add", str(root), "--no-embed", "-q", library_dir=library_dir)
+    out = run_cli("collection", "add", "Reel 3", str(a), str(b), library_dir=library_dir)
+    assert "Reel 3: 2 files" in out.stdout
+    listed = json.loads(run_cli("collection", "list", "--json", library_dir=library_dir).stdout)
+    assert [(c["name"], c["files"]) for c in listed] == [("Reel 3", 2)]
+    shown = json.loads(
+        run_cli("collection", "show", "reel 3", "--json", library_dir=library_dir).stdout
+    )
+    assert sorted(r["name"] for r in shown) == ["door_slam.wav", "glass_break.wav"]
+    found = run_cli("search", 'col:"Reel 3" glass', "--json", library_dir=library_dir).stdout
+    assert [r["name"] for r in json.loads(found)] == ["glass_break.wav"]
+    run_cli("collection", "remove", "Reel 3", str(a), library_dir=library_dir)
+    shown = json.loads(
+        run_cli("collection", "show", "Reel 3", "--json", library_dir=library_dir).stdout
+    )
+    assert [r["name"] for r in shown] == ["glass_break.wav"]
+    outside = write(tmp_path / "elsewhere.wav", tone(0.2), 8000)
+    bad = run_cli("collection", "add", "Reel 3", str(outside), library_dir=library_dir, check=False)
+    assert bad.returncode == 2 and "not a file of the library" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    run_cli("collection", "delete", "Reel 3", library_dir=library_dir)
+    assert "no collections" in run_cli("collection", library_dir=library_dir).stdout
+    # The files stay in the library.
+    assert (
+        len(json.loads(run_cli("search", "dur:<60", "--json", library_dir=library_dir).stdout)) == 2
+    )
+
+
 def test_model_command_reports_a_missing_model(tmp_path, library_dir, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     proc = run_cli("model", str(tmp_path / "no-such-model"), library_dir=library_dir, check=False)

@@ -161,6 +161,49 @@ def test_favorite_key_and_settings_persist(qtbot, window, tmp_path):
     assert app_settings.get(reread, "clap_model") == "/models/clap"
 
 
+def test_collections_in_the_window(qtbot, window, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    search(qtbot, window, "door")
+    window.results.selectAll()
+    assert len(window.selected_ids()) == 2
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Reel 3", True))
+    with qtbot.waitSignal(
+        window.bridge.status_changed, timeout=10000,
+        check_params_cb=lambda s: [c["files"] for c in s["collections"]] == [2],
+    ):  # fmt: skip
+        window.collect_in_new()
+    panel = window.library_panel
+    assert panel.collections.item(0).text() == "Reel 3 (2)"
+    assert window.collection_names == ["Reel 3"]
+    with qtbot.waitSignal(window.bridge.results_ready, timeout=10000):
+        panel.collections.itemClicked.emit(panel.collections.item(0))
+    assert window.search_field.text() == 'col:"Reel 3"'
+    assert sorted(names(window)) == ["door creak ü.flac", "door_slam.wav"]
+    # The detail of the current file lists its collections; remove it from this one.
+    window.results.clearSelection()
+    with qtbot.waitSignal(
+        window.bridge.detail_ready, timeout=10000,
+        check_params_cb=lambda row: row["collections"] == ["Reel 3"],
+    ):  # fmt: skip
+        window.results.selectRow(0)
+    removed = window.current_result()["name"]
+    with qtbot.waitSignal(
+        window.bridge.status_changed, timeout=10000,
+        check_params_cb=lambda s: [c["files"] for c in s["collections"]] == [1],
+    ):  # fmt: skip
+        window.collect("Reel 3", False)
+    search(qtbot, window, 'col:"Reel 3"')
+    assert removed not in names(window) and len(names(window)) == 1
+    panel.collections.setCurrentRow(0)
+    with qtbot.waitSignal(
+        window.bridge.status_changed, timeout=10000,
+        check_params_cb=lambda s: s["collections"] == [],
+    ):  # fmt: skip
+        panel.delete_collection_button.click()
+    assert panel.collections.count() == 0
+
+
 def test_query_history_is_kept(qtbot, window, tmp_path):
     search(qtbot, window, "door")
     qtbot.keyClick(window.search_field, Qt.Key.Key_Return)
@@ -234,11 +277,13 @@ def test_a_failing_request_is_answered_and_never_drops_the_rest(qtbot, window, m
     # Three requests in one drained batch: a failing one, then two that must be answered.
     box.items.put(("overviews", ([1],)))
     box.items.put(("search", (bridge._latest + 1, "breaks", 10)))
-    with qtbot.waitSignal(bridge.query_failed, timeout=10000) as failed:
-        with qtbot.waitSignal(bridge.message, timeout=10000) as message:
-            bridge._latest += 1
-            box.posted.emit()
-    assert "Search failed: RuntimeError: disk on fire" == failed.args[0]
+    with (
+        qtbot.waitSignal(bridge.query_failed, timeout=10000) as failed,
+        qtbot.waitSignal(bridge.message, timeout=10000) as message,
+    ):
+        bridge._latest += 1
+        box.posted.emit()
+    assert failed.args[0] == "Search failed: RuntimeError: disk on fire"
     assert "ZeroDivisionError" in message.args[0]
     # The query thread is still alive and answering.
     search(qtbot, window, "glass")

@@ -6,7 +6,7 @@ import pytest
 
 from engine.catalog.vectors import VectorStore
 from engine.library import Library
-from tests.audio_factory import tone, write
+from tests.audio_factory import write
 from tests.fakes import FakeAisfx, FakeSpace, dc
 
 

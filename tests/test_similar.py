@@ -133,9 +133,7 @@ class FailingModel(FakeSpace):
 
 
 @pytest.mark.parametrize("failing", ["prepare", "model"])
-def test_one_spaces_failure_on_a_file_leaves_the_other_spaces_alone(
-    library, fake_library, failing
-):
+def test_one_spaces_failure_on_a_file_leaves_the_other_spaces_alone(library, fake_library, failing):
     broken = PreparingSpace(fail_on=3 * 8000) if failing == "prepare" else FailingModel()
     healthy = FakeSpace()
     report = Embedder(library.catalog, [broken, healthy], batch_files=1).run()

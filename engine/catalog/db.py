@@ -287,8 +287,11 @@ class Catalog:
         return self.conn.execute(q, (file_id,)).fetchone() is not None
 
     def create_collection(self, name: str) -> int:
+        """The id of the collection named ``name``, created when there is none."""
         with self.transaction() as c:
-            row = c.execute("SELECT id FROM collections WHERE name = ?", (name,)).fetchone()
+            row = c.execute(
+                "SELECT id FROM collections WHERE name = ? COLLATE NOCASE", (name,)
+            ).fetchone()
             if row:
                 return int(row[0])
             cur = c.execute(
@@ -315,6 +318,45 @@ class Catalog:
             (collection_id,),
         )
         return [r[0] for r in rows]
+
+    def collection_id(self, name: str) -> int | None:
+        """The id of the collection named ``name`` (case-insensitive), or None."""
+        row = self.conn.execute(
+            "SELECT id FROM collections WHERE name = ? COLLATE NOCASE", (name,)
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def collections(self) -> list[dict[str, Any]]:
+        """Every collection with its number of files, by name."""
+        return self.query(
+            "SELECT c.id, c.name, COUNT(i.file_id) AS files FROM collections c "
+            "LEFT JOIN collection_items i ON i.collection_id = c.id "
+            "GROUP BY c.id ORDER BY c.name COLLATE NOCASE"
+        )
+
+    def collections_of(self, file_id: int) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT c.name FROM collections c JOIN collection_items i ON i.collection_id = c.id "
+            "WHERE i.file_id = ? ORDER BY c.name COLLATE NOCASE",
+            (file_id,),
+        )
+        return [r[0] for r in rows]
+
+    def remove_from_collection(self, collection_id: int, file_ids: list[int]) -> int:
+        """Take files out of a collection (the files stay in the library); returns how many."""
+        with self.transaction() as c:
+            return sum(
+                c.execute(
+                    "DELETE FROM collection_items WHERE collection_id = ? AND file_id = ?",
+                    (collection_id, file_id),
+                ).rowcount
+                for file_id in file_ids
+            )
+
+    def delete_collection(self, collection_id: int) -> None:
+        """Forget a collection (its files stay in the library)."""
+        with self.transaction() as c:
+            c.execute("DELETE FROM collections WHERE id = ?", (collection_id,))
 
     # -- settings ----------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 Words are ANDed; `-word` excludes; `"a phrase"`; `a OR b`; field filters `dur:<2`,
 `dur:1..5`, `sr:48000`, `sr:48k`, `ch:2`, `ch:stereo`, `bits:24`, `format:wav`,
-`tag:foo`, `fav`, `cat:DOOR`, `folder:name`. Filters can be negated with `-`.
+`tag:foo`, `col:name`, `fav`, `cat:DOOR`, `folder:name`. Filters can be negated with `-`.
 A malformed query raises QueryError with a message meant for the user.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 from engine.errors import QueryError
 from engine.search.words import split_words
 
-FIELDS = ("dur", "sr", "ch", "bits", "format", "tag", "cat", "folder", "is")
+FIELDS = ("dur", "sr", "ch", "bits", "format", "tag", "col", "cat", "folder", "is")
 
 _FORMAT_ALIASES = {
     "wav": ("WAV", "WAVEX", "RF64", "W64"),
@@ -128,6 +128,12 @@ def _filter(name: str, value: str) -> tuple[str, list[Any]]:
             f"(upper(f.format) IN ({marks}) OR upper(f.subtype) = ?)",
             [*containers, value.upper()],
         )
+    if name == "col":
+        return (
+            "f.id IN (SELECT i.file_id FROM collection_items i JOIN collections c "
+            "ON c.id = i.collection_id WHERE c.name = ? COLLATE NOCASE)",
+            [value],
+        )
     if name == "tag":
         return (
             "f.id IN (SELECT file_id FROM user_tags WHERE tag = ? COLLATE NOCASE)",
@@ -150,7 +156,7 @@ def _filter(name: str, value: str) -> tuple[str, list[Any]]:
 
 _FAV: tuple[str, list[Any]] = ("f.id IN (SELECT file_id FROM favorites)", [])
 _EXAMPLES = {"dur": "<2", "sr": "48000", "ch": "2", "bits": "24", "format": "wav",
-             "tag": "impact", "cat": "DOOR", "folder": "foley"}  # fmt: skip
+             "tag": "impact", "col": "reel3", "cat": "DOOR", "folder": "foley"}  # fmt: skip
 
 
 def _like_escape(text: str) -> str:

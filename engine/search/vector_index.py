@@ -37,7 +37,8 @@ def build_index(ids: np.ndarray, vectors: np.ndarray, ivf_threshold: int = IVF_T
         rng = np.random.default_rng(0)
         sample = vectors[rng.choice(n, size=min(n, nlist * 64), replace=False)]
         base.train(sample)
-        # nprobe chosen so recall@10 vs Flat stays >= 0.95 (tests/test_similar.py, test_ivf_recall_against_flat).
+        # nprobe chosen so recall@10 vs Flat stays >= 0.95 (test_ivf_recall_against_flat
+        # in tests/test_similar.py).
         base.nprobe = max(16, nlist // 16)
     else:
         base = faiss.IndexFlatIP(dim)

@@ -4,7 +4,7 @@
 
 The desktop app runs indexing here rather than in a thread: decoding, metadata parsing
 and the model all hold Python's GIL for stretches, and in-process they starved the GUI
-thread (measured: 250 ms event-loop stalls during a 1,000-file scan). A crash in a
+thread (docs/measurements.md). A crash in a
 decoder also costs only this process. Protocol, one JSON object per line:
 - stdout: {"event": "progress", "stage", "done", "total", "rate", "eta"},
   then {"event": "finished", ...summary} or {"event": "error", "message"};

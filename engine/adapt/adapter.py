@@ -17,7 +17,7 @@ the library, so they add on one scale):
   (files with similar names are not negatives), optionally weighted per pair by
   cross-modal consistency (reliability).
 
-Which parts are on, and their weights, were chosen by `python main.py eval
+Which parts are on, and their weights, were chosen by `sonarium eval
 --hide-names` on the shared corpus (numbers in README). Training is seeded and
 deterministic; the adapter is derived data saved beside the catalog with both encoders'
 identities and is never applied to vectors of another audio model.

@@ -41,11 +41,11 @@ def decode_mono(
             f.seek(min(first, f.frames))
         remaining = max(0, last - first)
         # Integer PCM is read as integers and scaled here: libsndfile's own conversion to
-        # float is ~9x slower (7.6 ms against 0.8 ms for 30 s of 16-bit stereo) and gives
-        # the same floats (it also multiplies by 2^-15 or 2^-31, exactly).
+        # float is much slower (docs/measurements.md, decoding) and gives the same floats
+        # (it also multiplies by 2^-15 or 2^-31, exactly).
         dtype, scale = _READ_AS.get(f.subtype, ("float32", 1.0))
         # Downmix as a matrix-vector product: numpy's mean(axis=1) over interleaved
-        # channels is ~30x slower (28.7 ms against 0.9 ms for 30 s of stereo).
+        # channels is far slower (docs/measurements.md, decoding).
         gains = np.full(f.channels, scale / f.channels, dtype=np.float32)
         parts = []
         while remaining > 0:

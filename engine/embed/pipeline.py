@@ -54,10 +54,8 @@ def _numpy_blas() -> ThreadpoolController:
 def _prepare_on_workers(space: EmbeddingSpace) -> bool:
     """Whether a space's resampling and ``prepare`` belong on the decode workers: only when
     its model has its own device. On CPU the model needs both cores, and this work on the
-    workers measured slower than on the embedding thread (it preempts the model's
-    threads): CLAP 0.79x the bare model against 0.85x (bench/clap_bench.py); with the
-    model in lanes, resampling on the workers gave 0.85x the lanes' bare pass against
-    0.89x (10 alternating pairs)."""
+    workers measured slower than on the embedding thread: it preempts the model's
+    threads (docs/measurements.md)."""
     return str(getattr(space, "device", "cpu")) not in ("cpu", "mps")
 
 
@@ -163,8 +161,7 @@ class Embedder:
         # numpy's OpenBLAS parallelises the decoders' downmix and then spins its idle
         # threads for a while after each call, which takes a core from the model: one
         # BLAS thread while embedding (threadpoolctl; process-wide, restored after).
-        # Measured on CLAP's pipeline, alternating (8 pairs, bench files): median wall
-        # 2.59 s against 3.18 s, and 0.94x against 0.85x the bare model in lanes.
+        # (Measured: docs/measurements.md, one BLAS thread while embedding.)
         with _numpy_blas().limit(limits=1):
             return self._run()
 

@@ -4,11 +4,8 @@ A CPU model forward of small batches parallelises poorly across cores: every ope
 an OpenMP region whose threads meet at a barrier, and when anything else runs (decoding,
 resampling, the writer) one of them is preempted and the others wait for it. Two forwards
 side by side on one thread each keep both cores busy without barriers, and leave the
-scheduler free to slot the other work in between. Measured on a 2-core VM: CLAP's
-audio tower ran the same batches 0.97-1.11x as fast in 2 lanes of 1 thread as in one
-forward on 2 threads (bench/clap_bench.py, medians of 5), and its whole pipeline went
-from 0.87-0.88x to 0.90-0.93x the latter (before the BLAS fix in engine/embed/pipeline.py);
-the aisfx pipeline ran 1.22x as fast (6 alternating pairs on embed_bench's files).
+scheduler free to slot the other work in between (measured in docs/measurements.md,
+model lanes).
 
 torch's intra-op thread count is per thread (OpenMP's), but ``torch.set_num_threads``
 also sets the default that each thread copies on its first torch call; the constructor

@@ -102,9 +102,9 @@ def inference_net(net: AisfxNet, bfloat16: bool) -> AisfxNet:
     ``fuse_conv_bn_eval``: same function, one op fewer per layer, cosine 0.9999998 to the
     unfused net). With ``bfloat16`` the weights are stored as bfloat16 and the tensors
     use the channels-last layout: oneDNN then runs the convolutions on AMX/AVX-512-BF16
-    without converting weights on every call (autocast does), measured 2.6x faster than
-    bf16 autocast and 4-5x faster than float32 on a 2-core Sapphire Rapids, with vectors
-    within cosine 0.99998 of float32. Feed it with
+    without converting weights on every call (autocast does): faster than autocast and
+    than float32, with vectors within cosine 0.99998 of float32 (docs/measurements.md).
+    Feed it with
     :func:`engine.models.aisfx.features.embed_blocks`, which casts the input to the net's
     dtype. Any thread; use the copy from one thread.
     """

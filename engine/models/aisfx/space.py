@@ -24,9 +24,8 @@ class AisfxSpace(InLanes):
 
     Audio only. ~2.3 s blocks with 50% overlap are the file's windows (its moments).
     The file vector is the element-wise max of the normalised block vectors, compared
-    after standardising each dimension over the library: on the shared corpus's
-    query-by-example eval this measured mAP@10 0.3095, against 0.2966 for the plain
-    normalised mean (bench notes in README).
+    after standardising each dimension over the library (chosen over the mean by the
+    query-by-example eval: docs/measurements.md, file vector pooling).
     """
 
     name = "aisfx"
@@ -34,9 +33,8 @@ class AisfxSpace(InLanes):
     standardize = True
     pooling = "max"
 
-    # Batches of 16 blocks on CPU: with the bf16 channels-last net, oneDNN measured
-    # 4.43x the naive loop at 16, 3.89x at 4, 3.57x at 1 and 3.03x at 32 (embed_bench,
-    # 2-core Sapphire Rapids); its kernel choice, not cache size, makes 32 slower.
+    # Batches of 16 blocks on CPU: with the bf16 channels-last net the fastest size
+    # measured (docs/measurements.md); oneDNN's kernel choice makes 32 slower.
     def __init__(self, device: str = "auto", batch_size: int | None = None) -> None:
         from engine.models.aisfx import model as aisfx_model
 
@@ -74,7 +72,7 @@ class AisfxSpace(InLanes):
             if self._features is None:
                 from engine.models.aisfx.features import AisfxFeatures
 
-                # float32 features: 4x faster than float64, within 1.2e-7 of it.
+                # float32 features: much faster than float64, within 1.2e-7 of it.
                 self._features = AisfxFeatures(dtype=torch.float32)
             return self._features
 

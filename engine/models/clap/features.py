@@ -207,10 +207,8 @@ class ClapFeatures:
     (tests/test_clap.py): float64 within 1e-5 dB everywhere; float32 within 1e-3 dB in
     every band less than 80 dB below its frame's loudest band, and up to ~2 dB off only in
     bands more than 120 dB below it (float32 FFT rounding noise, under the model's own
-    -100 dB floor region). Per 10-s window, float32 costs 4.7 ms on one core (as in a
-    model lane) and 2.9 ms on two; float64 11.5 and 5.1 ms. float64 was 11% of the bf16
-    model's time, enough to keep the pipeline under 0.9x the bare model
-    (bench/clap_bench.py).
+    -100 dB floor region). float32 is less than half float64's cost per window, which
+    mattered next to the bf16 model (docs/measurements.md, CLAP log-mel).
     """
 
     def __init__(
@@ -285,9 +283,8 @@ class ClapFeatures:
     def _log_mel(self, x: torch.Tensor) -> torch.Tensor:
         """(n, samples) -> (n, channels, frames, n_mels) dB: torch.stft's arithmetic
         (centred frames, reflect padding, periodic Hann), done as frames -> rfft so every
-        step works on contiguous (frames, bins) rows: 4.8 ms per 10-s window on one core,
-        against 8.4 ms through ``torch.stft`` and its (bins, frames) layout; same dB within
-        3e-6."""
+        step works on contiguous (frames, bins) rows, faster than ``torch.stft`` and its
+        (bins, frames) layout (docs/measurements.md); same dB within 3e-6."""
         s = self.settings
         half = s.n_fft // 2
         padded = torch.nn.functional.pad(x[:, None], (half, half), mode="reflect")[:, 0]

@@ -36,12 +36,10 @@ from engine.models.device import inference_dtype, pick_device
 
 DEFAULT_MODEL = config.DEFAULT_CLAP_MODEL
 KNOWN_MODELS = (
-    "laion/clap-htsat-unfused",
+    DEFAULT_MODEL,
     "laion/larger_clap_general",
     "laion/larger_clap_music_and_speech",
 )
-# Which model "clap" means when none is given (the GUI passes Settings' model through it).
-MODEL_ENV = config.SETTINGS["clap_model"].env
 
 # What a download fetches: configs, tokenizer files and safetensors weights. Pickle
 # weights (*.bin, *.pt, *.ckpt) and other frameworks' copies are never fetched.
@@ -120,8 +118,8 @@ def _download_hint(model_id: str) -> str:
     return (
         f"download it on a machine with network with `hf download {model_id} "
         f"--include '*.json' '*.txt' '*.safetensors' --local-dir <folder>` (hf comes with "
-        "huggingface_hub, in .venv/bin), copy the folder here, then point Settings > "
-        f"Text-search model (or ${MODEL_ENV}) at it"
+        "huggingface_hub, in .venv/bin), copy the folder here, then make it the "
+        "text-search model setting"
     )
 
 
@@ -248,8 +246,8 @@ def resolve_local(model: str = DEFAULT_MODEL, cache_dir: str | Path | None = Non
         return ResolvedModel(folder, str(folder), _folder_revision(folder))
     if _looks_like_path(name):
         raise ModelUnavailable(
-            f"no CLAP model folder at {path}: check the path in Settings > Text-search model "
-            f"(or ${MODEL_ENV}), or {_download_hint(DEFAULT_MODEL)}"
+            f"no CLAP model folder at {path}: check the text-search model setting, "
+            f"or {_download_hint(DEFAULT_MODEL)}"
         )
     cache = Path(cache_dir) if cache_dir is not None else hub_cache_dir()
     snapshot = _cached_snapshot(name, cache)
@@ -359,8 +357,8 @@ def load_clap(
 
     Hub ids come from the HF cache, else are downloaded (``progress(done_bytes,
     total_bytes)``) unless ``allow_download`` is False or offline mode is on. float16 on
-    CUDA, bfloat16 on a CPU with fast bf16 kernels (AMX / AVX-512 BF16: 3x faster than
-    float32, see :func:`engine.models.device.inference_dtype`), float32 elsewhere or when the
+    CUDA, bfloat16 on a CPU with fast bf16 kernels (AMX / AVX-512 BF16; see
+    :func:`engine.models.device.inference_dtype`), float32 elsewhere or when the
     precision setting says so. Raises :class:`ModelUnavailable` with the reason and the fix
     on any failure. Any thread; use the result from one thread at a time.
     """

@@ -104,7 +104,7 @@ class ClapSpace(InLanes):
 
         The log-mels are made where the model runs (its lanes on CPU, else its device):
         on CPU the model needs both cores, and log-mels made on the decode workers
-        measured slower (0.79x the bare model against 0.85x), since they preempt it.
+        measured slower, since they preempt it (docs/measurements.md).
         """
         from engine.models.clap.features import HOP_SECONDS, window_times
 

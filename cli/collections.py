@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cli.output import print_json, print_results
+from cli.output import print_listing, print_results
 from cli.parser import open_library
 
 
@@ -43,13 +43,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     with open_library(args) as library:
         collections = library.collections()
-    if args.json:
-        print_json(collections)
-        return 0
-    if not collections:
-        print("no collections: sonarium collection add NAME FILE...")
-    for c in collections:
-        print(f"{c['files']:7d} files  {c['name']}")
+    empty = "no collections: sonarium collection add NAME FILE..."
+    print_listing(collections, args.json, empty, lambda c: f"{c['files']:7d} files  {c['name']}")
     return 0
 
 

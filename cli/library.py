@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cli.output import format_duration, print_json
+from cli.output import format_duration, print_json, print_listing
 from cli.parser import open_library
 
 
@@ -50,14 +50,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_folders(args: argparse.Namespace) -> int:
     with open_library(args) as library:
         folders = library.folders()
-    if args.json:
-        print_json(folders)
-        return 0
-    if not folders:
-        print("no folders: sonarium add PATH")
-    for f in folders:
-        hours = f["duration"] / 3600
-        print(f"{f['files']:7d} files ({f['errors']} unreadable, {hours:.1f} h)  {f['path']}")
+    print_listing(
+        folders, args.json, "no folders: sonarium add PATH",
+        lambda f: f"{f['files']:7d} files ({f['errors']} unreadable, "
+        f"{f['duration'] / 3600:.1f} h)  {f['path']}",
+    )  # fmt: skip
     return 0
 
 
@@ -71,13 +68,9 @@ def cmd_remove(args: argparse.Namespace) -> int:
 def cmd_errors(args: argparse.Namespace) -> int:
     with open_library(args) as library:
         errors = library.errors()
-    if args.json:
-        print_json(errors)
-        return 0
-    if not errors:
-        print("no unreadable files")
-    for e in errors:
-        print(f"{e['path']}\n    {e['error']}")
+    print_listing(
+        errors, args.json, "no unreadable files", lambda e: f"{e['path']}\n    {e['error']}"
+    )
     return 0
 
 

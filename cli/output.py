@@ -35,6 +35,19 @@ def error(message: str) -> int:
     return EXIT_ERROR
 
 
+def print_listing(
+    items: list[dict[str, Any]], as_json: bool, empty: str, line: Callable[[Any], str]
+) -> None:
+    """A list of engine rows: JSON, or one ``line(item)`` each (``empty`` when none)."""
+    if as_json:
+        print_json(items)
+        return
+    if not items:
+        print(empty)
+    for item in items:
+        print(line(item))
+
+
 def print_results(results: list[Any], as_json: bool) -> None:
     """Search or find-similar results, one line each (or a JSON list)."""
     if as_json:

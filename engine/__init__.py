@@ -1,4 +1,4 @@
-"""Sonarium's engine: catalog, scanner, search, models. Never imports Qt.
+"""Sonarium's engine, in rooms by concern (the map: docs/architecture.md). Never imports Qt.
 
 The GUI and the CLI are both thin clients of :class:`engine.library.Library`. Importing
 `engine` itself loads nothing heavy, so model modules can be used on their own.

@@ -37,14 +37,6 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_second():
     assert test in (ROOT / ".ci" / "run").read_text()
 
 
-def test_engine_imports_without_qt():
-    code = (
-        "import sys, engine, engine.library, engine.scan.scanner; print('PySide6' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert out.stdout.strip() == "False", out.stderr
-
-
 def test_cli_end_to_end(tmp_path, library_dir):
     root = tmp_path / "My Sounds"
     write(root / "explosion_big.wav", noise(1.0, rate=48000, channels=2), 48000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from cli.output import EXIT_CANCELLED, error
+from cli.output import EXIT_CANCELLED, error, hint
 from cli.parser import build_parser
 from engine import config
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         print(str(exc), file=sys.stderr)
         return EXIT_CANCELLED
     except SonariumError as exc:
-        return error(str(exc))
+        return error(str(exc), hint(exc))
     except BrokenPipeError:
         return 0
 

@@ -29,10 +29,26 @@ def print_json(value: Any) -> None:
     sys.stdout.write("\n")
 
 
-def error(message: str) -> int:
-    """Print an error for the user on stderr; returns the exit code for it."""
+def error(message: str, how: str | None = None) -> int:
+    """Print an error for the user on stderr (and the CLI's way to fix it); returns the
+    exit code for it."""
     print(f"error: {message}", file=sys.stderr)
+    if how:
+        print(f"  {how}", file=sys.stderr)
     return EXIT_ERROR
+
+
+def hint(exc: BaseException) -> str | None:
+    """The command-line "how" for an engine error (the engine's message says what)."""
+    from engine import errors
+
+    hints = (
+        (errors.NotIndexed, "run 'sonarium scan' (or 'sonarium add PATH' for a new folder)"),
+        (errors.NothingToLearn, "name, describe or tag more files, then 'sonarium adapt'"),
+        (errors.AdapterInvalid, "run 'sonarium adapt' to learn it again"),
+        (errors.ModelUnavailable, "see 'sonarium model' for CLAP; 'bash setup.sh' installs aisfx"),
+    )
+    return next((how for kind, how in hints if isinstance(exc, kind)), None)
 
 
 def print_listing(

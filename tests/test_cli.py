@@ -163,6 +163,17 @@ def test_collections_through_the_cli(tmp_path, library_dir):
     )
 
 
+def test_engine_errors_get_the_clis_how(tmp_path, library_dir):
+    root = tmp_path / "s"
+    write(root / "a.wav", tone(0.2), 8000)
+    run_cli("add", str(root), "--no-embed", "-q", library_dir=library_dir)
+    proc = run_cli("similar", str(root / "a.wav"), "--space", "mfcc", library_dir=library_dir,
+                   check=False)  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "error: no sounds are embedded in the 'mfcc' space yet" in proc.stderr
+    assert "run 'sonarium scan'" in proc.stderr
+
+
 def test_model_command_reports_a_missing_model(tmp_path, library_dir, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     proc = run_cli("model", str(tmp_path / "no-such-model"), library_dir=library_dir, check=False)

@@ -5,7 +5,7 @@
 Prints one JSON object. Builds a real catalog of --files synthetic files in a temporary
 folder (SQL inserts of file rows named like a real library: 60% descriptive names made
 of SFX words, 40% codes like `BL_0421`, in nested folders) with random clustered 512-d
-vectors in an "aisfx" space, then times the product's engine.adapt.adapter.train_adapter end to
+vectors in an "aisfx" space, then times the product's engine.adapt.training.train_adapter end to
 end (captions, the real all-MiniLM-L6-v2 encoding every caption, the contrastive heads)
 and a retrain after 1% of the files were renamed (caption vectors reused), and the
 latency of AdaptedTextSpace.rank (k=100) for uncached and cached queries.
@@ -31,8 +31,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.adapt.adapter import AdaptedTextSpace, AdaptOptions, train_adapter  # noqa: E402
+from engine.adapt.adapter import AdaptOptions  # noqa: E402
 from engine.adapt.captions import build_captions, catalog_file_texts  # noqa: E402
+from engine.adapt.text_space import AdaptedTextSpace  # noqa: E402
+from engine.adapt.training import train_adapter  # noqa: E402
 from engine.catalog.db import Catalog  # noqa: E402
 from engine.catalog.vectors import VectorStore, normalise, to_blob  # noqa: E402
 from engine.models.text_encoder import shared_encoder  # noqa: E402

@@ -380,7 +380,7 @@ class Library:
             return None
         return space
 
-    # -- text search over sound (engine/adapt/adapter.py) --------------------------------------
+    # -- text search over sound (engine/adapt/) ----------------------------------------
 
     def adapter_file(self, audio_space: str = DEFAULT_SIMILAR_SPACE) -> Path:
         from engine.adapt.adapter import adapter_path
@@ -419,7 +419,7 @@ class Library:
         Raises NothingToLearn when there is nothing (or too little) to learn from,
         ModelUnavailable without the sentence encoder, Cancelled when cancelled.
         """
-        from engine.adapt.adapter import train_adapter
+        from engine.adapt.training import train_adapter
 
         adapter = train_adapter(
             self.catalog, audio_space, options, ucs=self.ucs_table(),
@@ -441,9 +441,9 @@ class Library:
 
         CLAP when the library was embedded with the configured CLAP model; otherwise the
         aisfx space through an adapter learned from the library's own captions
-        (engine/adapt/adapter.py); None when neither is available.
+        (engine/adapt/); None when neither is available.
         """
-        from engine.adapt.adapter import AdaptedTextSpace
+        from engine.adapt.text_space import AdaptedTextSpace
         from engine.catalog.vectors import VectorStore
 
         clap = self._clap_text_space()

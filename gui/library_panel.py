@@ -146,7 +146,7 @@ class LibraryPanel(QWidget):
         self.progress.setValue(p["done"])
         stage = p["stage"]
         if stage.startswith("learning"):
-            # Learning text search from the library's names (engine/adapt/adapter.py).
+            # Learning text search from the library's names (engine/adapt/).
             what = {
                 "learning-captions": "reading names", "learning-encoding": "reading captions",
                 "learning-training": "training",

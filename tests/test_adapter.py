@@ -9,14 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from engine.adapt.adapter import (
-    AdaptedTextSpace,
-    Adapter,
-    AdaptOptions,
-    is_stale,
-    read_meta,
-    train_adapter,
-)
+from engine.adapt.adapter import Adapter, AdaptOptions, is_stale, read_meta
+from engine.adapt.text_space import AdaptedTextSpace
+from engine.adapt.training import train_adapter
 from engine.embed.pipeline import Embedder
 from engine.errors import (
     AdapterInvalid,

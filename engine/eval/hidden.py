@@ -25,9 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from engine.adapt.adapter import AdaptedTextSpace, AdaptOptions, train_adapter
+from engine.adapt.adapter import AdaptOptions
+from engine.adapt.text_space import AdaptedTextSpace
+from engine.adapt.training import train_adapter
 from engine.catalog.db import Catalog
 from engine.catalog.paths import catalog_path
+from engine.config import DEFAULT_SIMILAR_SPACE
 from engine.errors import LibraryError
 from engine.eval.metrics import evaluate_text, relative_ids
 from engine.search.hybrid import hybrid_search
@@ -94,7 +97,7 @@ def evaluate_hidden(
     *,
     ucs: Any = None,
     ablations: bool = False,
-    audio_space: str = "aisfx",
+    audio_space: str = DEFAULT_SIMILAR_SPACE,
     encoder: Any = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:

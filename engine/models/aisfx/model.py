@@ -48,7 +48,7 @@ EMBED_DIM = 512
 # Stored with every vector: bump it whenever AisfxFeatures changes its output.
 PREPROCESSING_VERSION = "essentia-htk96-unitsum-logshift-peaknorm-b100h50:v1"
 
-INSTALL_HINT = "install it with '.venv/bin/pip install --no-deps aisfx==0.1.2'"
+INSTALL_HINT = "run setup.sh again, which installs it (pip install --no-deps aisfx==0.1.2)"
 
 _PREFIX = "embedding_net."
 
@@ -194,7 +194,7 @@ def load_aisfx(path: str | Path | None = None, device: str | torch.device = "cpu
     except Exception as exc:  # any failure here means "no usable model"
         raise ModelUnavailable(
             f"could not load the aisfx checkpoint {path} safely ({_reason(exc)}); reinstall "
-            "it with '.venv/bin/pip install --force-reinstall --no-deps aisfx==0.1.2'"
+            "it (pip install --force-reinstall --no-deps aisfx==0.1.2)"
         ) from exc
 
     weights = loaded[0] if isinstance(loaded, tuple | list) and loaded else loaded

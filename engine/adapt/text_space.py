@@ -1,0 +1,190 @@
+"""Answering text queries through an adapter over one audio space's stored vectors
+(nearest-caption expansion, the kernel and the heads, z-scored and summed). On the
+thread that owns the catalog."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from engine.adapt.adapter import Adapter
+from engine.adapt.captions import (
+    knowledge_words,
+)
+from engine.catalog.db import Catalog
+from engine.catalog.vectors import VectorStore, normalise
+from engine.errors import ModelUnavailable
+from engine.scan.ucs import UcsTable
+
+# Reference sample for z-scoring the parts (fixed: same seed, same library -> same rows).
+REFERENCE_FILES = 1000
+# Weight of a query's UCS knowledge words against the query itself (engine/adapt/captions.py).
+KNOWLEDGE_WEIGHT = 0.5
+# FAISS candidates per neighbour for the kernel part, from the heaviest neighbours.
+NEIGHBOUR_CANDIDATES = 50
+NEIGHBOUR_SEARCHES = 5
+
+
+# A text query's parts: centroid, neighbours' audio vectors, their weights, head query.
+_QueryParts = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
+
+
+class AdaptedTextSpace:
+    """Text queries answered through an adapter, over one audio space's stored vectors.
+
+    `rank(text, k)` gives the best files with their combined score; `embed_text` gives
+    the query's centroid in the space's standardised coordinates (used for moments).
+    Runs on the thread that owns the catalog.
+    """
+
+    query_is_standardized = True
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        index: Any,
+        adapter: Adapter,
+        ucs: UcsTable | None = None,
+        encoder: Any = None,
+    ) -> None:
+        from engine.models.text_encoder import encoder_identity
+
+        self.catalog = catalog
+        self.index = index  # engine.search.similar.SimilarIndex
+        self.adapter = adapter
+        self.name = adapter.audio_space
+        self.ucs = ucs if adapter.options.knowledge else None
+        self._encoder = encoder
+        self._vocabulary = adapter.vocabulary()
+        self._store = VectorStore(catalog)
+        space = self._store.space(self.name)
+        if space is None:
+            raise ModelUnavailable(f"no '{self.name}' vectors in this library")
+        if space["identity"] != adapter.audio_identity:
+            raise ModelUnavailable(
+                "the adapter was trained on vectors of another audio model "
+                f"({adapter.audio_identity}); learn text search again"
+            )
+        if adapter.text_identity != encoder_identity():
+            raise ModelUnavailable("the adapter was trained with another text encoder")
+        self.space_id = space["id"]
+        self._cache: dict[str, _QueryParts] = {}
+        self._reference: tuple[int, np.ndarray] | None = None
+
+    # Query embedding (cached: typing the same words again costs nothing).
+    def _query(self, text: str) -> _QueryParts:
+        """(centroid, neighbour audio (k, d), neighbour weights (k,)) of a text query."""
+        cached = self._cache.get(text)
+        if cached is not None:
+            return cached
+        from engine.models.text_encoder import shared_encoder
+
+        encoder = self._encoder or shared_encoder()
+        q = encoder.encode([text])[0]
+        knows = getattr(encoder, "knows_word", None)
+        extra = knowledge_words(text, self.ucs, self._vocabulary, knows)
+        if extra:
+            # Blended, not appended to the text: the query's own meaning stays first
+            # (appending measured worse: it pulled "laughter" towards crowds).
+            q = normalise((q + KNOWLEDGE_WEIGHT * encoder.encode([extra])[0]).reshape(1, -1))[0]
+        a = self.adapter
+        sims = a.text_vectors @ q
+        k = min(a.options.neighbours, len(sims))
+        top = np.argsort(-sims, kind="stable")[:k]
+        w = np.clip(sims[top], 0, None) ** a.options.power * a.weights[top]
+        if not np.any(w > 0):
+            w = np.zeros(k, dtype=np.float32)
+            w[0] = 1.0
+        neighbours = a.audio_vectors[top].astype(np.float32)
+        w = w.astype(np.float32)
+        centroid = normalise((w[:, None] * neighbours).sum(0).reshape(1, -1))[0]
+        head_query = None
+        if a.heads is not None:
+            head_query = normalise((q @ a.heads["wt"] + a.heads["bt"]).reshape(1, -1))[0]
+        entry = (centroid, neighbours, w, head_query)
+        if len(self._cache) > 512:
+            self._cache.clear()
+        self._cache[text] = entry
+        return entry
+
+    def _vectors(self, file_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._store.file_vectors(self.space_id, [int(f) for f in file_ids])
+
+    def _standardise(self, raw: np.ndarray) -> np.ndarray:
+        if len(raw) == 0:
+            return np.zeros((0, len(self.adapter.mean)), dtype=np.float32)
+        return normalise((raw - self.adapter.mean) / self.adapter.std)
+
+    def _parts(self, audio: np.ndarray, query: tuple) -> list[tuple[float, np.ndarray]]:
+        """(weight, scores of `audio`) of each part that is switched on."""
+        centroid, neighbours, w, head_query = query
+        o = self.adapter.options
+        parts = [(1.0, audio @ centroid)]
+        if o.kernel_weight and len(neighbours):
+            sims = audio @ neighbours.T
+            kernel = np.log((np.exp((sims - 1) / o.kernel_tau) * w).sum(1) + 1e-30)
+            parts.append((o.kernel_weight, kernel))
+        if o.heads and head_query is not None and self.adapter.heads is not None:
+            h = self.adapter.heads
+            parts.append((o.heads_weight, normalise(audio @ h["wa"] + h["ba"]) @ head_query))
+        return parts
+
+    def _reference_audio(self) -> np.ndarray:
+        """A fixed sample of the library's standardised vectors, for z-scoring the parts."""
+        generation = self._store.generation(self.space_id)
+        if self._reference is None or self._reference[0] != generation:
+            ids = np.array(
+                [
+                    r[0]
+                    for r in self.catalog.conn.execute(
+                        "SELECT file_id FROM file_vectors WHERE space_id = ? ORDER BY file_id",
+                        (self.space_id,),
+                    )
+                ]  # fmt: skip
+            )
+            rng = np.random.default_rng(0)
+            pick = np.sort(rng.choice(len(ids), size=min(len(ids), REFERENCE_FILES), replace=False))
+            _, raw = self._vectors(ids[pick])
+            self._reference = (generation, self._standardise(raw))
+        return self._reference[1]
+
+    def score(self, text: str, file_ids: list[int]) -> dict[int, float]:
+        """Combined score of each of `file_ids` (that has a vector) for the query."""
+        query = self._query(text)
+        ids, raw = self._vectors(np.array(file_ids, dtype=np.int64))
+        if len(ids) == 0:
+            return {}
+        reference = self._parts(self._reference_audio(), query)
+        parts = self._parts(self._standardise(raw), query)
+        total = np.zeros(len(ids), dtype=np.float64)
+        for (weight, part), (_, ref) in zip(parts, reference, strict=True):
+            total += weight * (part - ref.mean()) / (ref.std() + 1e-9)
+        return {int(f): float(s) for f, s in zip(ids, total, strict=True)}
+
+    def rank(self, text: str, k: int) -> list[tuple[int, float]]:
+        """The best `k` files for a text query, (file id, combined score), best first.
+
+        Candidates come from the FAISS index: the centroid's nearest files and each
+        neighbour's nearest files; all candidates are then scored exactly.
+        """
+        centroid, neighbours, weights, _ = self._query(text)
+        # The centroid's nearest files and the heaviest neighbours' nearest files (kernel
+        # matches the centroid misses), in one FAISS pass over the index.
+        heaviest = neighbours[np.argsort(-weights, kind="stable")[:NEIGHBOUR_SEARCHES]]
+        rows = np.vstack([centroid.reshape(1, -1), heaviest])
+        hits = self.index.query_many(
+            self.name, rows, max(k, NEIGHBOUR_CANDIDATES), standardized=True
+        )
+        candidates = {fid for fid, _ in hits[0][:k]}
+        for row in hits[1:]:
+            candidates.update(fid for fid, _ in row[:NEIGHBOUR_CANDIDATES])
+        scores = self.score(text, sorted(candidates))
+        return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        return np.stack([self._query(t)[0] for t in texts])
+
+    def to_window_space(self, vector: np.ndarray) -> np.ndarray:
+        """A standardised query vector expressed like the stored (raw) window vectors."""
+        return normalise((vector * self.adapter.std + self.adapter.mean).reshape(1, -1))[0]

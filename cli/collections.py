@@ -57,9 +57,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_add(args: argparse.Namespace) -> int:
     with open_library(args) as library:
-        library.add_to_collection(args.name, args.files)
-        count = next(c["files"] for c in library.collections() if c["name"] == args.name.strip())
-    print(f"{args.name}: {count} files")
+        count = library.add_to_collection(args.name, args.files)
+    print(f"{args.name.strip()}: {count} files")
     return 0
 
 

@@ -69,11 +69,12 @@ def adapt_options(args: argparse.Namespace, seed: int | None = None) -> Any:
 
 def cmd_add(args: argparse.Namespace) -> int:
     with open_library(args) as library:
+        roots = library.add_folders(args.paths)
+        for root in roots:
+            print(f"added {root}", flush=True)
         if args.no_scan:
-            for root in library.add_folders(args.paths):
-                print(f"added {root}")
             return 0
-        return _index(library, args, add=args.paths)
+        return _index(library, args, roots=roots)
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -84,13 +85,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
         return _index(library, args)
 
 
-def _index(library: Any, args: argparse.Namespace, add: list[str] | None = None) -> int:
+def _index(library: Any, args: argparse.Namespace, roots: list[str] | None = None) -> int:
     with StagedProgress(args.quiet) as progress, ctrl_c_cancels() as cancel:
         report = library.index(
-            add, embed=not args.no_embed, device=device(args), progress=progress, cancel=cancel
-        )
-    for root in report.roots if add else []:
-        print(f"added {root}")
+            roots=roots, embed=not args.no_embed, device=device(args), progress=progress,
+            cancel=cancel,
+        )  # fmt: skip
     _print_scan(report.scan)
     if report.no_model:
         print("no embedding model available: find-similar is off (see README, Models)")

@@ -85,6 +85,6 @@ def cmd_settings(args: argparse.Namespace) -> int:
         print(f"library: {library.dir}")
         print(f"ucs_table: {library.ucs_table_path() or '(none)'}")
     for s in config.SETTINGS.values():
-        if s.env:
+        if s.env and s.name != "library":  # the library in use is printed above
             print(f"{s.name}: {config.value(s.name) or '(default)'}  (${s.env})")
     return 0

@@ -46,7 +46,7 @@ def hint(exc: BaseException) -> str | None:
         (errors.NotIndexed, "run 'sonarium scan' (or 'sonarium add PATH' for a new folder)"),
         (errors.NothingToLearn, "name, describe or tag more files, then 'sonarium adapt'"),
         (errors.AdapterInvalid, "run 'sonarium adapt' to learn it again"),
-        (errors.ModelUnavailable, "see 'sonarium model' for CLAP; 'bash setup.sh' installs aisfx"),
+        (errors.ModelUnavailable, "'bash setup.sh' installs aisfx and the sentence encoder"),
     )
     return next((how for kind, how in hints if isinstance(exc, kind)), None)
 

@@ -34,7 +34,7 @@ from engine.scan.analyze import FileChanged, FileVanished, analyze
 from engine.scan.peaks import decode_peaks
 from engine.scan.scanner import Scanner, ScanProgress, ScanReport
 from engine.scan.ucs import UcsTable
-from engine.search.keyword import SearchResult, keyword_search
+from engine.search.keyword import SearchResult, keyword_search, results_for_ids
 
 if TYPE_CHECKING:
     from engine.adapt.adapter import Adapter
@@ -485,14 +485,18 @@ class Library:
 
     def add_to_collection(self, name: str, files: list[int | str | os.PathLike[str]]) -> int:
         """Put library files (ids or paths) into the collection ``name``, made when new;
-        returns the collection's id. Files not in the library are a LibraryError."""
+        returns how many files the collection holds now. Files not in the library are a
+        LibraryError."""
         name = name.strip()
         if not name:
             raise LibraryError("a collection needs a name")
+        if '"' in name:
+            # Names are typed in queries as col:"name", so a quote could never be found.
+            raise LibraryError('a collection name cannot contain a double quote (")')
         ids = self._file_ids(files)
         collection = self.catalog.create_collection(name)
         self.catalog.add_to_collection(collection, ids)
-        return collection
+        return len(self.catalog.collection_files(collection))
 
     def remove_from_collection(self, name: str, files: list[int | str | os.PathLike[str]]) -> int:
         """Take files out of a collection (they stay in the library); returns how many."""
@@ -503,9 +507,9 @@ class Library:
         self.catalog.delete_collection(self._collection(name))
 
     def collection(self, name: str, limit: int = 10_000) -> list[SearchResult]:
-        """The files of a collection, as search results (the query `col:"name"`)."""
-        self._collection(name)
-        return keyword_search(self.catalog, f'col:"{name}"', limit=limit)
+        """The files of a collection in the order they were added, as search results."""
+        ids = self.catalog.collection_files(self._collection(name))[:limit]
+        return results_for_ids(self.catalog, ids)
 
     def _collection(self, name: str) -> int:
         collection = self.catalog.collection_id(name.strip())

@@ -244,7 +244,10 @@ class _IndexWorker(QObject):
             except Exception as exc:  # e.g. the child could not start: say so, never hang
                 log.exception("indexing failed")
                 with self._lock:
-                    self.process = None
+                    process, self.process = self.process, None
+                if process is not None and process.poll() is None:
+                    process.kill()  # no one reads its output any more
+                    process.wait()
                 self.outbox.post("index_finished", {"error": failure_message("Indexing", exc)})
 
     def index(self, add_paths: list, embed: bool) -> None:
@@ -270,6 +273,8 @@ class _IndexWorker(QObject):
                 message = json.loads(line)
             except ValueError:
                 continue
+            if not isinstance(message, dict):
+                continue  # not one of the worker's events (a stray print)
             event = message.pop("event", None)
             if event == "progress":
                 self.outbox.post("progress", message)

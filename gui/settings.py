@@ -46,13 +46,22 @@ def stored(settings: QSettings, key: str) -> str:
 
 
 def get(settings: QSettings, key: str) -> str:
-    """The value in effect for ``key``: the user's pick, else the environment's (for engine
-    settings), else the registry's default."""
+    """The value in effect for ``key``: the environment's when its variable is set (the
+    command line and the environment win), else the user's pick, else the default."""
+    setting = config.SETTINGS.get(key)
+    if setting is not None and setting.env and os.environ.get(setting.env, "").strip():
+        return config.value(key)
+    return picked(settings, key)
+
+
+def picked(settings: QSettings, key: str) -> str:
+    """The user's pick for ``key``, else its default: what the Settings dialog shows and
+    saves (never a value that only the environment gave this run)."""
     value = stored(settings, key)
     if value:
         return value
     if key in config.SETTINGS:
-        return config.value(key) if config.SETTINGS[key].env else config.SETTINGS[key].default
+        return config.SETTINGS[key].default
     return STATE_DEFAULTS.get(key, "")
 
 
@@ -94,19 +103,19 @@ class SettingsDialog(QDialog):
         self.model.setPlaceholderText(f"hub id ({config.DEFAULT_CLAP_MODEL}) or a local folder")
         self.model.setToolTip(config.SETTINGS["clap_model"].help)
         self.device = _choices("device")
-        self.device.setCurrentText(get(settings, "device"))
+        self.device.setCurrentText(picked(settings, "device"))
         self.precision = _choices("precision")
-        self.precision.setCurrentText(get(settings, "precision"))
+        self.precision.setCurrentText(picked(settings, "precision"))
         self.audio_device = QComboBox()
         self.audio_device.addItems(["", *output_devices()])
         self.audio_device.setItemText(0, "system default")
-        current = get(settings, "audio_device")
+        current = picked(settings, "audio_device")
         if current:
             self.audio_device.setCurrentText(current)
         self.library = QLineEdit(stored(settings, "library"))
         self.library.setPlaceholderText("default user data folder")
         self.space = _choices("similar_space")
-        self.space.setCurrentText(get(settings, "similar_space"))
+        self.space.setCurrentText(picked(settings, "similar_space"))
         form = QFormLayout(self)
         form.addRow("Text-search model", self.model)
         form.addRow("Compute device", self.device)

@@ -23,7 +23,10 @@ def run_cli(*args, library_dir, check=True):
 def test_every_subcommand_is_documented_in_readme():
     readme = (ROOT / "README.md").read_text()
     commands = subcommands()
-    assert len(commands) >= 13
+    assert set(commands) == {
+        "add", "scan", "search", "similar", "eval", "adapt", "info", "folders", "remove",
+        "errors", "collection", "settings", "model", "screenshot",
+    }  # fmt: skip
     for command in commands:
         assert re.search(rf"`sonarium {command}\b", readme), command
 
@@ -116,17 +119,25 @@ def test_global_options_before_the_command_are_kept(tmp_path, library_dir, comma
     assert not (library_dir / "catalog.sqlite").exists()
 
 
-def test_every_setting_has_one_global_option_and_reaches_the_engine(monkeypatch):
-    from cli.parser import build_parser
+def test_every_global_option_reaches_the_engine(tmp_path, monkeypatch):
+    import main
     from engine import config
 
     for s in config.SETTINGS.values():
-        if s.env:
-            monkeypatch.delenv(s.env, raising=False)
-    args = build_parser().parse_args(["--device", "cpu", "folders", "--precision", "float32"])
-    assert (args.device, args.precision) == ("cpu", "float32")
-    monkeypatch.setenv("SONARIUM_DEVICE", "cuda")
-    assert config.value("device") == "cuda"
+        if s.env:  # set then deleted, so that teardown removes what main() exports
+            monkeypatch.setenv(s.env, "x")
+            monkeypatch.delenv(s.env)
+    assert [config.value(n) for n in ("device", "precision", "clap_model")] == [
+        "auto",
+        "auto",
+        config.DEFAULT_CLAP_MODEL,
+    ]
+    lib = str(tmp_path / "lib")
+    argv = ["--device", "cpu", "folders", "--precision", "float32", "--model", "/m/clap"]
+    assert main.main([*argv, "--library", lib]) == 0
+    assert config.value("device") == "cpu"
+    assert config.value("precision") == "float32"
+    assert config.value("clap_model") == "/m/clap"
     monkeypatch.setenv("SONARIUM_DEVICE", "quantum")
     assert config.value("device") == "auto"  # an unknown choice reads as the default
 
@@ -146,6 +157,11 @@ def test_collections_through_the_cli(tmp_path, library_dir):
     assert sorted(r["name"] for r in shown) == ["door_slam.wav", "glass_break.wav"]
     found = run_cli("search", 'col:"Reel 3" glass', "--json", library_dir=library_dir).stdout
     assert [r["name"] for r in json.loads(found)] == ["glass_break.wav"]
+    # Names match whatever their case; a quote cannot be part of one (col:"..." syntax).
+    again = run_cli("collection", "add", "reel 3", str(a), library_dir=library_dir)
+    assert "reel 3: 2 files" in again.stdout and "Traceback" not in again.stderr
+    quoted = run_cli("collection", "add", 'say "hi"', str(a), library_dir=library_dir, check=False)
+    assert quoted.returncode == 2 and "double quote" in quoted.stderr
     run_cli("collection", "remove", "Reel 3", str(a), library_dir=library_dir)
     shown = json.loads(
         run_cli("collection", "show", "Reel 3", "--json", library_dir=library_dir).stdout

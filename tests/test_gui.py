@@ -204,6 +204,28 @@ def test_collections_in_the_window(qtbot, window, monkeypatch):
     assert panel.collections.count() == 0
 
 
+def test_command_line_and_environment_win_over_stored_settings(tmp_path, monkeypatch, qtbot):
+    settings = app_settings.open_settings(str(tmp_path / "prec.ini"))
+    settings.setValue("similar_space", "mfcc")
+    settings.setValue("device", "cpu")
+    for env in ("SONARIUM_SIMILAR_SPACE", "SONARIUM_DEVICE"):
+        monkeypatch.setenv(env, "x")
+        monkeypatch.delenv(env)
+    assert app_settings.get(settings, "similar_space") == "mfcc"
+    monkeypatch.setenv("SONARIUM_SIMILAR_SPACE", "clap")
+    assert app_settings.get(settings, "similar_space") == "clap"
+    # apply_to_engine exports the stored pick only where nothing chose already.
+    app_settings.apply_to_engine(settings)
+    assert os.environ["SONARIUM_SIMILAR_SPACE"] == "clap"
+    assert os.environ["SONARIUM_DEVICE"] == "cpu"
+    # The dialog shows and saves the user's picks, never a value of this run's environment.
+    dialog = app_settings.SettingsDialog(settings)
+    qtbot.addWidget(dialog)
+    assert dialog.space.currentText() == "mfcc"
+    dialog.accept()
+    assert app_settings.stored(settings, "similar_space") == "mfcc"
+
+
 def test_query_history_is_kept(qtbot, window, tmp_path):
     search(qtbot, window, "door")
     qtbot.keyClick(window.search_field, Qt.Key.Key_Return)
@@ -360,7 +382,9 @@ def test_model_setting_makes_the_app_index_and_search_with_that_clap(
     from engine.catalog.vectors import VectorStore
 
     tiny_folder = save_tiny_clap(tmp_path / "tiny-clap")
-    monkeypatch.delenv("SONARIUM_CLAP_MODEL", raising=False)  # restored after the test
+    # Set, then deleted: teardown then removes what apply_to_engine exports.
+    monkeypatch.setenv("SONARIUM_CLAP_MODEL", "placeholder")
+    monkeypatch.delenv("SONARIUM_CLAP_MODEL")
     settings = app_settings.open_settings(str(tmp_path / "clap.ini"))
     settings.setValue("model", str(tiny_folder))  # the key earlier versions stored
     app_settings.apply_to_engine(settings)

@@ -48,6 +48,19 @@ class SearchResult:
         return dict(self.__dict__)
 
 
+def results_for_ids(catalog: Catalog, file_ids: list[int]) -> list[SearchResult]:
+    """The readable files among ``file_ids``, as results in that order (score 0)."""
+    if not file_ids:
+        return []
+    marks = ", ".join("?" for _ in file_ids)
+    rows = catalog.query(
+        f"SELECT {_COLUMNS}, 0.0 AS score FROM files f WHERE f.status = 'ok' AND f.id IN ({marks})",
+        list(file_ids),
+    )
+    by_id = {row["id"]: row for row in rows}
+    return [SearchResult(**by_id[i]) for i in file_ids if i in by_id]
+
+
 def keyword_search(
     catalog: Catalog, query: str | ParsedQuery, limit: int = 100, offset: int = 0
 ) -> list[SearchResult]:

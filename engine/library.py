@@ -477,6 +477,19 @@ class Library:
         self._text_space_key = key
         return self._text_space
 
+    # -- the user's marks: favorites, tags, counts ---------------------------------------
+
+    def set_favorite(self, file_id: int, favorite: bool) -> None:
+        self.catalog.set_favorite(file_id, favorite)
+
+    def add_tags(self, file_id: int, tags: list[str]) -> None:
+        """Add tags to a file (searchable at once); blank tags are ignored."""
+        self.catalog.add_tags(file_id, [t.strip() for t in tags if t.strip()])
+
+    def counts(self) -> dict[str, int]:
+        """How many files the library holds, by state (indexed, unreadable, ...)."""
+        return self.catalog.counts()
+
     # -- collections ---------------------------------------------------------------------
 
     def collections(self) -> list[dict[str, Any]]:

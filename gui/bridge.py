@@ -130,7 +130,7 @@ class _QueryWorker(QObject):
             "status",
             {
                 "dir": str(lib.dir),
-                "counts": lib.catalog.counts(),
+                "counts": lib.counts(),
                 "folders": lib.folders(),
                 "errors": lib.errors(),
                 "collections": lib.collections(),
@@ -168,12 +168,12 @@ class _QueryWorker(QObject):
 
     def do_favorite(self, file_id: int, favorite: bool) -> None:
         assert self._library is not None
-        self._library.catalog.set_favorite(file_id, favorite)
+        self._library.set_favorite(file_id, favorite)
         self.do_detail(file_id)
 
     def do_tags(self, file_id: int, tags: list) -> None:
         assert self._library is not None
-        self._library.catalog.add_tags(file_id, list(tags))
+        self._library.add_tags(file_id, list(tags))
         self.do_detail(file_id)
 
     def do_collect(self, name: str, file_ids: list, add: bool) -> None:

@@ -720,6 +720,71 @@ def test_missing_root_keeps_its_rows(scanned, tmp_path, library):
     assert report.warnings == []
 
 
+@pytest.mark.parametrize("how", ["listing", "entry"])
+def test_a_folder_unreadable_for_one_scan_keeps_its_rows_tags_and_favorites(
+    scanned, library, monkeypatch, how
+):
+    """A network share that hiccups: its files are not known to be gone, so their rows,
+    tags and favorites stay; the next scan with the folder back changes nothing."""
+    drums = scanned / "drums"
+    one = library.catalog.file_by_path(str(drums / "one.wav"))
+    library.catalog.add_tags(one["id"], ["kick"])
+    library.catalog.set_favorite(one["id"], True)
+    before = _by_path(library)
+    real_scandir = os.scandir
+
+    def flaky_scandir(path):
+        if how == "listing" and str(path) == str(drums):
+            raise PermissionError(13, "Permission denied", str(path))
+        entries = list(real_scandir(path))
+        if how == "entry" and str(path) == str(scanned):
+            return [_Unstattable(e) if e.name == "drums" else e for e in entries]
+        return entries
+
+    monkeypatch.setattr(scanner_mod.os, "scandir", flaky_scandir)
+    report = library.scan(workers=1)
+    assert report.removed == 0 and report.touched == 0, report
+    assert any(str(drums) in w and "kept" in w for w in report.warnings), report.warnings
+    assert _by_path(library) == before
+    assert library.catalog.tags_of(one["id"]) == ["kick"] and library.catalog.is_favorite(one["id"])
+
+    monkeypatch.setattr(scanner_mod.os, "scandir", real_scandir)
+    report = library.scan(workers=1)
+    assert report.touched == 0 and report.unchanged == 6 and report.warnings == []
+
+
+class _Unstattable:
+    """A directory entry whose stat fails with EIO, as on a share that dropped out."""
+
+    def __init__(self, entry):
+        self.name, self.path = entry.name, entry.path
+
+    def stat(self, follow_symlinks=True):
+        raise OSError(5, "Input/output error", self.path)
+
+
+def test_a_sibling_with_a_longer_name_is_not_kept_by_an_unreadable_folder(
+    tmp_path, library, monkeypatch
+):
+    root = tmp_path / "lib"
+    write(root / "Rain" / "a.wav", tone(0.1))
+    write(root / "Rainforest" / "b.wav", tone(0.1))
+    library.add_folders([root])
+    library.scan(workers=1)
+    (root / "Rainforest" / "b.wav").unlink()
+    real_scandir = os.scandir
+
+    def flaky(path):
+        if str(path) == str(root / "Rain"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(scanner_mod.os, "scandir", flaky)
+    report = library.scan(workers=1)
+    assert report.removed == 1  # Rainforest/b.wav is really gone; Rain/ is only unreadable
+    assert library.catalog.file_by_path(str(root / "Rain" / "a.wav")) is not None
+
+
 def test_cancelled_scan_resumes_without_duplicates(tmp_path, library):
     root = tmp_path / "many"
     for i in range(12):

@@ -83,11 +83,17 @@ class _Listed:
     mtime_ns: int
 
 
-def walk_audio(root: Path, warnings: list[str]) -> Iterator[tuple[str, os.stat_result]]:
+def walk_audio(
+    root: Path, warnings: list[str], unreadable: list[str] | None = None
+) -> Iterator[tuple[str, os.stat_result]]:
     """Audio files under `root`, following symlinks but never looping.
 
-    Hidden entries (".*", including macOS "._" resource forks) are skipped.
+    Hidden entries (".*", including macOS "._" resource forks) are skipped. Folders (and
+    entries) that cannot be read right now are warned about and their paths appended to
+    `unreadable`: what the catalog knows under them is not known to be gone (a network
+    share that hiccups), so the caller keeps it.
     """
+    unreadable = unreadable if unreadable is not None else []
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[tuple[int, int]] = set()
     stack = [root]
@@ -96,7 +102,8 @@ def walk_audio(root: Path, warnings: list[str]) -> Iterator[tuple[str, os.stat_r
         try:
             st = folder.stat()
         except OSError as exc:
-            warnings.append(f"cannot read folder {folder}: {exc.strerror or exc}")
+            warnings.append(f"cannot read folder {folder}, kept its files: {exc.strerror or exc}")
+            unreadable.append(str(folder))
             continue
         key = (st.st_dev, st.st_ino)
         if key in seen_dirs:
@@ -105,7 +112,8 @@ def walk_audio(root: Path, warnings: list[str]) -> Iterator[tuple[str, os.stat_r
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
-            warnings.append(f"cannot read folder {folder}: {exc.strerror or exc}")
+            warnings.append(f"cannot read folder {folder}, kept its files: {exc.strerror or exc}")
+            unreadable.append(str(folder))
             continue
         subdirs = []
         for entry in entries:
@@ -113,8 +121,12 @@ def walk_audio(root: Path, warnings: list[str]) -> Iterator[tuple[str, os.stat_r
                 continue
             try:
                 est = entry.stat(follow_symlinks=True)
-            except OSError:
+            except FileNotFoundError:
                 continue  # dangling symlink, or gone since listing
+            except OSError as exc:  # there but unreadable now: not known to be gone
+                warnings.append(f"cannot read {entry.path}, kept it: {exc.strerror or exc}")
+                unreadable.append(entry.path)
+                continue
             if stat.S_ISDIR(est.st_mode):
                 subdirs.append(Path(entry.path))
             elif stat.S_ISREG(est.st_mode) and Path(entry.name).suffix.lower() in AUDIO_SUFFIXES:
@@ -155,6 +167,7 @@ class Scanner:
         selected = {p: all_roots[p] for p in (roots or all_roots) if p in all_roots}
 
         listed: list[_Listed] = []
+        unreadable: list[str] = []
         known: dict[str, tuple[int, int, int, str | None]] = {}
         for root_path, root_id in selected.items():
             root = Path(root_path)
@@ -163,12 +176,20 @@ class Scanner:
                 report.warnings.append(f"folder is missing, kept its files: {root_path}")
                 continue
             known.update(self.catalog.known_files(root_id))
-            for path, st in walk_audio(root, report.warnings):
+            for path, st in walk_audio(root, report.warnings, unreadable):
                 listed.append(_Listed(path, root_id, st.st_size, st.st_mtime_ns))
         report.files_seen = len(listed)
 
         listed_paths = {item.path for item in listed}
-        missing = {p: v for p, v in known.items() if p not in listed_paths}
+        # Only files under folders that were read are known to be gone; rows under an
+        # unreadable folder (a network share's hiccup) keep their tags and favorites.
+        unread = set(unreadable)
+        under = tuple(u.rstrip(os.sep) + os.sep for u in unreadable)
+        missing = {
+            p: v
+            for p, v in known.items()
+            if p not in listed_paths and p not in unread and not (under and p.startswith(under))
+        }
         todo: list[_Listed] = []
         new: list[_Listed] = []
         for item in listed:

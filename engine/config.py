@@ -24,6 +24,14 @@ AUDIO_SUFFIXES = frozenset(
     }
 )  # fmt: skip
 
+# What a file header may declare and still be read: every real rate (8 kHz telephone to
+# 768 kHz DXD-and-beyond, film pull-down rates in between) and channel count (up to 256,
+# e.g. ambisonics and multitrack polywavs). Anything outside is an error row with its
+# reason, never a value that sizes memory.
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 768_000
+MAX_CHANNELS = 256
+
 SPACE_NAMES = ("aisfx", "mfcc", "clap")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "float32")

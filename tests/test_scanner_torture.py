@@ -26,7 +26,14 @@ import engine.scan.analyze as analyze_mod
 import engine.scan.scanner as scanner_mod
 from engine.library import Library
 from engine.scan.peaks import DETAIL_BUCKETS, OVERVIEW_BUCKETS, decode_peaks
-from tests.audio_factory import chunk_size, tone, wav_bytes, with_chunk_size, write
+from tests.audio_factory import (
+    chunk_size,
+    riff_chunk_offset,
+    tone,
+    wav_bytes,
+    with_chunk_size,
+    write,
+)
 
 HAS_MP3 = "MP3" in sf.available_formats()
 SINE_PEAK_DB = 20 * math.log10(0.5)  # -6.02 dBFS for a 0.5-amplitude sine
@@ -783,6 +790,35 @@ def test_a_sibling_with_a_longer_name_is_not_kept_by_an_unreadable_folder(
     report = library.scan(workers=1)
     assert report.removed == 1  # Rainforest/b.wav is really gone; Rain/ is only unreadable
     assert library.catalog.file_by_path(str(root / "Rain" / "a.wav")) is not None
+
+
+@pytest.mark.parametrize(
+    ("rate", "status"),
+    [(67_108_864, "error"), (999, "error"), (1_000, "ok"), (44_056, "ok"), (44_099, "ok"),
+     (47_952, "ok"), (768_000, "ok"), (768_001, "error")],
+)  # fmt: skip
+def test_the_declared_sample_rate_is_checked_before_it_sizes_anything(
+    tmp_path, library, rate, status
+):
+    """A header's rate is validated: real rates (film pull-downs included) are read, an
+    implausible one is an error row that says why; the other files are indexed."""
+    root = tmp_path / "rates"
+    data = bytearray(wav_bytes())
+    fmt = riff_chunk_offset(bytes(data), b"fmt ")
+    data[fmt + 12 : fmt + 16] = rate.to_bytes(4, "little")
+    root.mkdir()
+    (root / "odd_rate.wav").write_bytes(bytes(data))
+    write(root / "plain.wav", tone(0.2))
+    library.add_folders([root])
+    report = library.scan(workers=1)
+    rows = {r["name"]: r for r in library.catalog.query("SELECT * FROM files")}
+    assert rows["plain.wav"]["status"] == "ok" and report.added == 2
+    odd = rows["odd_rate.wav"]
+    assert odd["status"] == status, odd["error"]
+    if status == "error":
+        assert "implausible header" in odd["error"] and str(rate) in odd["error"]
+    else:
+        assert odd["sample_rate"] == rate
 
 
 def test_cancelled_scan_resumes_without_duplicates(tmp_path, library):

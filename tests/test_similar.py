@@ -147,6 +147,29 @@ def test_one_spaces_failure_on_a_file_leaves_the_other_spaces_alone(library, fak
     assert (again.files, again.failed) == (0, 0)
 
 
+def test_a_file_that_cannot_be_resampled_fails_alone(library, fake_library, monkeypatch):
+    """E.g. a MemoryError resampling one odd file: that file gets an error row in that
+    space, the rest of its batch is embedded."""
+    import engine.embed.pipeline as pipeline
+
+    real = pipeline.resample
+
+    def resample_or_fail(audio, rate, target):
+        if len(audio) == 3 * rate:  # a1.wav, the only 3-s file
+            raise MemoryError("cannot allocate 740 GiB")
+        return real(audio, rate, target)
+
+    class Resampling(FakeSpace):
+        sample_rate = 16000
+
+    monkeypatch.setattr(pipeline, "resample", resample_or_fail)
+    report = Embedder(library.catalog, [Resampling()], batch_files=16).run()
+    assert (report.files, report.failed) == (3, 1)
+    assert "cannot resample from 8000 Hz to 16000 Hz: MemoryError" in report.errors[0]
+    store = VectorStore(library.catalog)
+    assert store.counts(store.space("fake")["id"]) == {"embedded": 3, "failed": 1, "pending": 0}
+
+
 def test_embedding_runs_with_one_blas_thread_and_restores_it(library, fake_library):
     """OpenBLAS's idle threads spin after each call and take a core from the model, so
     the pipeline limits BLAS to one thread while it runs, and only then."""

@@ -67,7 +67,15 @@ def _prepare(item: _Decoded, space: EmbeddingSpace, seconds: dict[str, float]) -
     clip = item.clips.get(space.sample_rate)
     if clip is None:
         assert item.audio is not None  # callers prepare only decoded items
-        clip = item.clips[space.sample_rate] = resample(item.audio, item.rate, space.sample_rate)
+        try:
+            clip = resample(item.audio, item.rate, space.sample_rate)
+        except Exception as exc:  # e.g. MemoryError: this file fails, the batch goes on
+            log.exception("resampling %s for %s failed", item.path, space.name)
+            item.space_errors[space.name] = (
+                f"cannot resample from {item.rate} Hz to {space.sample_rate} Hz: {exc!r}"
+            )
+            return
+        item.clips[space.sample_rate] = clip
     t2 = time.perf_counter()
     prepare = getattr(space, "prepare", None)
     try:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from engine.config import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from engine.scan.metadata import read_metadata
 from engine.scan.peaks import PeakAccumulator
 from engine.scan.ucs import UcsTable, parse_ucs
@@ -146,6 +147,15 @@ def analyze(path: Path, root_id: int, ucs_table: UcsTable | None = None) -> Anal
         )
         if snd.samplerate <= 0 or snd.channels <= 0:
             return error(f"invalid header: {snd.samplerate} Hz, {snd.channels} channels")
+        if not MIN_SAMPLE_RATE <= snd.samplerate <= MAX_SAMPLE_RATE:
+            return error(
+                f"implausible header: a sample rate of {snd.samplerate} Hz (files from "
+                f"{MIN_SAMPLE_RATE // 1000} kHz to {MAX_SAMPLE_RATE // 1000} kHz are read)"
+            )
+        if snd.channels > MAX_CHANNELS:
+            return error(
+                f"implausible header: {snd.channels} channels (at most {MAX_CHANNELS} are read)"
+            )
         declared = snd.frames if 0 <= snd.frames < (1 << 62) else 0
         peaks = PeakAccumulator(declared)
         peak = 0.0

@@ -11,6 +11,7 @@ from cli.output import (
     StagedProgress,
     ctrl_c_cancels,
     print_json,
+    printable,
 )
 from cli.parser import device, open_library
 
@@ -71,7 +72,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     with open_library(args) as library:
         roots = library.add_folders(args.paths)
         for root in roots:
-            print(f"added {root}", flush=True)
+            print(f"added {printable(root)}", flush=True)
         if args.no_scan:
             return 0
         return _index(library, args, roots=roots)
@@ -119,7 +120,7 @@ def _print_scan(scan: Any) -> None:
     if scan.touched == 0 and not scan.errors:
         print("nothing changed")
     for warning in scan.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {printable(warning)}", file=sys.stderr)
     if scan.errors:
         print("see 'sonarium errors' for the unreadable files", file=sys.stderr)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cli.output import format_duration, print_json, print_listing
+from cli.output import format_duration, print_json, print_listing, printable
 from cli.parser import open_library
 
 
@@ -43,7 +43,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             continue
         if key == "duration":
             value = format_duration(value)
-        print(f"{key:>18}: {value}")
+        print(f"{key:>18}: {printable(value)}")
     return 0
 
 

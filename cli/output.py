@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import signal
 import sys
 import threading
@@ -13,6 +14,27 @@ from typing import Any
 # Exit codes: 2 for an error the user can fix, 130 for a cancelled run (like a shell).
 EXIT_ERROR = 2
 EXIT_CANCELLED = 130
+
+
+# Control characters (C0, DEL, C1) and bidirectional overrides/isolates: in a name or a
+# metadata field they would move the cursor, recolour or reorder the terminal, or split a
+# result over two lines. The catalog keeps the original; only what is printed is escaped.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(value: object) -> str:
+    """``value`` as text safe to print on a terminal: unsafe characters escaped (\\n,
+    \\x1b, \\u202e...), a name that is not valid UTF-8 shown with \\xNN for its bytes."""
+    text = str(value)
+    try:  # a name the OS gave as bytes that are not UTF-8: show those bytes as \\xNN
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # other lone surrogates
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+    def escape(m: re.Match[str]) -> str:
+        return m.group().encode("unicode_escape").decode("ascii")
+
+    return _UNSAFE.sub(escape, text)
 
 
 def format_duration(seconds: float | None) -> str:
@@ -32,7 +54,7 @@ def print_json(value: Any) -> None:
 def error(message: str, how: str | None = None) -> int:
     """Print an error for the user on stderr (and the CLI's way to fix it); returns the
     exit code for it."""
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {printable(message)}", file=sys.stderr)
     if how:
         print(f"  {how}", file=sys.stderr)
     return EXIT_ERROR
@@ -61,7 +83,7 @@ def print_listing(
     if not items:
         print(empty)
     for item in items:
-        print(line(item))
+        print(line({k: printable(v) if isinstance(v, str) else v for k, v in item.items()}))
 
 
 def print_results(results: list[Any], as_json: bool) -> None:
@@ -76,7 +98,7 @@ def print_results(results: list[Any], as_json: bool) -> None:
         moment = f"  @{r.start:.1f}-{r.end:.1f}s" if r.start is not None else ""
         print(
             f"{r.score:7.3f}  {format_duration(r.duration):>9}  {r.sample_rate / 1000:g}k "
-            f"{channels:<6} {r.format.lower():<5} {r.path}{moment}"
+            f"{channels:<6} {r.format.lower():<5} {printable(r.path)}{moment}"
         )
 
 

@@ -190,6 +190,24 @@ def test_engine_errors_get_the_clis_how(tmp_path, library_dir):
     assert "run 'sonarium scan'" in proc.stderr
 
 
+def test_names_with_control_characters_are_printed_escaped(tmp_path, library_dir):
+    """A name may hold a newline, an escape sequence or a bidi override: the terminal gets
+    them escaped on one line; --json keeps the original (the catalog is unchanged)."""
+    root = tmp_path / "hostile"
+    name = "door\nslam\x1b[31m\u202egnp.wav"
+    write(root / name, tone(0.2), 8000)
+    (root / "bad\x07bell.wav").write_bytes(b"RIFF garbage")
+    run_cli("add", str(root), "--no-embed", "-q", library_dir=library_dir)
+    out = run_cli("search", "door", "--keyword-only", library_dir=library_dir).stdout
+    lines = [line for line in out.splitlines() if "door" in line]
+    assert len(lines) == 1 and "\x1b" not in out and "\u202e" not in out
+    assert "door\\nslam\\x1b[31m\\u202egnp.wav" in lines[0]
+    errors = run_cli("errors", library_dir=library_dir).stdout
+    assert "\x07" not in errors and "bad\\x07bell.wav" in errors
+    as_json = json.loads(run_cli("search", "door", "--json", library_dir=library_dir).stdout)
+    assert as_json[0]["name"] == name
+
+
 def test_model_command_reports_a_missing_model(tmp_path, library_dir, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     proc = run_cli("model", str(tmp_path / "no-such-model"), library_dir=library_dir, check=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import errno
+import json
 import math
 import os
 import shutil
@@ -24,6 +25,7 @@ import soundfile as sf
 
 import engine.scan.analyze as analyze_mod
 import engine.scan.scanner as scanner_mod
+from engine.errors import LibraryError
 from engine.library import Library
 from engine.scan.peaks import DETAIL_BUCKETS, OVERVIEW_BUCKETS, decode_peaks
 from tests.audio_factory import (
@@ -819,6 +821,41 @@ def test_the_declared_sample_rate_is_checked_before_it_sizes_anything(
         assert "implausible header" in odd["error"] and str(rate) in odd["error"]
     else:
         assert odd["sample_rate"] == rate
+
+
+def test_a_link_to_a_folder_outside_the_library_is_not_walked(tmp_path, library):
+    """A link to "/" once walked the whole filesystem into the library: links to folders
+    outside the library folder are skipped with a warning; links inside still work."""
+    outside = tmp_path / "elsewhere"
+    write(outside / "stranger.wav", tone(0.1))
+    root = tmp_path / "lib"
+    write(root / "kit" / "kick.wav", tone(0.1))
+    (root / "to_elsewhere").symlink_to(outside, target_is_directory=True)
+    (root / "to_root").symlink_to("/", target_is_directory=True)
+    (root / "also_kit").symlink_to("kit", target_is_directory=True)
+    library.add_folders([root])
+    report = library.scan(workers=1)
+    names = sorted(r["name"] for r in library.catalog.query("SELECT name FROM files"))
+    assert names == ["kick.wav"] and report.files_seen == 1
+    skipped = [w for w in report.warnings if "outside the library folder" in w]
+    assert len(skipped) == 2 and any("to_root" in w for w in skipped)
+
+
+def test_a_ucs_table_of_the_wrong_shape_never_stops_a_scan(tmp_path, library):
+    table = tmp_path / "ucs.json"
+    table.write_text("[1, 2, 3]")
+    with pytest.raises(LibraryError, match="not a UCS table|no UCS rows"):
+        library.set_ucs_table(str(table))
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps([{"CatID": "DOORWood", "Category": "DOORS", "SubCategory": "WOOD"}]))
+    library.set_ucs_table(str(good))
+    good.write_text(json.dumps({"CatID": "DOORWood"}))  # replaced by something else since
+    write(tmp_path / "s" / "DOORWood_Creak_JD_Lib.wav", tone(0.1))
+    library.add_folders([tmp_path / "s"])
+    report = library.scan(workers=1)
+    assert report.added == 1 and report.errors == 0
+    row = library.catalog.query("SELECT * FROM files")[0]
+    assert row["status"] == "ok" and row["ucs_catid"] == "DOORWood"
 
 
 def test_cancelled_scan_resumes_without_duplicates(tmp_path, library):

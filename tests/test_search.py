@@ -1,5 +1,6 @@
 import json
 import os
+import sqlite3
 
 import pytest
 
@@ -115,3 +116,32 @@ def test_errors_are_not_search_results(tmp_path, library, sounds):
 def test_malformed_query_raises_query_error(library, sounds):
     with pytest.raises(QueryError):
         library.search('"door')
+
+
+def test_an_overlong_or_undecodable_query_is_refused_with_a_message(library):
+    from engine.search.query import MAX_QUERY_CHARS
+
+    with pytest.raises(QueryError, match="too long"):
+        library.search("door " * (MAX_QUERY_CHARS // 5 + 1), mode="keyword")
+    # A terminal's undecodable bytes arrive as lone surrogates.
+    with pytest.raises(QueryError, match="not text"):
+        library.search("tag:caf\udce9", mode="keyword")
+    assert library.search("door " * (MAX_QUERY_CHARS // 5 - 1), mode="keyword") == []
+
+
+def test_filtering_content_candidates_needs_no_sql_variable_per_id(tmp_path, library):
+    """The default search filters the content ranking's candidates in SQL: however many
+    there are (past this SQLite's limit on variables), one statement of fixed size."""
+    from engine.search.hybrid import _allowed
+    from engine.search.query import parse_query
+
+    root = tmp_path / "s"
+    write(root / "a.wav", tone(0.2, rate=8000), 8000)
+    write(root / "b.wav", tone(2.5, rate=8000), 8000)
+    library.add_folders([root])
+    library.scan(workers=1)
+    ids = [r["id"] for r in library.catalog.query("SELECT id FROM files ORDER BY name")]
+    limit = library.catalog.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    candidates = list(range(10**6, 10**6 + limit + 1_000)) + ids
+    assert _allowed(library.catalog, parse_query("dur:<1"), candidates) == {ids[0]}
+    assert _allowed(library.catalog, parse_query("-a"), candidates) == {ids[1]}

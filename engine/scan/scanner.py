@@ -128,6 +128,13 @@ def walk_audio(
                 unreadable.append(entry.path)
                 continue
             if stat.S_ISDIR(est.st_mode):
+                if entry.is_symlink() and not _inside(Path(entry.path), root):
+                    # One link to "/" would walk the whole filesystem into the library.
+                    warnings.append(
+                        f"skipped {entry.path}: a link to a folder outside the library "
+                        f"folder (add that folder to the library to index it)"
+                    )
+                    continue
                 subdirs.append(Path(entry.path))
             elif stat.S_ISREG(est.st_mode) and Path(entry.name).suffix.lower() in AUDIO_SUFFIXES:
                 fkey = (est.st_dev, est.st_ino)
@@ -136,6 +143,14 @@ def walk_audio(
                 seen_files.add(fkey)
                 yield entry.path, est
         stack.extend(reversed(subdirs))
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` resolves to ``root`` or a folder under it (links followed)."""
+    try:
+        return path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):  # unresolvable (a loop): not inside
+        return False
 
 
 class Scanner:

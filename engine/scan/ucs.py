@@ -50,8 +50,12 @@ class UcsTable:
                 rows = list(csv.DictReader(f))
         else:
             rows = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(rows, list):
+            raise ValueError(f"{path}: not a UCS table (expected a list of rows)")
         entries = []
         for row in rows:
+            if not isinstance(row, dict):
+                continue  # a stray value in the list: not a row
             norm = {str(k).replace(" ", "").lower(): v for k, v in row.items()}
             catid, cat, sub = norm.get("catid"), norm.get("category"), norm.get("subcategory")
             if catid and cat:

@@ -10,6 +10,7 @@ user's model; `eval` measures the result.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Protocol
 
 import numpy as np
@@ -41,11 +42,13 @@ def _allowed(catalog: Catalog, parsed: ParsedQuery, ids: list[int]) -> set[int]:
     if not ids:
         return set()
     where, params = parsed.where()
+    # The candidates go in as one JSON array: the statement stays the same size however
+    # many there are (one "?" per id failed past SQLite's 32,766 variables).
     sql = (
         f"SELECT f.id FROM files f WHERE f.status = 'ok' AND ({where}) "
-        f"AND f.id IN ({', '.join('?' for _ in ids)})"
+        "AND f.id IN (SELECT value FROM json_each(?))"
     )
-    args: list[Any] = [*params, *ids]
+    args: list[Any] = [*params, json.dumps([int(i) for i in ids])]
     for term in parsed.exclude:
         sql += " AND f.id NOT IN (SELECT rowid FROM files_fts WHERE files_fts MATCH ?)"
         args.append(term)

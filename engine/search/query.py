@@ -29,6 +29,7 @@ _FORMAT_ALIASES = {
     "caf": ("CAF",),
 }
 
+MAX_QUERY_CHARS = 2000
 _TOKEN = re.compile(r'\s*(-?)(?:([A-Za-z]+):)?("([^"]*)"|[^\s"]+)')
 _UNIT = {"ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 
@@ -169,6 +170,15 @@ def _like_prefix(text: str) -> str:
 
 def parse_query(text: str) -> ParsedQuery:
     """Parse user text; raises QueryError for malformed input."""
+    if len(text) > MAX_QUERY_CHARS:
+        # Matching cost grows with the number of words: a pasted document is refused.
+        raise QueryError(
+            f"the query is too long ({len(text)} characters; at most {MAX_QUERY_CHARS})"
+        )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates, e.g. undecodable bytes from a terminal
+        raise QueryError("the query holds characters that are not text; retype it") from None
     if text.count('"') % 2:
         raise QueryError('unclosed quote: add the missing " or remove it')
     query = ParsedQuery()

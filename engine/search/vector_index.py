@@ -17,6 +17,8 @@ from typing import Any
 import faiss
 import numpy as np
 
+from engine.catalog.sidefiles import written
+
 log = logging.getLogger(__name__)
 
 IVF_THRESHOLD = 300_000
@@ -77,7 +79,9 @@ class SavedIndex:
             return None
 
     def save(self, index, stamp: dict) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        faiss.write_index(index, str(tmp))
-        tmp.replace(self.path)
-        self.stamp_path.write_text(json.dumps(stamp))
+        """The index, then its stamp (a stamp never vouches for an index not yet there);
+        each written whole under a unique temporary name."""
+        with written(self.path) as tmp:
+            faiss.write_index(index, str(tmp))
+        with written(self.stamp_path) as tmp:
+            tmp.write_text(json.dumps(stamp))

@@ -104,3 +104,18 @@ def test_ucs_table_reads_explanations_and_synonyms_from_json_and_csv(tmp_path, u
     table = UcsTable.load(csv_path)
     assert table.by_catid["AIRBrst"].explanation == "Sharp air releases"
     assert [e.catid for e in table.by_synonym["kerboom"]] == ["AIRBrst"]
+
+
+def test_one_huge_description_never_makes_a_huge_caption():
+    from itertools import product
+
+    from engine.adapt.captions import MAX_CAPTION_CHARS
+
+    # A 1.6 MB iXML note of different words (repeated words are dropped anyway).
+    words = ["".join(p) for p in product("bdfglmnprst", "aeiou", "bdfglmnprst", "aeiou", "lnr")]
+    note = "rain on a tin roof " + " ".join(words * 30)
+    assert len(note) > 1_500_000
+    files = [FileText(1, "take_1.wav", description=note), FileText(2, "door_slam.wav")]
+    captions = build_captions(files)
+    assert captions[1].startswith("rain tin roof")
+    assert len(captions[1]) <= MAX_CAPTION_CHARS and captions[2] == "door slam"

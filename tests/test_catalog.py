@@ -122,3 +122,23 @@ def test_catalog_readable_by_plain_sqlite(tmp_path, library):
     library.scan(workers=1)
     conn = sqlite3.connect(library.catalog.path)
     assert conn.execute("SELECT COUNT(*) FROM files").fetchone()[0] == 1
+
+
+def test_a_huge_metadata_field_is_kept_whole_but_indexed_in_part(tmp_path, library):
+    from engine.catalog.db import MAX_FTS_DESCRIPTION_CHARS
+
+    root = tmp_path / "s"
+    write(root / "take.wav")
+    library.add_folders([root])
+    library.scan(workers=1)
+    row = library.catalog.file_by_path(str(root / "take.wav"))
+    note = "thunder " + "x" * 2_000_000
+    with library.catalog.transaction() as c:
+        c.execute("UPDATE files SET description = ? WHERE id = ?", (note, row["id"]))
+        library.catalog._refresh_fts(row["id"])
+    assert library.catalog.file_by_id(row["id"])["description"] == note  # kept whole
+    (indexed,) = library.catalog.conn.execute(
+        "SELECT LENGTH(description) FROM files_fts WHERE rowid = ?", (row["id"],)
+    ).fetchone()
+    assert indexed <= MAX_FTS_DESCRIPTION_CHARS
+    assert [r.name for r in library.search("thunder", mode="keyword")] == ["take.wav"]

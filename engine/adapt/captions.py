@@ -34,6 +34,10 @@ COMMON_MIN_FILES = 20
 FOLDER_LEVELS = 3
 # Query words listed as synonyms by more CatIDs than this are too broad to expand.
 MAX_SYNONYM_CATEGORIES = 2
+# One file's text must not dominate: a 1.6 MB iXML note once made a 257 MB adapter for 40
+# files (captions are stored padded to the longest). The encoder reads 256 tokens at most.
+MAX_DESCRIPTION_CHARS = 4096
+MAX_CAPTION_CHARS = 512
 _HEX = re.compile(r"^[0-9a-f]{8,}$")
 
 
@@ -80,7 +84,7 @@ def _dedupe(words: Iterable[str]) -> list[str]:
 def file_words(f: FileText, ucs: UcsTable | None) -> tuple[list[str], list[str]]:
     """(own words, folder words) of a file before common words are dropped."""
     own = useful_words(_stem(f.name))
-    own += useful_words(f.description)
+    own += useful_words(f.description[:MAX_DESCRIPTION_CHARS])
     for tag in f.tags:
         own += useful_words(tag)
     entry = ucs.by_catid.get(f.ucs_catid) if ucs and f.ucs_catid else None
@@ -118,6 +122,8 @@ def build_captions(
         entry = ucs.by_catid.get(f.ucs_catid) if ucs and f.ucs_catid else None
         if knowledge and entry is not None and entry.explanation:
             text += ". " + entry.explanation
+        if len(text) > MAX_CAPTION_CHARS:
+            text = text[:MAX_CAPTION_CHARS].rsplit(" ", 1)[0]
         captions[f.id] = text
     return captions
 

@@ -22,6 +22,9 @@ import sqlite_utils
 from engine.catalog.migrations import apply_migrations
 from engine.search.words import name_words, split_words
 
+# How much of a file's descriptions and metadata the keyword index takes (see _refresh_fts).
+MAX_FTS_DESCRIPTION_CHARS = 8192
+
 FILE_COLUMNS = (
     "root_id", "path", "folder", "name", "size", "mtime_ns", "fingerprint", "format",
     "subtype", "sample_rate", "channels", "frames", "duration", "bit_depth", "peak_db",
@@ -242,6 +245,8 @@ class Catalog:
             )
             if v
         )
+        # The field stays whole in its column; the index gets a sane length of it.
+        description = description[:MAX_FTS_DESCRIPTION_CHARS]
         c.execute(
             "INSERT INTO files_fts (rowid, name, folder, description, tags, ucs) "
             "VALUES (?, ?, ?, ?, ?, ?)",

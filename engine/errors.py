@@ -2,6 +2,7 @@
 
     SonariumError                   catch this once in a front end
     ├── LibraryError                a library operation cannot be done (bad path, not a folder)
+    │   ├── CatalogUnusable         the catalog is damaged or from a newer Sonarium (never written)
     │   ├── NotIndexed              the sounds a request needs are not embedded (yet)
     │   └── FileUnreadable          an audio file given to a request cannot be read
     ├── QueryError                  a malformed query (also a ValueError)
@@ -27,6 +28,11 @@ class SonariumError(Exception):
 
 class LibraryError(SonariumError):
     """A library operation cannot be done as asked (bad path, not a library folder...)."""
+
+
+class CatalogUnusable(LibraryError):
+    """The library's catalog is damaged, or was written by a newer Sonarium; it is left
+    exactly as it is."""
 
 
 class NotIndexed(LibraryError):

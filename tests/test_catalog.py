@@ -1,6 +1,7 @@
 import sqlite3
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -142,3 +143,62 @@ def test_a_huge_metadata_field_is_kept_whole_but_indexed_in_part(tmp_path, libra
     ).fetchone()
     assert indexed <= MAX_FTS_DESCRIPTION_CHARS
     assert [r.name for r in library.search("thunder", mode="keyword")] == ["take.wav"]
+
+
+def test_a_catalog_from_a_newer_sonarium_is_refused_and_never_written(tmp_path, library):
+    import hashlib
+
+    from engine.errors import CatalogUnusable
+    from engine.library import Library
+
+    with library.catalog.transaction() as c:
+        c.execute("INSERT INTO migrations (name, applied_at) VALUES ('m999_from_the_future', 0)")
+    library.catalog.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    library.close()
+    path = library.dir / "catalog.sqlite"
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(CatalogUnusable, match="newer version of Sonarium.*m999_from_the_future"):
+        Library(library.dir)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def test_a_damaged_catalog_says_how_to_recover(tmp_path):
+    from engine.errors import CatalogUnusable
+    from engine.library import Library
+
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    (folder / "catalog.sqlite").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(CatalogUnusable, match="damaged.*move it away and rescan"):
+        Library(folder)
+
+
+def test_a_copy_is_kept_before_an_upgrade_changes_the_catalog(tmp_path, library, monkeypatch):
+    import sqlite3
+
+    import engine.catalog.migrations as migrations
+    from engine.library import Library
+
+    root = tmp_path / "s"
+    write(root / "a.wav")
+    library.add_folders([root])
+    library.scan(workers=1)
+    library.close()
+
+    def m900_test_upgrade(conn):
+        conn.execute("CREATE TABLE upgraded (x INTEGER)")
+
+    monkeypatch.setattr(
+        migrations, "MIGRATIONS", [*migrations.MIGRATIONS, ("m900_test_upgrade", m900_test_upgrade)]
+    )
+    with Library(library.dir) as upgraded:
+        assert upgraded.catalog.query(
+            "SELECT name FROM migrations WHERE name = 'm900_test_upgrade'"
+        )
+    copy = library.dir / "catalog.sqlite.before-migration"
+    conn = sqlite3.connect(copy)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    files = conn.execute("SELECT COUNT(*) FROM files").fetchone()[0]
+    conn.close()
+    assert "upgraded" not in tables and files == 1
+    assert not [p for p in library.dir.iterdir() if p.name.startswith(".")]  # no temporaries

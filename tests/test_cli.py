@@ -208,6 +208,15 @@ def test_names_with_control_characters_are_printed_escaped(tmp_path, library_dir
     assert as_json[0]["name"] == name
 
 
+def test_a_damaged_catalog_is_an_error_not_a_traceback(tmp_path):
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "catalog.sqlite").write_bytes(b"\x00garbage" * 500)
+    proc = run_cli("folders", library_dir=damaged, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "error: the library's catalog" in proc.stderr and "damaged" in proc.stderr
+
+
 def test_model_command_reports_a_missing_model(tmp_path, library_dir, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     proc = run_cli("model", str(tmp_path / "no-such-model"), library_dir=library_dir, check=False)

@@ -19,7 +19,9 @@ from typing import Any
 
 import sqlite_utils
 
-from engine.catalog.migrations import apply_migrations
+from engine.catalog.migrations import apply_migrations, check_known
+from engine.catalog.sidefiles import written
+from engine.errors import CatalogUnusable
 from engine.search.words import name_words, split_words
 
 # How much of a file's descriptions and metadata the keyword index takes (see _refresh_fts).
@@ -43,12 +45,44 @@ class Catalog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves (see transaction()).
         conn = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        self.db = sqlite_utils.Database(conn)
-        self.conn = conn
-        apply_migrations(conn)
+        try:
+            check_known(conn)  # a newer build's catalog is refused before any write
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self.db = sqlite_utils.Database(conn)
+            self.conn = conn
+            apply_migrations(conn, backup=self._backup)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise CatalogUnusable(self._damaged(exc)) from exc
+        except BaseException:
+            conn.close()
+            raise
+
+    def _backup(self, migration: str) -> None:
+        """A copy of the catalog as it is, before ``migration`` changes it (the newest
+        copy per library is kept beside it, written whole)."""
+        target = self.path.with_name(self.path.name + ".before-migration")
+        with written(target) as tmp:
+            copy = sqlite3.connect(str(tmp))
+            try:
+                self.conn.backup(copy)
+            finally:
+                copy.close()
+
+    def _damaged(self, exc: sqlite3.DatabaseError) -> str:
+        backup = self.path.with_name(self.path.name + ".before-migration")
+        restore = (
+            f"restore the copy made before the last upgrade ({backup}), or "
+            if backup.exists()
+            else ""
+        )
+        return (
+            f"the library's catalog {self.path} is damaged ({exc}); {restore}move it away "
+            "and rescan the folders (your tags, favorites and collections are stored in it; "
+            "sqlite3's .recover can often save them)"
+        )
 
     def close(self) -> None:
         self.conn.close()

@@ -10,6 +10,8 @@ import sqlite3
 import time
 from collections.abc import Callable
 
+from engine.errors import CatalogUnusable
+
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[tuple[str, Migration]] = []
 
@@ -164,16 +166,44 @@ def _run_statements(conn: sqlite3.Connection, script: str) -> None:
             conn.execute(statement)
 
 
-def apply_migrations(conn: sqlite3.Connection) -> list[str]:
-    """Apply pending migrations, each in its own transaction; returns the names applied."""
+def check_known(conn: sqlite3.Connection) -> set[str]:
+    """The migrations this catalog has; CatalogUnusable when it has some this build does
+    not know (a newer Sonarium wrote it: writing to it could break that version's data).
+    Reads only."""
+    has_table = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'migrations'"
+    ).fetchone()
+    if not has_table:
+        return set()
+    done = {row[0] for row in conn.execute("SELECT name FROM migrations")}
+    unknown = sorted(done - {name for name, _ in MIGRATIONS})
+    if unknown:
+        raise CatalogUnusable(
+            "this library was written by a newer version of Sonarium (its catalog has "
+            f"{len(unknown)} change(s) this version does not know: {', '.join(unknown[:3])}); "
+            "open it with that version, or choose another library. Nothing was changed."
+        )
+    return done
+
+
+def apply_migrations(
+    conn: sqlite3.Connection, backup: Callable[[str], None] | None = None
+) -> list[str]:
+    """Apply pending migrations, each in its own transaction; returns the names applied.
+
+    Refuses a catalog from a newer build before writing anything (check_known). When a
+    catalog that already holds data is about to change, ``backup(name)`` is called first.
+    """
+    done = check_known(conn)
     conn.execute(
         "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
     )
-    done = {row[0] for row in conn.execute("SELECT name FROM migrations")}
-    applied = []
+    applied: list[str] = []
     for name, fn in MIGRATIONS:
         if name in done:
             continue
+        if backup is not None and done and not applied:
+            backup(name)  # once, before the first change: the catalog as the user left it
         conn.execute("BEGIN IMMEDIATE")
         try:
             # Another process may have migrated between our read and our lock.

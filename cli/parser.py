@@ -12,9 +12,10 @@ import argparse
 
 from engine import config
 
-GLOBAL_SETTINGS = tuple(s for s in config.SETTINGS.values() if s.cli_flag and s.env)
 # --space is a per-command option (similar, eval), not a global one.
-GLOBAL_SETTINGS = tuple(s for s in GLOBAL_SETTINGS if s.name != "similar_space")
+GLOBAL_SETTINGS = tuple(
+    s for s in config.SETTINGS.values() if s.cli_flag and s.env and s.name != "similar_space"
+)
 
 
 def _add_globals(parser: argparse.ArgumentParser, suppress: bool) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,16 @@ from engine.catalog.migrations import apply_migrations, check_known
 from engine.catalog.sidefiles import written
 from engine.errors import CatalogUnusable
 from engine.search.words import name_words, split_words
+
+# "x IN (ID_SET)" with id_set(ids) as its one parameter: a list of ids of any length in a
+# statement of fixed size (one "?" per id fails past SQLite's variable limit).
+ID_SET = "SELECT value FROM json_each(?)"
+
+
+def id_set(ids: Iterable[int]) -> str:
+    """The parameter for ID_SET."""
+    return json.dumps([int(i) for i in ids])
+
 
 # How much of a file's descriptions and metadata the keyword index takes (see _refresh_fts).
 MAX_FTS_DESCRIPTION_CHARS = 8192

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.catalog.db import Catalog
+from engine.catalog.db import ID_SET, Catalog, id_set
 
 
 def normalise(matrix: np.ndarray) -> np.ndarray:
@@ -178,15 +178,12 @@ class VectorStore:
 
     def file_vectors(self, space_id: int, file_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of those of `file_ids` that have a vector, in the order asked."""
-        found: dict[int, np.ndarray] = {}
-        for start in range(0, len(file_ids), 900):  # below SQLite's variable limit
-            part = file_ids[start : start + 900]
-            rows = self.catalog.conn.execute(
-                "SELECT file_id, vector FROM file_vectors WHERE space_id = ? "
-                f"AND file_id IN ({', '.join('?' for _ in part)})",
-                [space_id, *part],
-            ).fetchall()
-            found.update((int(r[0]), from_blob(r[1])) for r in rows)
+        rows = self.catalog.conn.execute(
+            "SELECT file_id, vector FROM file_vectors "
+            f"WHERE space_id = ? AND file_id IN ({ID_SET})",
+            [space_id, id_set(file_ids)],
+        ).fetchall()
+        found = {int(r[0]): from_blob(r[1]) for r in rows}
         ids = [f for f in file_ids if f in found]
         if not ids:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)

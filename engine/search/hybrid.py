@@ -10,12 +10,11 @@ user's model; `eval` measures the result.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Protocol
 
 import numpy as np
 
-from engine.catalog.db import Catalog
+from engine.catalog.db import ID_SET, Catalog, id_set
 from engine.catalog.vectors import VectorStore
 from engine.search.keyword import SearchResult, keyword_search
 from engine.search.query import ParsedQuery, parse_query
@@ -42,13 +41,8 @@ def _allowed(catalog: Catalog, parsed: ParsedQuery, ids: list[int]) -> set[int]:
     if not ids:
         return set()
     where, params = parsed.where()
-    # The candidates go in as one JSON array: the statement stays the same size however
-    # many there are (one "?" per id failed past SQLite's 32,766 variables).
-    sql = (
-        f"SELECT f.id FROM files f WHERE f.status = 'ok' AND ({where}) "
-        "AND f.id IN (SELECT value FROM json_each(?))"
-    )
-    args: list[Any] = [*params, json.dumps([int(i) for i in ids])]
+    sql = f"SELECT f.id FROM files f WHERE f.status = 'ok' AND ({where}) AND f.id IN ({ID_SET})"
+    args: list[Any] = [*params, id_set(ids)]
     for term in parsed.exclude:
         sql += " AND f.id NOT IN (SELECT rowid FROM files_fts WHERE files_fts MATCH ?)"
         args.append(term)

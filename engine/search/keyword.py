@@ -9,7 +9,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from engine.catalog.db import Catalog
+from engine.catalog.db import ID_SET, Catalog, id_set
 from engine.errors import QueryError
 from engine.search.query import ParsedQuery, parse_query
 
@@ -52,10 +52,10 @@ def results_for_ids(catalog: Catalog, file_ids: list[int]) -> list[SearchResult]
     """The readable files among ``file_ids``, as results in that order (score 0)."""
     if not file_ids:
         return []
-    marks = ", ".join("?" for _ in file_ids)
     rows = catalog.query(
-        f"SELECT {_COLUMNS}, 0.0 AS score FROM files f WHERE f.status = 'ok' AND f.id IN ({marks})",
-        list(file_ids),
+        f"SELECT {_COLUMNS}, 0.0 AS score FROM files f "
+        f"WHERE f.status = 'ok' AND f.id IN ({ID_SET})",
+        [id_set(file_ids)],
     )
     by_id = {row["id"]: row for row in rows}
     return [SearchResult(**by_id[i]) for i in file_ids if i in by_id]

@@ -4,37 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from engine.catalog.text import printable
+
+__all__ = ["printable"]  # the CLI escapes what it prints with the catalog's own rule
+
 # Exit codes: 2 for an error the user can fix, 130 for a cancelled run (like a shell).
 EXIT_ERROR = 2
 EXIT_CANCELLED = 130
-
-
-# Control characters (C0, DEL, C1) and bidirectional overrides/isolates: in a name or a
-# metadata field they would move the cursor, recolour or reorder the terminal, or split a
-# result over two lines. The catalog keeps the original; only what is printed is escaped.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def printable(value: object) -> str:
-    """``value`` as text safe to print on a terminal: unsafe characters escaped (\\n,
-    \\x1b, \\u202e...), a name that is not valid UTF-8 shown with \\xNN for its bytes."""
-    text = str(value)
-    try:  # a name the OS gave as bytes that are not UTF-8: show those bytes as \\xNN
-        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:  # other lone surrogates
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-    def escape(m: re.Match[str]) -> str:
-        return m.group().encode("unicode_escape").decode("ascii")
-
-    return _UNSAFE.sub(escape, text)
 
 
 def format_duration(seconds: float | None) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.catalog.db import Catalog
-from engine.catalog.paths import catalog_path, resolve_library_dir
+from engine.catalog.paths import catalog_path, os_path, resolve_library_dir, shown, to_catalog
 from engine.config import DEFAULT_SIMILAR_SPACE, SPACE_NAMES
 from engine.errors import (
     Cancelled,
@@ -116,16 +116,19 @@ class Library:
     # -- folders -----------------------------------------------------------------------
 
     def add_folders(self, paths: list[str | os.PathLike[str]]) -> list[str]:
-        """Register folders (absolute, resolved); returns their paths. Does not scan."""
+        """Register folders (OS paths; stored absolute and resolved); returns their catalog
+        paths. Does not scan."""
         added = []
         for raw in paths:
             path = Path(raw).expanduser()
             if not path.is_dir():
-                raise LibraryError(f"not a folder: {raw}")
-            resolved = str(path.resolve())
+                raise LibraryError(f"not a folder: {shown(to_catalog(raw))}")
+            resolved = to_catalog(str(path.resolve()))
             for root in self.catalog.roots():
                 if _is_inside(resolved, root["path"]) and resolved != root["path"]:
-                    raise LibraryError(f"{resolved} is already in the library under {root['path']}")
+                    raise LibraryError(
+                        f"{shown(resolved)} is already in the library under {shown(root['path'])}"
+                    )
             root_id = self.catalog.add_root(resolved)
             self._absorb_nested_roots(resolved, root_id)
             added.append(resolved)
@@ -143,11 +146,12 @@ class Library:
 
     def remove_folder(self, path: str | os.PathLike[str]) -> int:
         """Forget a root folder and its files (the files on disk are untouched)."""
-        resolved = str(Path(path).expanduser().resolve())
         roots = {r["path"] for r in self.catalog.roots()}
-        target = resolved if resolved in roots else str(path)
+        target = os.fspath(path)  # a catalog path, as `folders` lists them
         if target not in roots:
-            raise LibraryError(f"not a library folder: {path}")
+            target = to_catalog(str(Path(path).expanduser().resolve()))  # or an OS path
+        if target not in roots:
+            raise LibraryError(f"not a library folder: {shown(to_catalog(path))}")
         return self.catalog.remove_root(target)
 
     def folders(self) -> list[dict[str, Any]]:
@@ -272,21 +276,21 @@ class Library:
             raise LibraryError("the region must end after it starts")
         index = self._similar_index()
         space_id = index.space_id(space)
-        p = Path(path).expanduser()
-        row = self.catalog.file_by_path(str(p.resolve())) if p.exists() else None
+        row, stored = self._locate(path)
         vector = None
         if row is not None and start is None and end is None:
             vector = VectorStore(self.catalog).file_vector(space_id, row["id"])
         if vector is None:
-            if not p.is_file():
-                raise FileUnreadable(f"no such file: {path}")
+            if not os.path.isfile(os_path(stored)):
+                raise FileUnreadable(f"no such file: {shown(stored)}")
             try:
                 # Decoding and resampling use torch too: all of it on the model thread.
-                vector = model_thread.run(embed_clip, self._space(space, device), p, start, end)
+                space_ = self._space(space, device)
+                vector = model_thread.run(embed_clip, space_, stored, start, end)
             except FileUnreadable:
                 raise
             except (sf.LibsndfileError, RuntimeError) as exc:
-                raise FileUnreadable(f"cannot read {path}: {exc}") from exc
+                raise FileUnreadable(f"cannot read {shown(stored)}: {exc}") from exc
         exclude = {row["id"]} if row is not None and start is None and end is None else set()
         hits = index.query(space, vector, limit, exclude)
         store = VectorStore(self.catalog)
@@ -536,10 +540,9 @@ class Library:
             if isinstance(f, int):
                 row = self.catalog.file_by_id(f)
             else:
-                p = Path(f).expanduser()
-                row = self.catalog.file_by_path(str(p.resolve()) if p.exists() else str(p))
+                row, stored = self._locate(f)
             if row is None:
-                raise LibraryError(f"not a file of the library: {f}")
+                raise LibraryError(f"not a file of the library: {shown(to_catalog(str(f)))}")
             ids.append(int(row["id"]))
         return ids
 
@@ -582,9 +585,7 @@ class Library:
     def info(self, path: str | os.PathLike[str]) -> dict[str, Any]:
         """Everything known about a file: its catalog row, or a fresh analysis if it is
         not in the library (then `in_library` is False and nothing is stored)."""
-        p = Path(path).expanduser()
-        resolved = str(p.resolve()) if p.exists() else str(p)
-        row = self.catalog.file_by_path(resolved) or self.catalog.file_by_path(str(p.absolute()))
+        row, stored = self._locate(path)
         if row is not None:
             row["in_library"] = True
             row["tags"] = self.catalog.tags_of(row["id"])
@@ -592,12 +593,14 @@ class Library:
             row["collections"] = self.catalog.collections_of(row["id"])
             peaks = self.catalog.peaks(row["id"])
         else:
-            if not p.is_file():
-                raise FileUnreadable(f"no such file: {path}")
+            if not os.path.isfile(os_path(stored)):
+                raise FileUnreadable(f"no such file: {shown(stored)}")
             try:
-                result = analyze(p, 0, self.ucs_table())
+                result = analyze(stored, 0, self.ucs_table())
             except (FileVanished, FileChanged) as exc:
-                raise FileUnreadable(f"could not read {path}: {exc.__class__.__name__}") from exc
+                raise FileUnreadable(
+                    f"could not read {shown(stored)}: {exc.__class__.__name__}"
+                ) from exc
             row = dict(result.record)
             row.pop("root_id", None)
             row["in_library"] = False
@@ -608,6 +611,22 @@ class Library:
 
     def errors(self) -> list[dict[str, Any]]:
         return self.catalog.errors()
+
+    def _locate(self, path: str | os.PathLike[str]) -> tuple[dict[str, Any] | None, str]:
+        """A file a user or a front end named: its catalog row (None when not in the
+        library) and its catalog path. Takes a catalog path, as results carry, or an OS
+        path, as a command line gives (relative, with ~, through links)."""
+        text = os.fspath(path)
+        if not _has_surrogates(text):  # an OS path with undecodable bytes is no catalog path
+            row = self.catalog.file_by_path(text)
+            if row is not None:
+                return row, text
+        p = Path(text).expanduser()
+        stored = to_catalog(str(p.resolve() if p.exists() else p.absolute()))
+        row = self.catalog.file_by_path(stored)
+        if row is None and p.exists():  # a library file reached through a link
+            row = self.catalog.file_by_path(to_catalog(str(p.absolute())))
+        return row, stored
 
     def overview_peaks(self, file_ids: list[int]) -> dict[int, tuple[Any, Any]]:
         """file id -> (mins, maxs) of the small waveform, for the ids that have peaks."""
@@ -659,6 +678,14 @@ class Library:
             except (OSError, ValueError) as exc:
                 raise LibraryError(f"cannot use UCS table {path}: {exc}") from exc
         self.catalog.set_setting(UCS_TABLE_SETTING, path)
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _is_inside(path: str, folder: str) -> bool:

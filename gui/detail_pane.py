@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from PySide6.QtCore import QMimeData, Qt, QUrl, Signal
+from PySide6.QtCore import QMimeData, Qt, Signal
 from PySide6.QtGui import QDrag
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -17,6 +17,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.catalog.text import printable
+from gui.file_urls import file_url
 from gui.results_model import format_duration
 from gui.waveform import WaveformView
 
@@ -38,7 +40,7 @@ class ClipDragButton(QPushButton):
         if not self.clip_path:
             return None
         mime = QMimeData()
-        mime.setUrls([QUrl.fromLocalFile(self.clip_path)])
+        mime.setUrls([file_url(self.clip_path)])
         mime.setText(self.clip_path)
         return mime
 
@@ -97,7 +99,8 @@ class DetailPane(QWidget):
         self.loop.toggled.connect(self.loop_toggled)
 
     def show_file(self, row: dict, moment: tuple[float | None, float | None]) -> None:
-        self.title.setText(f"<b>{html.escape(row['name'])}</b> — {html.escape(row['folder'])}")
+        name, folder = printable(row["name"]), printable(row["folder"])
+        self.title.setText(f"<b>{html.escape(name)}</b> — {html.escape(folder)}")
         if row.get("peaks") is not None:
             mins, maxs = row["peaks"]
             self.waveform.set_peaks(mins, maxs, row["duration"] or 0.0)
@@ -136,7 +139,7 @@ def metadata_html(row: dict) -> str:
     ]
     fields += [(k.title(), v) for k, v in (row.get("embedded_tags") or {}).items()]
     rows = "".join(
-        f"<tr><td><b>{html.escape(str(k))}</b></td><td>{html.escape(str(v))}</td></tr>"
+        f"<tr><td><b>{html.escape(printable(k))}</b></td><td>{html.escape(printable(v))}</td></tr>"
         for k, v in fields
         if v not in (None, "", "None")
     )

@@ -20,6 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.catalog.text import printable
+
 
 def format_eta(seconds: float | None) -> str:
     if seconds is None:
@@ -126,7 +128,7 @@ class LibraryPanel(QWidget):
         # setData crash PySide6 6.12 at interpreter exit.
         self.folder_paths = [str(f["path"]) for f in status["folders"]]
         for folder in status["folders"]:
-            text = f"{folder['path']}\n{folder['indexed']} sounds"
+            text = f"{printable(folder['path'])}\n{folder['indexed']} sounds"
             if folder["errors"]:
                 text += f", {folder['errors']} unreadable"
             self.folders.addItem(QListWidgetItem(text))
@@ -185,8 +187,8 @@ class LibraryPanel(QWidget):
         table = QTableWidget(len(self._errors), 2, dialog)
         table.setHorizontalHeaderLabels(["File", "Why"])
         for row, e in enumerate(self._errors):
-            table.setItem(row, 0, QTableWidgetItem(e["path"]))
-            table.setItem(row, 1, QTableWidgetItem(e["error"] or ""))
+            table.setItem(row, 0, QTableWidgetItem(printable(e["path"])))
+            table.setItem(row, 1, QTableWidgetItem(printable(e["error"] or "")))
         table.resizeColumnsToContents()
         layout = QVBoxLayout(dialog)
         layout.addWidget(table)

@@ -29,10 +29,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.catalog.paths import os_path
+from engine.catalog.text import printable
 from engine.config import AUDIO_SUFFIXES
 from gui import settings as app_settings
 from gui.bridge import EngineBridge
 from gui.detail_pane import DetailPane
+from gui.file_urls import file_url, local_path
 from gui.filters import FilterBar
 from gui.library_panel import LibraryPanel
 from gui.results_model import COLUMNS, ResultsModel
@@ -47,14 +50,16 @@ ABOUT = """<h3>Sonarium</h3>
 <a href="https://creativecommons.org/licenses/by/4.0/">CC BY 4.0</a>; code MIT.</p>"""
 
 
-def reveal_in_file_manager(path: str) -> None:
-    """Show `path` selected in the file manager; open its folder where that isn't possible.
+def reveal_in_file_manager(stored: str) -> None:
+    """Show a file (a catalog path) selected in the file manager; open its folder where
+    that isn't possible.
 
     Linux file managers (Nautilus, Dolphin, Nemo, Caja, PCManFM...) implement the
     freedesktop FileManager1 D-Bus interface for exactly this; macOS and Windows have
     their own commands.
     """
-    url = QUrl.fromLocalFile(path).toString()
+    url = file_url(stored).toString(QUrl.ComponentFormattingOption.FullyEncoded)
+    path = os_path(stored)
     if sys.platform == "darwin":
         subprocess.Popen(["open", "-R", path])
         return
@@ -76,7 +81,7 @@ def reveal_in_file_manager(path: str) -> None:
                     return
     except ImportError:
         pass
-    QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(path).parent)))
+    QDesktopServices.openUrl(file_url(str(Path(stored).parent)))
 
 
 class MainWindow(QMainWindow):
@@ -513,7 +518,7 @@ class MainWindow(QMainWindow):
         favorite = not result.get("favorite", False)
         result["favorite"] = favorite
         self.bridge.set_favorite(result["id"], favorite)
-        self.statusBar().showMessage(("★ " if favorite else "☆ ") + result["name"])
+        self.statusBar().showMessage(("★ " if favorite else "☆ ") + printable(result["name"]))
 
     # -- library ------------------------------------------------------------------------
 
@@ -524,7 +529,7 @@ class MainWindow(QMainWindow):
     def add_folders(self, folders: list[str]) -> None:
         self.bridge.index(add_paths=list(folders))
         self._live_timer.start()
-        self.statusBar().showMessage(f"Adding {', '.join(folders)}…")
+        self.statusBar().showMessage(f"Adding {', '.join(printable(f) for f in folders)}…")
 
     def refresh_results(self) -> None:
         """Re-run the text search after the library changed — not over a similar list,
@@ -569,8 +574,9 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
 
     def dropEvent(self, event) -> None:
-        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
-        folders = [p for p in paths if os.path.isdir(p)]
+        dropped = (local_path(u) for u in event.mimeData().urls())
+        paths = [p for p in dropped if p is not None]  # catalog paths, exact to the byte
+        folders = [os_path(p) for p in paths if os.path.isdir(os_path(p))]
         sounds = [p for p in paths if Path(p).suffix.lower() in AUDIO_SUFFIXES]
         if folders:
             self.add_folders(folders)

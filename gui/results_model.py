@@ -22,8 +22,10 @@ from PySide6.QtCore import (
     QModelIndex,
     QPersistentModelIndex,
     Qt,
-    QUrl,
 )
+
+from engine.catalog.text import printable
+from gui.file_urls import file_url
 
 COLUMNS = ("Name", "Waveform", "Duration", "Rate", "Ch", "Format", "Folder", "Relevance")
 (
@@ -198,8 +200,10 @@ class ResultsModel(QAbstractTableModel):
         r = self._results[row]
         if role == Qt.ItemDataRole.DisplayRole:
             return self._text(r, col)
-        if role == PATH_ROLE or role == Qt.ItemDataRole.ToolTipRole:
+        if role == PATH_ROLE:
             return r["path"]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return printable(r["path"])
         if role == PEAKS_ROLE:
             return self._overviews.get(r["id"])
         if role == Qt.ItemDataRole.TextAlignmentRole and col in _NUMERIC:
@@ -209,7 +213,7 @@ class ResultsModel(QAbstractTableModel):
     @staticmethod
     def _text(r: dict, col: int) -> str | None:
         if col == COL_NAME:
-            return r["name"]
+            return printable(r["name"])
         if col == COL_DURATION:
             return format_duration(r.get("duration"))
         if col == COL_RATE:
@@ -219,7 +223,7 @@ class ResultsModel(QAbstractTableModel):
         if col == COL_FORMAT:
             return r.get("format") or ""
         if col == COL_FOLDER:
-            return r.get("folder") or ""
+            return printable(r.get("folder") or "")
         if col == COL_RELEVANCE:
             return "" if r.get("score") is None else f"{r['score']:.2f}"
         return None  # the Waveform column is painted by MiniWaveformDelegate
@@ -275,6 +279,6 @@ class ResultsModel(QAbstractTableModel):
         rows = sorted({i.row() for i in indexes if i.isValid() and i.row() < len(self._results)})
         paths = [self._results[row]["path"] for row in rows]
         mime = QMimeData()
-        mime.setUrls([QUrl.fromLocalFile(p) for p in paths])
-        mime.setText("\n".join(paths))
+        mime.setUrls([file_url(p) for p in paths])
+        mime.setText("\n".join(printable(p) for p in paths))
         return mime

@@ -182,8 +182,10 @@ def test_log_mel_matches_extractor_on_exactly_ten_seconds(truncation):
         assert diff32[near].max().item() <= 1e-3, name
         if name == "noise":
             assert diff32.max().item() <= 1e-4
-    # The convenience function is the same computation.
-    assert torch.equal(log_mel(batch[:1], settings, torch.float64), ours64[:1])
+    # The convenience function is the same computation (up to the last bits: BLAS may
+    # pick a different kernel for a batch of one than for three).
+    single = log_mel(batch[:1], settings, torch.float64)
+    assert (single - ours64[:1]).abs().max().item() <= 1e-9
 
 
 @pytest.mark.parametrize("truncation", ["rand_trunc", "fusion"])

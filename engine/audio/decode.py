@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from engine.catalog.paths import os_bytes
+
 # Longer files are embedded from their first MAX_SECONDS only, which bounds memory
 # (10 min of 48 kHz mono float32 is 115 MB).
 MAX_SECONDS = 600.0
@@ -30,9 +32,10 @@ def decode_mono(
 ) -> tuple[np.ndarray, int]:  # fmt: skip
     """Mono float32 samples (channel mean) of [start, end) seconds, and the sample rate.
 
-    Reads block by block, so only the mono result is ever held whole. Any thread.
+    ``path`` is a catalog path (engine.catalog.paths). Reads block by block, so only the
+    mono result is ever held whole. Any thread.
     """
-    with sf.SoundFile(str(path)) as f:
+    with sf.SoundFile(os_bytes(str(path))) as f:
         rate = f.samplerate
         first = int(round((start or 0.0) * rate))
         last = f.frames if end is None else min(f.frames, int(round(end * rate)))

@@ -15,6 +15,7 @@ from pathlib import Path
 import platformdirs
 import soundfile as sf
 
+from engine.catalog.paths import os_bytes
 from engine.catalog.sidefiles import written
 
 MAX_AGE_SECONDS = 7 * 24 * 3600
@@ -34,7 +35,7 @@ def clip_name(source: Path, start: float, end: float) -> str:
 
 
 def export_region(source: str | Path, start: float, end: float, folder: Path | None = None) -> Path:
-    """Write [start, end) seconds of `source` to a WAV and return its path.
+    """Write [start, end) seconds of `source` (a catalog path) to a WAV; returns its path.
 
     Frames are cut at round(seconds × rate), so the clip holds exactly the source's
     samples for that span (tests compare them sample for sample).
@@ -43,7 +44,7 @@ def export_region(source: str | Path, start: float, end: float, folder: Path | N
     folder = folder or clip_dir()
     folder.mkdir(parents=True, exist_ok=True)
     cleanup(folder)
-    with sf.SoundFile(str(source)) as f:
+    with sf.SoundFile(os_bytes(str(source))) as f:
         rate = f.samplerate
         first = max(0, int(round(start * rate)))
         last = min(f.frames, int(round(end * rate)))

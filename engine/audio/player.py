@@ -29,6 +29,8 @@ from typing import Any, Protocol
 import numpy as np
 import soundfile as sf
 
+from engine.catalog.paths import os_bytes, shown
+
 
 class OutputStream(Protocol):
     """What the Player needs from an output stream (sounddevice.OutputStream fits)."""
@@ -315,8 +317,9 @@ class Player:
     # --- GUI-thread API ------------------------------------------------------------------
 
     def play(self, path: str | Path, start: float = 0.0) -> None:
-        """Start `path` at `start` seconds (a playing sound fades out first). Returns at once;
-        state is 'loading' until the first audio is buffered. GUI thread."""
+        """Start `path` (a catalog path) at `start` seconds (a playing sound fades out
+        first). Returns at once; state is 'loading' until the first audio is buffered.
+        GUI thread."""
         with self._cond:
             self._gen += 1
             gen = self._gen
@@ -640,9 +643,9 @@ class Player:
             return  # a later play or stop is queued: skip opening this file at all
         self._drop_source()
         self._loop = None
-        name = Path(path).name
+        name = shown(Path(path).name)
         try:
-            src = sf.SoundFile(path)
+            src = sf.SoundFile(os_bytes(path))
         except Exception as exc:
             self._req = self._request(None, self._stop_curve, None)
             self._fail(f"cannot play {name}: {exc}", gen)

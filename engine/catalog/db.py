@@ -20,6 +20,7 @@ from typing import Any
 import sqlite_utils
 
 from engine.catalog.migrations import apply_migrations, check_known
+from engine.catalog.paths import words_text
 from engine.catalog.sidefiles import written
 from engine.errors import CatalogUnusable
 from engine.search.words import name_words, split_words
@@ -263,10 +264,10 @@ class Catalog:
         if row is None or row["status"] != "ok":
             return
         root = c.execute("SELECT path FROM roots WHERE id = ?", (row["root_id"],)).fetchone()
-        folder = row["folder"]
-        if root and folder.startswith(root[0]):
+        folder = words_text(row["folder"])
+        if root and row["folder"].startswith(root[0]):
             # Words of the folders inside the library root, plus the root's own name.
-            folder = Path(root[0]).name + "/" + folder[len(root[0]) :]
+            folder = words_text(Path(root[0]).name + "/" + row["folder"][len(root[0]) :])
         user_tags = [
             r[0] for r in c.execute("SELECT tag FROM user_tags WHERE file_id = ?", (file_id,))
         ]
@@ -296,7 +297,7 @@ class Catalog:
             "VALUES (?, ?, ?, ?, ?, ?)",
             (
                 file_id,
-                name_words(row["name"]),
+                name_words(words_text(row["name"])),
                 " ".join(split_words(folder)),
                 description,
                 " ".join(" ".join([t, *split_words(t)]) for t in user_tags),

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from engine.catalog.paths import os_bytes, os_path
 from engine.config import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from engine.scan.metadata import read_metadata
 from engine.scan.peaks import PeakAccumulator
@@ -53,11 +54,12 @@ class Analysis:
     errors: list[str] = field(default_factory=list)
 
 
-def fingerprint(path: Path, size: int) -> str:
-    """Content fingerprint for rename detection: size plus the first and last 64 KiB."""
+def fingerprint(path: str | Path, size: int) -> str:
+    """Content fingerprint for rename detection: size plus the first and last 64 KiB.
+    ``path`` is a catalog path (engine.catalog.paths)."""
     h = hashlib.blake2b(digest_size=16)
     h.update(str(size).encode())
-    with open(path, "rb") as f:
+    with open(os_path(str(path)), "rb") as f:
         h.update(f.read(FINGERPRINT_SPAN))
         if size > FINGERPRINT_SPAN:
             f.seek(max(FINGERPRINT_SPAN, size - FINGERPRINT_SPAN))
@@ -65,14 +67,14 @@ def fingerprint(path: Path, size: int) -> str:
     return h.hexdigest()
 
 
-def _stat(path: Path) -> os.stat_result:
+def _stat(path: str | Path) -> os.stat_result:
     try:
-        return path.stat()
+        return os.stat(os_path(str(path)))
     except FileNotFoundError as exc:
         raise FileVanished(str(path)) from exc
 
 
-def _check_unchanged(path: Path, before: os.stat_result) -> None:
+def _check_unchanged(path: str | Path, before: os.stat_result) -> None:
     """Raise FileVanished/FileChanged if `path` is gone or differs from `before`."""
     after = _stat(path)
     if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
@@ -81,7 +83,7 @@ def _check_unchanged(path: Path, before: os.stat_result) -> None:
 
 def _open_error(path: Path, exc: Exception) -> str:
     try:
-        with open(path, "rb") as f:
+        with open(os_path(str(path)), "rb") as f:
             head = f.read(12)
     except OSError as os_exc:
         return f"cannot open: {os_exc.strerror or os_exc}"
@@ -96,8 +98,9 @@ def _open_error(path: Path, exc: Exception) -> str:
     return f"unsupported format (not an audio file soundfile can read): {detail}"
 
 
-def analyze(path: Path, root_id: int, ucs_table: UcsTable | None = None) -> Analysis:
-    """Read `path` whole, in blocks. Raises FileVanished or FileChanged; never other errors."""
+def analyze(path: str | Path, root_id: int, ucs_table: UcsTable | None = None) -> Analysis:
+    """Read `path` (a catalog path: engine.catalog.paths) whole, in blocks. Raises
+    FileVanished or FileChanged; never other errors."""
     before = _stat(path)
     p = Path(path)
     base: dict[str, Any] = {
@@ -129,7 +132,7 @@ def analyze(path: Path, root_id: int, ucs_table: UcsTable | None = None) -> Anal
         return error(f"cannot open: {exc.strerror or exc}")
 
     try:
-        snd = sf.SoundFile(str(p))
+        snd = sf.SoundFile(os_bytes(str(p)))
     except FileNotFoundError as exc:
         raise FileVanished(str(p)) from exc
     except PermissionError as exc:
@@ -194,7 +197,7 @@ def analyze(path: Path, root_id: int, ucs_table: UcsTable | None = None) -> Anal
         peak_db=_db(peak),
         rms_db=_db(rms),
     )
-    meta = read_metadata(p)
+    meta = read_metadata(Path(os_path(str(p))))
     tags = meta.pop("embedded_tags", {})
     base.update(meta)
     base["embedded_tags"] = _json(tags) if tags else None

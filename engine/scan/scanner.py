@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.catalog.db import Catalog
+from engine.catalog.paths import os_path, shown, to_catalog
 from engine.config import AUDIO_SUFFIXES
 from engine.scan.analyze import Analysis, FileChanged, FileVanished, analyze, fingerprint
 from engine.scan.ucs import UcsTable
@@ -77,7 +78,7 @@ class ScanReport:
 
 @dataclass
 class _Listed:
-    path: str
+    path: str  # catalog form (engine.catalog.paths)
     root_id: int
     size: int
     mtime_ns: int
@@ -86,7 +87,8 @@ class _Listed:
 def walk_audio(
     root: Path, warnings: list[str], unreadable: list[str] | None = None
 ) -> Iterator[tuple[str, os.stat_result]]:
-    """Audio files under `root`, following symlinks but never looping.
+    """Audio files under `root`, following symlinks but never looping. Paths are as the
+    OS gives them (os.fsdecode: undecodable bytes as lone surrogates).
 
     Hidden entries (".*", including macOS "._" resource forks) are skipped. Folders (and
     entries) that cannot be read right now are warned about and their paths appended to
@@ -102,7 +104,9 @@ def walk_audio(
         try:
             st = folder.stat()
         except OSError as exc:
-            warnings.append(f"cannot read folder {folder}, kept its files: {exc.strerror or exc}")
+            warnings.append(
+                f"cannot read folder {_said(folder)}, kept its files: {exc.strerror or exc}"
+            )
             unreadable.append(str(folder))
             continue
         key = (st.st_dev, st.st_ino)
@@ -112,7 +116,9 @@ def walk_audio(
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
-            warnings.append(f"cannot read folder {folder}, kept its files: {exc.strerror or exc}")
+            warnings.append(
+                f"cannot read folder {_said(folder)}, kept its files: {exc.strerror or exc}"
+            )
             unreadable.append(str(folder))
             continue
         subdirs = []
@@ -124,14 +130,14 @@ def walk_audio(
             except FileNotFoundError:
                 continue  # dangling symlink, or gone since listing
             except OSError as exc:  # there but unreadable now: not known to be gone
-                warnings.append(f"cannot read {entry.path}, kept it: {exc.strerror or exc}")
+                warnings.append(f"cannot read {_said(entry.path)}, kept it: {_why(exc)}")
                 unreadable.append(entry.path)
                 continue
             if stat.S_ISDIR(est.st_mode):
                 if entry.is_symlink() and not _inside(Path(entry.path), root):
                     # One link to "/" would walk the whole filesystem into the library.
                     warnings.append(
-                        f"skipped {entry.path}: a link to a folder outside the library "
+                        f"skipped {_said(entry.path)}: a link to a folder outside the library "
                         f"folder (add that folder to the library to index it)"
                     )
                     continue
@@ -143,6 +149,15 @@ def walk_audio(
                 seen_files.add(fkey)
                 yield entry.path, est
         stack.extend(reversed(subdirs))
+
+
+def _said(os_path_: str | Path) -> str:
+    """An OS path for a warning: undecodable bytes as \\xNN."""
+    return shown(to_catalog(str(os_path_)))
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -185,21 +200,21 @@ class Scanner:
         unreadable: list[str] = []
         known: dict[str, tuple[int, int, int, str | None]] = {}
         for root_path, root_id in selected.items():
-            root = Path(root_path)
+            root = Path(os_path(root_path))
             if not root.is_dir():
                 # Keep the rows of an unplugged drive instead of deleting the whole root.
-                report.warnings.append(f"folder is missing, kept its files: {root_path}")
+                report.warnings.append(f"folder is missing, kept its files: {shown(root_path)}")
                 continue
             known.update(self.catalog.known_files(root_id))
             for path, st in walk_audio(root, report.warnings, unreadable):
-                listed.append(_Listed(path, root_id, st.st_size, st.st_mtime_ns))
+                listed.append(_Listed(to_catalog(path), root_id, st.st_size, st.st_mtime_ns))
         report.files_seen = len(listed)
 
         listed_paths = {item.path for item in listed}
         # Only files under folders that were read are known to be gone; rows under an
         # unreadable folder (a network share's hiccup) keep their tags and favorites.
-        unread = set(unreadable)
-        under = tuple(u.rstrip(os.sep) + os.sep for u in unreadable)
+        unread = {to_catalog(u) for u in unreadable}
+        under = tuple(u.rstrip(os.sep) + os.sep for u in unread)
         missing = {
             p: v
             for p, v in known.items()
@@ -251,7 +266,7 @@ class Scanner:
                 rest.append(item)
                 continue
             try:
-                fp = fingerprint(Path(item.path), item.size)
+                fp = fingerprint(item.path, item.size)
             except OSError:
                 rest.append(item)
                 continue
@@ -314,7 +329,7 @@ class Scanner:
 
     def _analyze_one(self, item: _Listed) -> Analysis | None:
         """Runs on a worker thread. None means the file vanished."""
-        path = Path(item.path)
+        path = item.path
         for _attempt in range(2):
             try:
                 return analyze(path, item.root_id, self.ucs_table)

@@ -53,7 +53,8 @@ def cmd_folders(args: argparse.Namespace) -> int:
     print_listing(
         folders, args.json, "no folders: sonarium add PATH",
         lambda f: f"{f['files']:7d} files ({f['errors']} unreadable, "
-        f"{f['duration'] / 3600:.1f} h)  {f['path']}",
+        f"{f['duration'] / 3600:.1f} h)  {printable(f['path'])}"
+        + (f"  (offline: {f['offline']} files kept)" if f["offline"] else ""),
     )  # fmt: skip
     return 0
 
@@ -61,7 +62,7 @@ def cmd_folders(args: argparse.Namespace) -> int:
 def cmd_remove(args: argparse.Namespace) -> int:
     with open_library(args) as library:
         removed = library.remove_folder(args.path)
-    print(f"removed {args.path} ({removed} files forgotten; nothing deleted from disk)")
+    print(f"removed {printable(args.path)} ({removed} files forgotten; nothing deleted from disk)")
     return 0
 
 

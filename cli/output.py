@@ -78,6 +78,8 @@ def print_results(results: list[Any], as_json: bool) -> None:
     for r in results:
         channels = {1: "mono", 2: "stereo"}.get(r.channels, f"{r.channels}ch")
         moment = f"  @{r.start:.1f}-{r.end:.1f}s" if r.start is not None else ""
+        if getattr(r, "offline", False):
+            moment += "  (offline)"
         print(
             f"{r.score:7.3f}  {format_duration(r.duration):>9}  {r.sample_rate / 1000:g}k "
             f"{channels:<6} {r.format.lower():<5} {printable(r.path)}{moment}"

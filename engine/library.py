@@ -270,7 +270,7 @@ class Library:
 
         _load_query_modules()
         from engine.catalog.vectors import VectorStore
-        from engine.search.similar import best_moment, embed_clip, to_results
+        from engine.search.similar import best_moment, embed_clip, online_hits, to_results
 
         if start is not None and end is not None and end <= start:
             raise LibraryError("the region must end after it starts")
@@ -292,7 +292,7 @@ class Library:
             except (sf.LibsndfileError, RuntimeError) as exc:
                 raise FileUnreadable(f"cannot read {shown(stored)}: {exc}") from exc
         exclude = {row["id"]} if row is not None and start is None and end is None else set()
-        hits = index.query(space, vector, limit, exclude)
+        hits = online_hits(self.catalog, lambda k: index.query(space, vector, k, exclude), limit)
         store = VectorStore(self.catalog)
         moments = {fid: best_moment(store, space_id, fid, vector) for fid, _ in hits}
         return to_results(self.catalog, hits, moments)

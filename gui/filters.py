@@ -46,12 +46,14 @@ class FilterBar(QWidget):
         self.folder = QLineEdit(placeholderText="folder")
         self.tag = QLineEdit(placeholderText="tag")
         self.favorites = QCheckBox("★ only")
+        # Files whose folder was unreachable at the last scan (greyed when shown).
+        self.offline = QCheckBox("offline too")
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         for label, widget in (
             ("Length", self.min_dur), ("–", self.max_dur), ("Rate", self.rate),
             ("Ch", self.channels), ("Format", self.format), ("", self.folder), ("", self.tag),
-            ("", self.favorites),
+            ("", self.favorites), ("", self.offline),
         ):  # fmt: skip
             if label:
                 layout.addWidget(QLabel(label))
@@ -63,6 +65,7 @@ class FilterBar(QWidget):
         for edit in (self.folder, self.tag):
             edit.textChanged.connect(self.changed)
         self.favorites.toggled.connect(self.changed)
+        self.offline.toggled.connect(self.changed)
 
     def query_suffix(self) -> str:
         """The filters as query-language tokens ('' when none is set)."""
@@ -82,4 +85,6 @@ class FilterBar(QWidget):
             parts.append(f"tag:{_quote(self.tag.text().strip())}")
         if self.favorites.isChecked():
             parts.append("fav")
+        if self.offline.isChecked():
+            parts.append("offline:any")
         return " ".join(parts)

@@ -131,6 +131,8 @@ class LibraryPanel(QWidget):
             text = f"{printable(folder['path'])}\n{folder['indexed']} sounds"
             if folder["errors"]:
                 text += f", {folder['errors']} unreadable"
+            if folder.get("offline"):
+                text += f", {folder['offline']} offline (kept; shown with “offline too”)"
             self.folders.addItem(QListWidgetItem(text))
         self.collection_names = [str(c["name"]) for c in status.get("collections", [])]
         self.collections.clear()

@@ -23,6 +23,7 @@ from PySide6.QtCore import (
     QPersistentModelIndex,
     Qt,
 )
+from PySide6.QtGui import QBrush, QColor
 
 from engine.catalog.text import printable
 from gui.file_urls import file_url
@@ -41,6 +42,8 @@ COLUMNS = ("Name", "Waveform", "Duration", "Rate", "Ch", "Format", "Folder", "Re
 
 PATH_ROLE = Qt.ItemDataRole.UserRole + 1
 PEAKS_ROLE = Qt.ItemDataRole.UserRole + 2
+OFFLINE_ROLE = Qt.ItemDataRole.UserRole + 3
+_OFFLINE_BRUSH = QBrush(QColor(128, 128, 128))
 
 _NUMERIC = {COL_DURATION, COL_RATE, COL_CHANNELS, COL_RELEVANCE}
 _RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
@@ -208,6 +211,10 @@ class ResultsModel(QAbstractTableModel):
             return self._overviews.get(r["id"])
         if role == Qt.ItemDataRole.TextAlignmentRole and col in _NUMERIC:
             return _RIGHT
+        if role == Qt.ItemDataRole.ForegroundRole and r.get("offline"):
+            return _OFFLINE_BRUSH  # greyed: its folder could not be read at the last scan
+        if role == OFFLINE_ROLE:
+            return bool(r.get("offline"))
         return None
 
     @staticmethod

@@ -1,5 +1,6 @@
 """WaveformView, ResultsModel and MiniWaveformDelegate, offscreen."""
 
+import os
 import sys
 
 import numpy as np
@@ -339,3 +340,24 @@ def test_delegate_paints_into_image(qtbot):
     delegate.paint(painter, option, model.index(0, COL_WAVEFORM))
     painter.end()
     assert any(image.pixelColor(x, 15) == WAVE for x in range(160))
+
+
+def test_offline_rows_are_greyed_and_hostile_names_shown_escaped(qtbot):
+    from engine.catalog.paths import to_catalog
+    from gui.filters import FilterBar
+
+    odd = to_catalog(os.fsdecode(b"/sfx/caf\xe9\n\x1b[2J.wav"))
+    model = ResultsModel()
+    model.set_results([_result(0, offline=True), _result(1, path=odd, name=odd.rsplit("/", 1)[1])])
+    grey = model.data(model.index(0, COL_NAME), Qt.ItemDataRole.ForegroundRole)
+    assert grey is not None and grey.color() == QColor(128, 128, 128)
+    assert model.data(model.index(1, COL_NAME), Qt.ItemDataRole.ForegroundRole) is None
+    assert model.data(model.index(1, COL_NAME)) == "caf\\xe9\\n\\x1b[2J.wav"
+    assert model.data(model.index(1, COL_NAME), PATH_ROLE) == odd  # the exact catalog path
+    mime = model.mimeData([model.index(1, 0)])
+    assert bytes(mime.urls()[0].toEncoded().data()) == b"file:///sfx/caf%E9%0A%1B%5B2J.wav"
+    bar = FilterBar()
+    qtbot.addWidget(bar)
+    assert "offline" not in bar.query_suffix()
+    bar.offline.setChecked(True)
+    assert bar.query_suffix() == "offline:any"

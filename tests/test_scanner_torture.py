@@ -709,6 +709,10 @@ def test_moved_and_renamed_files_keep_their_rows_and_tags(scanned, library):
     assert library.catalog.integrity_ok()
 
 
+def _without_offline(rows: dict[str, dict]) -> dict[str, dict]:
+    return {p: {k: v for k, v in r.items() if k != "offline"} for p, r in rows.items()}
+
+
 def test_missing_root_keeps_its_rows(scanned, tmp_path, library):
     other = tmp_path / "other"
     write(other / "solo.wav", tone(0.1))
@@ -721,12 +725,25 @@ def test_missing_root_keeps_its_rows(scanned, tmp_path, library):
     report = library.scan(workers=1)
     assert report.removed == 0 and report.touched == 0
     assert any("missing" in w and str(scanned) in w for w in report.warnings), report.warnings
-    assert _by_path(library) == before
+    # Kept whole and marked offline: left out of results unless the query asks.
+    assert _without_offline(_by_path(library)) == _without_offline(before)
+    offline = {p for p, r in _by_path(library).items() if r["offline"]}
+    assert offline == {p for p in before if p.startswith(str(scanned) + os.sep)}
+    assert [r.name for r in library.search("format:wav", mode="keyword", limit=50)] == ["solo.wav"]
+    shown = library.search("offline:any", mode="keyword", limit=50)
+    readable = {p for p, r in before.items() if r["status"] == "ok"}
+    assert {r.path for r in shown} == readable
+    assert {r.path for r in shown if r.offline} == offline & readable
+    assert {r.path for r in library.search("is:offline", mode="keyword", limit=50)} == (
+        offline & readable
+    )
+    assert library.catalog.counts()["offline"] == len(offline)
 
     unplugged.rename(scanned)
     report = library.scan(workers=1)
     assert report.touched == 0 and report.unchanged == 7
     assert report.warnings == []
+    assert _by_path(library) == before  # back, untouched
 
 
 @pytest.mark.parametrize("how", ["listing", "entry"])
@@ -754,12 +771,18 @@ def test_a_folder_unreadable_for_one_scan_keeps_its_rows_tags_and_favorites(
     report = library.scan(workers=1)
     assert report.removed == 0 and report.touched == 0, report
     assert any(str(drums) in w and "kept" in w for w in report.warnings), report.warnings
-    assert _by_path(library) == before
+    assert _without_offline(_by_path(library)) == _without_offline(before)
+    offline = {p for p, r in _by_path(library).items() if r["offline"]}
+    assert offline and offline == {p for p in before if p.startswith(str(drums) + os.sep)}
     assert library.catalog.tags_of(one["id"]) == ["kick"] and library.catalog.is_favorite(one["id"])
+    assert library.search("kick", mode="keyword") == []  # offline: left out
+    assert [r.id for r in library.search("kick offline:any", mode="keyword")] == [one["id"]]
 
     monkeypatch.setattr(scanner_mod.os, "scandir", real_scandir)
     report = library.scan(workers=1)
     assert report.touched == 0 and report.unchanged == 6 and report.warnings == []
+    assert _by_path(library) == before  # back online, untouched
+    assert [r.id for r in library.search("kick", mode="keyword")] == [one["id"]]
 
 
 class _Unstattable:
@@ -882,6 +905,6 @@ def test_cancelled_scan_resumes_without_duplicates(tmp_path, library):
     assert report.added == 12 - stored and report.unchanged == stored
     paths = [r["path"] for r in library.catalog.query("SELECT path FROM files")]
     assert len(paths) == len(set(paths)) == 12
-    assert library.catalog.counts() == {"files": 12, "indexed": 12, "errors": 0}
+    assert library.catalog.counts() == {"files": 12, "indexed": 12, "errors": 0, "offline": 0}
     assert library.folders()[0]["last_scan_at"] is not None
     assert library.catalog.integrity_ok()

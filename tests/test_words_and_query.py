@@ -60,6 +60,15 @@ def test_filters_become_sql():
     assert "favorites" in sql and "%foley%" in params
 
 
+def test_offline_files_are_left_out_unless_the_query_asks():
+    assert parse_query("door").where() == ("f.offline = 0", [])
+    assert parse_query("door offline:any").where() == ("1", [])
+    assert parse_query("door is:offline").where() == ("f.offline = 1", [])
+    assert parse_query("offline:only").where() == ("f.offline = 1", [])
+    with pytest.raises(QueryError, match="offline:any"):
+        parse_query("offline:maybe")
+
+
 @pytest.mark.parametrize(
     ("spec", "sql", "params"),
     [
@@ -73,7 +82,7 @@ def test_filters_become_sql():
 )
 def test_filter_forms(spec, sql, params):
     got_sql, got_params = parse_query(spec).where()
-    assert got_sql == sql
+    assert got_sql == "f.offline = 0 AND " + sql  # offline files are left out by default
     assert (
         got_params == pytest.approx(params)
         if all(isinstance(p, float) for p in params)

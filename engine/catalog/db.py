@@ -153,10 +153,24 @@ class Catalog:
                       COUNT(f.id) AS files,
                       COALESCE(SUM(f.status = 'ok'), 0) AS indexed,
                       COALESCE(SUM(f.status = 'error'), 0) AS errors,
+                      COALESCE(SUM(f.offline), 0) AS offline,
                       COALESCE(SUM(f.duration), 0) AS duration
                FROM roots r LEFT JOIN files f ON f.root_id = r.id
                GROUP BY r.id ORDER BY r.path"""
         )
+
+    def set_offline(self, root_id: int, offline_ids: Iterable[int] | None = None) -> None:
+        """Mark which files of a root are offline: all of them when ``offline_ids`` is
+        None (the root folder itself is missing), else exactly those (the rest of the
+        root was read, so it is online)."""
+        with self.transaction() as c:
+            if offline_ids is None:
+                c.execute("UPDATE files SET offline = 1 WHERE root_id = ?", (root_id,))
+            else:
+                c.execute(
+                    f"UPDATE files SET offline = (id IN ({ID_SET})) WHERE root_id = ?",
+                    (id_set(offline_ids), root_id),
+                )
 
     def mark_root_scanned(self, root_id: int) -> None:
         with self.transaction() as c:
@@ -252,10 +266,10 @@ class Catalog:
 
     def counts(self) -> dict[str, int]:
         row = self.conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(status = 'ok'), 0), COALESCE(SUM(status = 'error'), 0)"
-            " FROM files"
+            "SELECT COUNT(*), COALESCE(SUM(status = 'ok'), 0), COALESCE(SUM(status = 'error'), 0),"
+            " COALESCE(SUM(offline), 0) FROM files"
         ).fetchone()
-        return {"files": row[0], "indexed": row[1], "errors": row[2]}
+        return {"files": row[0], "indexed": row[1], "errors": row[2], "offline": row[3]}
 
     def _refresh_fts(self, file_id: int) -> None:
         c = self.conn

@@ -159,6 +159,14 @@ def m002_embeddings(conn: sqlite3.Connection) -> None:
         )
 
 
+@migration
+def m003_offline(conn: sqlite3.Connection) -> None:
+    # 1 while the file's folder cannot be read (an unplugged drive, a network share's
+    # hiccup): the row, its tags and vectors are kept, and results leave it out unless
+    # asked; the next scan that reads the folder sets it back to 0.
+    conn.execute("ALTER TABLE files ADD COLUMN offline INTEGER NOT NULL DEFAULT 0")
+
+
 def _run_statements(conn: sqlite3.Connection, script: str) -> None:
     # executescript() would commit our open transaction; run statements one by one instead.
     for statement in script.split(";\n"):

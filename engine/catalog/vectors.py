@@ -81,7 +81,7 @@ class VectorStore:
         """Readable files that have neither vectors nor an embedding error in this space."""
         sql = (
             "SELECT f.id, f.path, f.duration, f.sample_rate, f.channels, f.size FROM files f "
-            "WHERE f.status = 'ok' "
+            "WHERE f.status = 'ok' AND f.offline = 0 "
             "AND NOT EXISTS (SELECT 1 FROM file_vectors v "
             "WHERE v.space_id = ? AND v.file_id = f.id) "
             "AND NOT EXISTS (SELECT 1 FROM embed_errors e "
@@ -110,8 +110,9 @@ class VectorStore:
                 "SELECT COUNT(*) FROM embed_errors WHERE space_id = ?", (space_id,)
             ).fetchone()[0],
             "pending": c.execute(
-                "SELECT COUNT(*) FROM files f WHERE f.status = 'ok' AND NOT EXISTS "
-                "(SELECT 1 FROM file_vectors v WHERE v.space_id = ? AND v.file_id = f.id) "
+                "SELECT COUNT(*) FROM files f WHERE f.status = 'ok' AND f.offline = 0 "
+                "AND NOT EXISTS (SELECT 1 FROM file_vectors v "
+                "WHERE v.space_id = ? AND v.file_id = f.id) "
                 "AND NOT EXISTS (SELECT 1 FROM embed_errors e WHERE e.space_id = ? "
                 "AND e.file_id = f.id)",
                 (space_id, space_id),

@@ -199,12 +199,17 @@ class Scanner:
         listed: list[_Listed] = []
         unreadable: list[str] = []
         known: dict[str, tuple[int, int, int, str | None]] = {}
+        read_roots: list[int] = []
         for root_path, root_id in selected.items():
             root = Path(os_path(root_path))
             if not root.is_dir():
                 # Keep the rows of an unplugged drive instead of deleting the whole root.
-                report.warnings.append(f"folder is missing, kept its files: {shown(root_path)}")
+                report.warnings.append(
+                    f"folder is offline (missing or unreadable), kept its files: {shown(root_path)}"
+                )
+                self.catalog.set_offline(root_id)
                 continue
+            read_roots.append(root_id)
             known.update(self.catalog.known_files(root_id))
             for path, st in walk_audio(root, report.warnings, unreadable):
                 listed.append(_Listed(to_catalog(path), root_id, st.st_size, st.st_mtime_ns))
@@ -215,11 +220,17 @@ class Scanner:
         # unreadable folder (a network share's hiccup) keep their tags and favorites.
         unread = {to_catalog(u) for u in unreadable}
         under = tuple(u.rstrip(os.sep) + os.sep for u in unread)
-        missing = {
-            p: v
-            for p, v in known.items()
-            if p not in listed_paths and p not in unread and not (under and p.startswith(under))
-        }
+        missing: dict[str, tuple[int, int, int, str | None]] = {}
+        offline: list[int] = []  # kept because they could not be read now
+        for p, v in known.items():
+            if p in listed_paths:
+                continue
+            if p in unread or (under and p.startswith(under)):
+                offline.append(v[0])
+            else:
+                missing[p] = v
+        for root_id in read_roots:
+            self.catalog.set_offline(root_id, offline)
         todo: list[_Listed] = []
         new: list[_Listed] = []
         for item in listed:

@@ -19,7 +19,7 @@ BM25_WEIGHTS = (10.0, 2.0, 4.0, 6.0, 5.0)
 
 _COLUMNS = (
     "f.id, f.path, f.name, f.folder, f.duration, f.sample_rate, f.channels, f.format, "
-    "f.subtype, f.bit_depth, f.size"
+    "f.subtype, f.bit_depth, f.size, f.offline"
 )
 
 
@@ -41,6 +41,7 @@ class SearchResult:
     size: int
     start: float | None = None
     end: float | None = None
+    offline: bool = False  # its folder could not be read at the last scan
 
     def to_json(self) -> dict[str, Any]:
         # A shallow copy: dataclasses.asdict deep-copies every field, which costs ~10x
@@ -58,7 +59,11 @@ def results_for_ids(catalog: Catalog, file_ids: list[int]) -> list[SearchResult]
         [id_set(file_ids)],
     )
     by_id = {row["id"]: row for row in rows}
-    return [SearchResult(**by_id[i]) for i in file_ids if i in by_id]
+    return [
+        SearchResult(**{**by_id[i], "offline": bool(by_id[i]["offline"])})
+        for i in file_ids
+        if i in by_id
+    ]
 
 
 def keyword_search(
@@ -92,4 +97,4 @@ def keyword_search(
     except sqlite3.OperationalError as exc:
         # FTS5 rejects some inputs the parser lets through (e.g. stray operators).
         raise QueryError(f"cannot search for that: {exc}") from exc
-    return [SearchResult(**row) for row in rows]
+    return [SearchResult(**{**row, "offline": bool(row["offline"])}) for row in rows]

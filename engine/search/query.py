@@ -3,6 +3,8 @@
 Words are ANDed; `-word` excludes; `"a phrase"`; `a OR b`; field filters `dur:<2`,
 `dur:1..5`, `sr:48000`, `sr:48k`, `ch:2`, `ch:stereo`, `bits:24`, `format:wav`,
 `tag:foo`, `col:name`, `fav`, `cat:DOOR`, `folder:name`. Filters can be negated with `-`.
+Files whose folder is offline are left out unless the query asks for them: `offline:any`
+(online and offline), `is:offline` or `offline:only` (only those).
 A malformed query raises QueryError with a message meant for the user.
 """
 
@@ -15,7 +17,7 @@ from typing import Any
 from engine.errors import QueryError
 from engine.search.words import split_words
 
-FIELDS = ("dur", "sr", "ch", "bits", "format", "tag", "col", "cat", "folder", "is")
+FIELDS = ("dur", "sr", "ch", "bits", "format", "tag", "col", "cat", "folder", "is", "offline")
 
 _FORMAT_ALIASES = {
     "wav": ("WAV", "WAVEX", "RF64", "W64"),
@@ -42,6 +44,7 @@ class ParsedQuery:
     exclude: list[str] = field(default_factory=list)
     filters: list[tuple[str, list[Any]]] = field(default_factory=list)
     words: list[str] = field(default_factory=list)
+    include_offline: bool = False  # the query named offline files (offline:any, is:offline)
 
     @property
     def has_text(self) -> bool:
@@ -49,11 +52,11 @@ class ParsedQuery:
 
     def where(self) -> tuple[str, list[Any]]:
         """SQL conditions on `f` (files) for the filters, and their parameters."""
-        parts, params = [], []
+        parts, params = [] if self.include_offline else ["f.offline = 0"], []
         for sql, p in self.filters:
             parts.append(sql)
             params.extend(p)
-        return (" AND ".join(parts) if parts else "1"), params
+        return " AND ".join(parts), params
 
 
 def _fts_term(text: str, phrase: bool) -> str | None:
@@ -151,13 +154,23 @@ def _filter(name: str, value: str) -> tuple[str, list[Any]]:
     if name == "is":
         if value.lower() in ("fav", "favorite", "favourite"):
             return _FAV
-        raise QueryError(f"is:{value}: only is:fav is known")
+        if value.lower() == "offline":
+            return _OFFLINE
+        raise QueryError(f"is:{value}: is:fav and is:offline are known")
+    if name == "offline":
+        if value.lower() in ("only", "yes"):
+            return _OFFLINE
+        if value.lower() in ("any", "include", "show"):
+            return "1", []
+        raise QueryError(f"offline:{value}: offline:any or offline:only")
     raise QueryError(f"unknown filter '{name}:' (known: {', '.join(FIELDS)}, fav)")
 
 
 _FAV: tuple[str, list[Any]] = ("f.id IN (SELECT file_id FROM favorites)", [])
+_OFFLINE: tuple[str, list[Any]] = ("f.offline = 1", [])
 _EXAMPLES = {"dur": "<2", "sr": "48000", "ch": "2", "bits": "24", "format": "wav",
-             "tag": "impact", "col": "reel3", "cat": "DOOR", "folder": "foley"}  # fmt: skip
+             "tag": "impact", "col": "reel3", "cat": "DOOR", "folder": "foley",
+             "offline": "any"}  # fmt: skip
 
 
 def _like_escape(text: str) -> str:
@@ -198,6 +211,8 @@ def parse_query(text: str) -> ParsedQuery:
             raise QueryError(f"{name}: needs a value, e.g. {name}:{_EXAMPLES.get(name, 'fav')}")
         if fname and fname.lower() in FIELDS:
             condition = _filter(fname, value)
+            if fname.lower() == "offline" or (fname.lower() == "is" and value.lower() == "offline"):
+                query.include_offline = True
             query.filters.append((f"NOT ({condition[0]})", condition[1]) if negate else condition)
             continue
         if fname and quoted is None and not negate and re.fullmatch(r"[A-Za-z]+", fname):

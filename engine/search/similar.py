@@ -7,6 +7,7 @@ from the catalog's vectors on first use and rebuilt when the space's generation 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import numpy as np
 
 from engine.audio.decode import decode_mono
 from engine.audio.resample import resample
-from engine.catalog.db import Catalog
+from engine.catalog.db import ID_SET, Catalog, id_set
 from engine.catalog.sidefiles import written
 from engine.catalog.vectors import VectorStore, normalise
 from engine.errors import FileUnreadable, NotIndexed
@@ -159,6 +160,29 @@ def best_moment(
     return float(windows.starts[best]), float(windows.ends[best])
 
 
+def online_hits(
+    catalog: Catalog,
+    query: Callable[[int], list[tuple[int, float]]],
+    limit: int,
+) -> list[tuple[int, float]]:
+    """The first ``limit`` of ``query(k)``'s hits whose files are online, widening k
+    until there are enough or the index is exhausted."""
+    k = limit
+    while True:
+        hits = query(k)
+        ids = [fid for fid, _ in hits]
+        online = {
+            row[0]
+            for row in catalog.conn.execute(
+                f"SELECT id FROM files WHERE offline = 0 AND id IN ({ID_SET})", (id_set(ids),)
+            )
+        }
+        kept = [hit for hit in hits if hit[0] in online]
+        if len(kept) >= limit or len(hits) < k:
+            return kept[:limit]
+        k *= 2
+
+
 def to_results(
     catalog: Catalog, hits: list[tuple[int, float]], moments: dict[int, tuple]
 ) -> list[SearchResult]:
@@ -174,6 +198,7 @@ def to_results(
                 score=round(score, 4), duration=row["duration"], sample_rate=row["sample_rate"],
                 channels=row["channels"], format=row["format"], subtype=row["subtype"],
                 bit_depth=row["bit_depth"], size=row["size"], start=start, end=end,
+                offline=bool(row["offline"]),
             )
         )  # fmt: skip
     return results

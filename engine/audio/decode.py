@@ -13,9 +13,52 @@ import soundfile as sf
 
 from engine.catalog.paths import os_bytes
 
-# Longer files are embedded from their first MAX_SECONDS only, which bounds memory
-# (10 min of 48 kHz mono float32 is 115 MB).
+# Longer files are embedded from their first MAX_SECONDS only, and a file of a higher
+# rate than 48 kHz from as many seconds as MAX_SAMPLES holds (96 kHz: 300 s), so the mono
+# result is at most 115 MB whatever the file (10 min of 48 kHz float32).
 MAX_SECONDS = 600.0
+MAX_SAMPLES = int(MAX_SECONDS * 48_000)
+# Samples (frames x channels) read per block: 4 MB of int32/float32, so a 256-channel
+# file is read in blocks of 4,096 frames, not 256 x 262,144 samples at once.
+BLOCK_SAMPLES = 1 << 20
+
+
+# A frame count this large means the header did not say (libsndfile reports INT64_MAX).
+UNKNOWN_FRAMES = 1 << 62
+
+
+def open_sound(path: str | Path) -> sf.SoundFile:
+    """Open a catalog path (engine.catalog.paths) for reading, exact to the byte.
+
+    A file whose header does not give its length (a FLAC written while streaming, with
+    STREAMINFO's total 0) reads to its real end; its ``frames`` is meaningless, see
+    length_known. Raises what soundfile raises. Any thread.
+    """
+    snd = sf.SoundFile(os_bytes(str(path)))
+    if not length_known(snd):
+        # soundfile seeks to the new position after every read, and libsndfile cannot
+        # seek to the end of a stream of unknown length: read it as a stream instead
+        # (explicit seeks still work). soundfile has no public switch for this.
+        snd._info.seekable = 0
+    return snd
+
+
+def length_known(snd: sf.SoundFile) -> bool:
+    return 0 <= snd.frames < UNKNOWN_FRAMES
+
+
+def count_frames(snd: sf.SoundFile) -> int:
+    """The real length of an open file, read through once in bounded blocks, then back at
+    the start (for files whose header does not say)."""
+    block = max(1024, BLOCK_SAMPLES // max(1, snd.channels))
+    total = 0
+    while True:
+        n = len(snd.read(block, dtype="float32", always_2d=True))
+        if not n:
+            break
+        total += n
+    snd.seek(0)
+    return total
 
 
 # soundfile subtypes read as integers (numpy dtype, scale to [-1, 1)); others as float32.
@@ -35,13 +78,15 @@ def decode_mono(
     ``path`` is a catalog path (engine.catalog.paths). Reads block by block, so only the
     mono result is ever held whole. Any thread.
     """
-    with sf.SoundFile(os_bytes(str(path))) as f:
+    with open_sound(path) as f:
         rate = f.samplerate
+        frames = f.frames if length_known(f) else UNKNOWN_FRAMES
         first = int(round((start or 0.0) * rate))
-        last = f.frames if end is None else min(f.frames, int(round(end * rate)))
-        last = min(last, first + int(max_seconds * rate))
+        last = frames if end is None else min(frames, int(round(end * rate)))
+        last = min(last, first + min(int(max_seconds * rate), MAX_SAMPLES))
+        block_frames = max(1024, BLOCK_SAMPLES // max(1, f.channels))
         if first > 0:
-            f.seek(min(first, f.frames))
+            f.seek(min(first, frames))
         remaining = max(0, last - first)
         # Integer PCM is read as integers and scaled here: libsndfile's own conversion to
         # float is much slower (docs/measurements.md, decoding) and gives the same floats
@@ -52,7 +97,7 @@ def decode_mono(
         gains = np.full(f.channels, scale / f.channels, dtype=np.float32)
         parts = []
         while remaining > 0:
-            block = f.read(min(remaining, 1 << 18), dtype=dtype, always_2d=True)
+            block = f.read(min(remaining, block_frames), dtype=dtype, always_2d=True)
             if not len(block):
                 break
             if block.shape[1] > 1:

@@ -29,7 +29,10 @@ from typing import Any, Protocol
 import numpy as np
 import soundfile as sf
 
-from engine.catalog.paths import os_bytes, shown
+from engine.audio.decode import count_frames, length_known, open_sound
+from engine.audio.rates import reduced_ratio
+from engine.catalog.paths import shown
+from engine.config import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
 
 class OutputStream(Protocol):
@@ -55,9 +58,6 @@ CHUNK_FRAMES = 2048
 # Frames the callback may still consume while the feeder computes a loop splice.
 SPLICE_MARGIN_BLOCKS = 3
 FALLBACK_RATE = 48000
-# Largest polyphase kernel (phases x taps) built for an exotic rate pair; beyond it the
-# source rate is rounded to a multiple of 50 Hz (pitch error < 0.3 %, audition only).
-MAX_KERNEL_ELEMENTS = 2_000_000
 _GAIN_FRAMES = 8192  # per-call gain ramp buffer; bigger callbacks get a flat gain
 
 NO_DEVICE = "no audio output device"
@@ -123,18 +123,6 @@ def sinc_kernel(up: int, down: int, zeros: int = 6, rolloff: float = 0.99) -> np
         kernel = np.where(t == 0, 1.0, np.sin(t) / t)
     kernel *= window * (base / down)
     return kernel.astype(np.float32)
-
-
-def reduced_ratio(rate_in: int, rate_out: int) -> tuple[int, int]:
-    """(up, down): rate_out/rate_in reduced; an exotic source rate is rounded so the kernel
-    stays small (see MAX_KERNEL_ELEMENTS). Any thread."""
-    g = math.gcd(rate_in, rate_out)
-    up, down = rate_out // g, rate_in // g
-    if up * (down + 16) > MAX_KERNEL_ELEMENTS:
-        approx = max(50, round(rate_in / 50) * 50)
-        g = math.gcd(approx, rate_out)
-        up, down = rate_out // g, approx // g
-    return up, down
 
 
 class StreamResampler:
@@ -645,7 +633,16 @@ class Player:
         self._loop = None
         name = shown(Path(path).name)
         try:
-            src = sf.SoundFile(os_bytes(path))
+            src = open_sound(path)
+            if not MIN_SAMPLE_RATE <= src.samplerate <= MAX_SAMPLE_RATE or not (
+                0 < src.channels <= MAX_CHANNELS
+            ):
+                src.close()  # the header would size the resampler and the buffers
+                raise ValueError(
+                    f"implausible header ({src.samplerate} Hz, {src.channels} channels)"
+                )
+            # A header that does not say how long the file is: count once.
+            frames = src.frames if length_known(src) else count_frames(src)
         except Exception as exc:
             self._req = self._request(None, self._stop_curve, None)
             self._fail(f"cannot play {name}: {exc}", gen)
@@ -655,7 +652,7 @@ class Player:
             return
         self._src = src
         self._src_rate = src.samplerate
-        self._src_frames = max(0, src.frames)
+        self._src_frames = max(0, frames)
         self._duration = self._src_frames / self._src_rate
         self._matrix = channel_matrix(src.channels, self._channels)
         self._chunk_in = max(64, round(CHUNK_FRAMES * self._src_rate / self._rate))

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 import torchaudio
 
+from engine.audio.rates import working_rate
+
 
 class _SincResampler:
     """torchaudio's band-limited sinc resampler, applied as one matrix product.
@@ -21,6 +23,9 @@ class _SincResampler:
     """
 
     def __init__(self, rate: int, target: int) -> None:
+        # A rate whose exact kernel would be huge (a film pull-down rate) is treated as the
+        # nearest rate with a small one (engine.audio.rates).
+        rate = working_rate(rate, target)
         reference = torchaudio.transforms.Resample(rate, target, dtype=torch.float32)
         # With few output phases (96 -> 48 kHz has one) the product is a slow strided
         # matrix-vector one, and torchaudio's convolution is faster: keep that.
@@ -55,8 +60,8 @@ def _resampler(rate: int, target: int) -> _SincResampler:
 def resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
     """Band-limited resampling with torchaudio's sinc kernel (deterministic). Any thread:
     the cached resamplers only read their kernels."""
-    if rate == target or len(audio) == 0:
-        return audio
+    if working_rate(rate, target) == target or len(audio) == 0:
+        return audio  # the same rate, or within 1 % of it where the exact kernel is huge
     with torch.inference_mode():
         out = _resampler(rate, target)(torch.from_numpy(np.ascontiguousarray(audio)))
     return out.numpy()

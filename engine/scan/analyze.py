@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from engine.catalog.paths import os_bytes, os_path
+from engine.audio.decode import open_sound
+from engine.catalog.paths import os_path
 from engine.config import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from engine.scan.metadata import read_metadata
 from engine.scan.peaks import PeakAccumulator
@@ -132,7 +133,7 @@ def analyze(path: str | Path, root_id: int, ucs_table: UcsTable | None = None) -
         return error(f"cannot open: {exc.strerror or exc}")
 
     try:
-        snd = sf.SoundFile(os_bytes(str(p)))
+        snd = open_sound(p)
     except FileNotFoundError as exc:
         raise FileVanished(str(p)) from exc
     except PermissionError as exc:

@@ -22,7 +22,10 @@ _UNITS = DETAIL_BUCKETS * 4
 class PeakAccumulator:
     """Collects min/max per fixed-size unit of frames from consecutive blocks.
 
-    Memory stays bounded by the number of units (~8k), whatever the file's length.
+    Memory stays bounded by the number of units (under 2 x 8k), whatever the file's
+    length and whatever its header claimed: when a file runs longer than declared (or
+    declared nothing, like a FLAC of unknown length), neighbouring units are merged and
+    the unit doubles.
     """
 
     def __init__(self, expected_frames: int) -> None:
@@ -32,6 +35,7 @@ class PeakAccumulator:
         self._carry_min = math.inf
         self._carry_max = -math.inf
         self._carry_len = 0
+        self._units = 0
 
     def add(self, block: np.ndarray) -> None:
         """Add a (frames, channels) float block."""
@@ -54,16 +58,34 @@ class PeakAccumulator:
             end = pos + whole * self.unit
             self._mins.append(lo[pos:end].reshape(whole, self.unit).min(axis=1))
             self._maxs.append(hi[pos:end].reshape(whole, self.unit).max(axis=1))
+            self._units += whole
             pos = end
         if pos < n:
             self._carry_min = float(lo[pos:].min())
             self._carry_max = float(hi[pos:].max())
             self._carry_len = n - pos
+        while self._units >= 2 * _UNITS:
+            self._merge()
 
     def _flush_carry(self) -> None:
         self._mins.append(np.array([self._carry_min], dtype=np.float32))
         self._maxs.append(np.array([self._carry_max], dtype=np.float32))
+        self._units += 1
         self._carry_min, self._carry_max, self._carry_len = math.inf, -math.inf, 0
+
+    def _merge(self) -> None:
+        """Halve the units kept: pairs merged, the unit doubled; an odd last unit joins
+        the partial one that follows it."""
+        mins, maxs = np.concatenate(self._mins), np.concatenate(self._maxs)
+        even = len(mins) // 2 * 2
+        if even < len(mins):
+            self._carry_min = min(self._carry_min, float(mins[-1]))
+            self._carry_max = max(self._carry_max, float(maxs[-1]))
+            self._carry_len += self.unit
+        self._mins = [mins[:even].reshape(-1, 2).min(axis=1)]
+        self._maxs = [maxs[:even].reshape(-1, 2).max(axis=1)]
+        self._units = even // 2
+        self.unit *= 2
 
     def finish(self) -> tuple[bytes, bytes]:
         """(overview, detail) blobs."""

@@ -26,6 +26,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("scan", parents=[common], help="rescan all library folders (incremental)")
     p.add_argument("--no-embed", action="store_true", help="scan only; embed later")
+    p.add_argument(
+        "--retry-errors", action="store_true",
+        help="read and embed again the files that failed, even if unchanged",
+    )  # fmt: skip
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_scan)
 
@@ -90,7 +94,7 @@ def _index(library: Any, args: argparse.Namespace, roots: list[str] | None = Non
     with StagedProgress(args.quiet) as progress, ctrl_c_cancels() as cancel:
         report = library.index(
             roots=roots, embed=not args.no_embed, device=device(args), progress=progress,
-            cancel=cancel,
+            cancel=cancel, retry_errors=getattr(args, "retry_errors", False),
         )  # fmt: skip
     _print_scan(report.scan)
     if report.no_model:

@@ -1,6 +1,7 @@
 """Scanning and embedding in a child process, driven over stdin/stdout.
 
-    python -m engine.index_worker --library DIR [--add PATH ...] [--no-embed] [--space S ...]
+    python -m engine.index_worker --library DIR [--add PATH ...] [--no-embed] [--retry-errors]
+        [--space S ...]
 
 The desktop app runs indexing here rather than in a thread: decoding, metadata parsing
 and the model all hold Python's GIL for stretches, and in-process they starved the GUI
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--library", required=True)
     parser.add_argument("--add", nargs="*", default=[])
     parser.add_argument("--no-embed", action="store_true")
+    parser.add_argument("--retry-errors", action="store_true")
     parser.add_argument("--space", action="append", dest="spaces", choices=config.SPACE_NAMES)
     parser.add_argument("--device", default=None, choices=config.DEVICES)
     args = parser.parse_args(argv)
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.add or None, embed=not args.no_embed,
                 spaces=tuple(args.spaces) if args.spaces else None,
                 device=args.device or config.value("device"),
-                progress=progress, cancel=cancel, pause=pause,
+                progress=progress, cancel=cancel, pause=pause, retry_errors=args.retry_errors,
             )  # fmt: skip
     except SonariumError as exc:
         out.send({"event": "error", "message": str(exc)}, force=True)

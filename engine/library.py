@@ -167,11 +167,13 @@ class Library:
         cancel: threading.Event | None = None,
         pause: threading.Event | None = None,
         workers: int | None = None,
+        retry_errors: bool = False,
     ) -> ScanReport:
-        """Bring the catalog up to date with the folders on disk. Call on the owning thread."""
+        """Bring the catalog up to date with the folders on disk; ``retry_errors`` reads
+        unreadable files again even when unchanged. Call on the owning thread."""
         scanner = Scanner(
             self.catalog, ucs_table=self.ucs_table(), workers=workers,
-            progress=progress, cancel=cancel, pause=pause,
+            progress=progress, cancel=cancel, pause=pause, retry_errors=retry_errors,
         )  # fmt: skip
         return scanner.scan(roots)
 
@@ -204,6 +206,7 @@ class Library:
         progress: IndexProgress | None = None,
         cancel: threading.Event | None = None,
         pause: threading.Event | None = None,
+        retry_errors: bool = False,
     ) -> IndexReport:
         """Scan -> embed -> learn text search when stale: the one indexing sequence.
 
@@ -212,6 +215,8 @@ class Library:
         available here) unless ``embed`` is False or the scan was cancelled, then relearns
         text search over sound when the library changed and the default find-similar
         space was embedded. Each stage resumes where a cancelled or killed run stopped.
+        ``retry_errors``: files that could not be read or embedded are tried again (else
+        only files that changed are).
         The CLI and the app's indexing process both call this; call on the owning thread.
         """
         cancel = cancel or threading.Event()
@@ -223,7 +228,12 @@ class Library:
                 return None
             return lambda snapshot: progress(stage, snapshot)
 
-        scan = self.scan(roots, progress=staged("scanning"), cancel=cancel, pause=pause)
+        scan = self.scan(
+            roots, progress=staged("scanning"), cancel=cancel, pause=pause,
+            retry_errors=retry_errors,
+        )  # fmt: skip
+        if retry_errors:
+            self.catalog.clear_embed_errors()
         report = IndexReport(list(roots or []), scan, cancelled=scan.cancelled)
         if not embed or report.cancelled:
             return report

@@ -36,6 +36,7 @@ class LibraryPanel(QWidget):
     add_requested = Signal(object)  # list of folder paths
     remove_requested = Signal(str)
     rescan_requested = Signal()
+    retry_requested = Signal()  # rescan, reading the unreadable files again
     pause_toggled = Signal(bool)
     collection_chosen = Signal(str)
     collection_delete_requested = Signal(str)
@@ -192,7 +193,12 @@ class LibraryPanel(QWidget):
             table.setItem(row, 0, QTableWidgetItem(printable(e["path"])))
             table.setItem(row, 1, QTableWidgetItem(printable(e["error"] or "")))
         table.resizeColumnsToContents()
+        retry = QPushButton("Retry these files", dialog)
+        retry.setToolTip("Read them again (after fixing permissions or reconnecting a drive)")
+        retry.clicked.connect(self.retry_requested)
+        retry.clicked.connect(dialog.accept)
         layout = QVBoxLayout(dialog)
         layout.addWidget(table)
+        layout.addWidget(retry)
         dialog.resize(900, 400)
         dialog.open()

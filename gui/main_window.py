@@ -203,6 +203,7 @@ class MainWindow(QMainWindow):
         self.library_panel.add_requested.connect(self.add_folders)
         self.library_panel.remove_requested.connect(self.bridge.remove_folder)
         self.library_panel.rescan_requested.connect(self.rescan)
+        self.library_panel.retry_requested.connect(lambda: self.bridge.index(retry_errors=True))
         self.library_panel.pause_toggled.connect(self.bridge.pause)
         self.library_panel.collection_chosen.connect(self.show_collection)
         self.library_panel.collection_delete_requested.connect(self.bridge.delete_collection)

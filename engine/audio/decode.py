@@ -6,12 +6,13 @@ decode workers both read through here.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from engine.catalog.paths import os_bytes
+from engine.catalog.paths import open_fd
 
 # Longer files are embedded from their first MAX_SECONDS only, and a file of a higher
 # rate than 48 kHz from as many seconds as MAX_SAMPLES holds (96 kHz: 300 s), so the mono
@@ -27,14 +28,38 @@ BLOCK_SAMPLES = 1 << 20
 UNKNOWN_FRAMES = 1 << 62
 
 
+class _Sound(sf.SoundFile):
+    """A SoundFile on a descriptor it owns (closed with it, or on a failed open)."""
+
+    def __init__(self, fd: int) -> None:
+        self._owned_fd: int | None = fd
+        try:
+            super().__init__(fd, closefd=False)
+        except BaseException:
+            self._release()
+            raise
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        fd, self._owned_fd = self._owned_fd, None
+        if fd is not None:
+            os.close(fd)
+
+
 def open_sound(path: str | Path) -> sf.SoundFile:
-    """Open a catalog path (engine.catalog.paths) for reading, exact to the byte.
+    """Open a catalog path (engine.catalog.paths) for reading, exact to the byte; only a
+    regular file (a FIFO swapped in would block the reader for ever: NotAFile).
 
     A file whose header does not give its length (a FLAC written while streaming, with
     STREAMINFO's total 0) reads to its real end; its ``frames`` is meaningless, see
     length_known. Raises what soundfile raises. Any thread.
     """
-    snd = sf.SoundFile(os_bytes(str(path)))
+    snd = _Sound(open_fd(str(path)))
     if not length_known(snd):
         # soundfile seeks to the new position after every read, and libsndfile cannot
         # seek to the end of a stream of unknown length: read it as a stream instead

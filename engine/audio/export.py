@@ -15,7 +15,7 @@ from pathlib import Path
 import platformdirs
 import soundfile as sf
 
-from engine.catalog.paths import os_bytes
+from engine.audio.decode import open_sound
 from engine.catalog.sidefiles import written
 
 MAX_AGE_SECONDS = 7 * 24 * 3600
@@ -44,7 +44,7 @@ def export_region(source: str | Path, start: float, end: float, folder: Path | N
     folder = folder or clip_dir()
     folder.mkdir(parents=True, exist_ok=True)
     cleanup(folder)
-    with sf.SoundFile(os_bytes(str(source))) as f:
+    with open_sound(str(source)) as f:
         rate = f.samplerate
         first = max(0, int(round(start * rate)))
         last = min(f.frames, int(round(end * rate)))

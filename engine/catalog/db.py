@@ -252,6 +252,12 @@ class Catalog:
                 c.execute("DELETE FROM files_fts WHERE rowid = ?", (file_id,))
                 c.execute("DELETE FROM files WHERE id = ?", (file_id,))
 
+    def clear_embed_errors(self) -> int:
+        """Forget every file's embedding error, so the next embedding run tries them
+        again; returns how many there were."""
+        with self.transaction() as c:
+            return c.execute("DELETE FROM embed_errors").rowcount
+
     def peaks(self, file_id: int) -> tuple[bytes, bytes] | None:
         row = self.conn.execute(
             "SELECT overview, detail FROM peaks WHERE file_id = ?", (file_id,)

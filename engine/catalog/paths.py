@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
+from typing import BinaryIO
 
 import platformdirs
 
@@ -104,3 +106,32 @@ def words_text(stored: str) -> str:
     if ESCAPE not in stored:
         return stored
     return _ESCAPED.sub(" ", stored)
+
+
+class NotAFile(OSError):
+    """A library path that is now a FIFO, a socket, a device or a folder: reading it
+    could block for ever or never end."""
+
+
+def open_fd(stored: str) -> int:
+    """A read-only descriptor for a catalog path, only when it is a regular file (checked
+    on the open descriptor, so a swap after the check cannot matter; opening never blocks,
+    even on a FIFO). Raises NotAFile or what os.open raises. Any thread."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(os_bytes(stored), flags | getattr(os, "O_BINARY", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotAFile(
+                f"not a regular file (a pipe, socket, device or folder): {shown(stored)}"
+            )
+        if flags & getattr(os, "O_NONBLOCK", 0):
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_binary(stored: str) -> BinaryIO:
+    """open_fd as a binary file object."""
+    return os.fdopen(open_fd(stored), "rb")

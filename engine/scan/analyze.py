@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 import soundfile as sf
 
 from engine.audio.decode import open_sound
-from engine.catalog.paths import os_path
+from engine.catalog.paths import open_binary, os_path
 from engine.config import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from engine.scan.metadata import read_metadata
 from engine.scan.peaks import PeakAccumulator
@@ -60,7 +61,7 @@ def fingerprint(path: str | Path, size: int) -> str:
     ``path`` is a catalog path (engine.catalog.paths)."""
     h = hashlib.blake2b(digest_size=16)
     h.update(str(size).encode())
-    with open(os_path(str(path)), "rb") as f:
+    with open_binary(str(path)) as f:
         h.update(f.read(FINGERPRINT_SPAN))
         if size > FINGERPRINT_SPAN:
             f.seek(max(FINGERPRINT_SPAN, size - FINGERPRINT_SPAN))
@@ -84,7 +85,7 @@ def _check_unchanged(path: str | Path, before: os.stat_result) -> None:
 
 def _open_error(path: Path, exc: Exception) -> str:
     try:
-        with open(os_path(str(path)), "rb") as f:
+        with open_binary(str(path)) as f:
             head = f.read(12)
     except OSError as os_exc:
         return f"cannot open: {os_exc.strerror or os_exc}"
@@ -123,6 +124,8 @@ def analyze(path: str | Path, root_id: int, ucs_table: UcsTable | None = None) -
         _check_unchanged(p, before)
         return Analysis({**base, "status": "error", "error": message})
 
+    if not stat.S_ISREG(before.st_mode):
+        return error("not a regular file (a pipe, socket, device or folder)")
     if before.st_size == 0:
         return error("empty file (0 bytes)")
     try:
@@ -198,7 +201,7 @@ def analyze(path: str | Path, root_id: int, ucs_table: UcsTable | None = None) -
         peak_db=_db(peak),
         rms_db=_db(rms),
     )
-    meta = read_metadata(Path(os_path(str(p))))
+    meta = read_metadata(p)
     tags = meta.pop("embedded_tags", {})
     base.update(meta)
     base["embedded_tags"] = _json(tags) if tags else None

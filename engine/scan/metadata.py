@@ -14,6 +14,8 @@ from typing import Any
 
 import mutagen
 
+from engine.catalog.paths import open_binary, os_path
+
 log = logging.getLogger(__name__)
 
 # Metadata chunks are small; a larger declared size means a corrupt header.
@@ -41,7 +43,7 @@ def read_riff_chunks(path: Path) -> dict[str, Any]:
     """BWF `bext`, `iXML` and LIST/INFO fields of a RIFF/RF64/BW64 WAV file."""
     out: dict[str, Any] = {}
     try:
-        with open(path, "rb") as f:
+        with open_binary(str(path)) as f:
             head = f.read(12)
             if (
                 len(head) < 12
@@ -113,7 +115,7 @@ def _parse_info(body: bytes, out: dict[str, Any]) -> None:
 def read_tags(path: Path) -> dict[str, str]:
     """Tags through mutagen (ID3, Vorbis comments, FLAC, MP4, AIFF), as plain strings."""
     try:
-        audio = mutagen.File(str(path), easy=True)
+        audio = mutagen.File(os_path(str(path)), easy=True)
     except Exception as exc:  # mutagen raises many types on malformed input
         log.debug("tags: %s: %s", path, exc)
         return {}
@@ -134,7 +136,8 @@ def read_tags(path: Path) -> dict[str, str]:
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
-    """Catalog columns from embedded metadata (description, iXML fields, embedded_tags)."""
+    """Catalog columns from embedded metadata (description, iXML fields, embedded_tags)
+    of a catalog path (engine.catalog.paths)."""
     fields = read_riff_chunks(path) if path.suffix.lower() in (".wav", ".wave", ".bwf") else {}
     tags = read_tags(path)
     tags.update(fields.pop("info", {}))

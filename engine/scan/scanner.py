@@ -180,8 +180,12 @@ class Scanner:
         progress: Callable[[ScanProgress], None] | None = None,
         cancel: threading.Event | None = None,
         pause: threading.Event | None = None,
+        retry_errors: bool = False,
     ) -> None:
         self.catalog = catalog
+        # Read error rows again even when the file looks unchanged (a permission fixed,
+        # a share back, a new libsndfile): chmod and remounts leave size and mtime alone.
+        self.retry_errors = retry_errors
         self.ucs_table = ucs_table
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.progress = progress
@@ -233,11 +237,12 @@ class Scanner:
             self.catalog.set_offline(root_id, offline)
         todo: list[_Listed] = []
         new: list[_Listed] = []
+        retry = self._error_paths() if self.retry_errors else set()
         for item in listed:
             row = known.get(item.path)
             if row is None:
                 new.append(item)
-            elif (row[1], row[2]) == (item.size, item.mtime_ns):
+            elif (row[1], row[2]) == (item.size, item.mtime_ns) and item.path not in retry:
                 report.unchanged += 1
             else:
                 todo.append(item)
@@ -253,6 +258,10 @@ class Scanner:
                 self.catalog.mark_root_scanned(root_id)
         report.elapsed = time.monotonic() - started
         return report
+
+    def _error_paths(self) -> set[str]:
+        rows = self.catalog.conn.execute("SELECT path FROM files WHERE status = 'error'")
+        return {r[0] for r in rows}
 
     def _apply_moves(
         self,

@@ -8,6 +8,7 @@ in the indexing process; the CLI runs one on the main thread.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -411,7 +412,10 @@ class Library:
         try:
             return Adapter.load(path)
         except ValueError as exc:
-            log.warning("ignoring %s", exc)
+            # Set aside, so that it counts as missing: the next index run learns again.
+            log.warning("setting aside a damaged adapter, to be learned again: %s", exc)
+            with contextlib.suppress(OSError):
+                path.replace(path.with_name(path.name + ".damaged"))
             return None
 
     def adapter_stale(self, audio_space: str = DEFAULT_SIMILAR_SPACE) -> bool:

@@ -5,6 +5,7 @@ the tests marked needs_encoder use the real all-MiniLM-L6-v2 and skip when it is
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -286,3 +287,70 @@ def test_a_killed_extraction_of_the_text_model_is_redone_and_never_trusted(tmp_p
     mark = (target / ".extracted").stat().st_mtime_ns
     assert extracted(archive, target) == target
     assert (target / ".extracted").stat().st_mtime_ns == mark
+
+
+def _saved(tmp_path, library) -> tuple[Adapter, Path]:
+    build(tmp_path, library)
+    adapter = train_adapter(library.catalog, "fake", SMALL, encoder=WordEncoder())
+    path = tmp_path / "good.adapter.npz"
+    adapter.save(path)
+    return adapter, path
+
+
+def test_damaged_and_hostile_adapter_files_are_refused_before_they_are_loaded(tmp_path, library):
+    """Truncated, bit-flipped (zip CRC), wrongly shaped, and a zip bomb whose members
+    inflate to far more than an adapter holds: each refused with AdapterInvalid, and
+    read_meta calls each of them stale (so it is relearned, never a crash)."""
+    import zipfile
+
+    good, path = _saved(tmp_path, library)
+    data = path.read_bytes()
+    cases = {}
+    cases["truncated"] = data[: len(data) // 2]
+    flipped = bytearray(data)
+    member = data.index(b"text_vectors.npy")
+    flipped[member + 400] ^= 0xFF  # inside the compressed/stored data of a member
+    cases["bit_flipped"] = bytes(flipped)
+    for name, blob in cases.items():
+        bad = tmp_path / f"{name}.npz"
+        bad.write_bytes(blob)
+        with pytest.raises(AdapterInvalid):
+            Adapter.load(bad)
+    assert read_meta(tmp_path / "truncated.npz") is None
+    # Wrong shapes: captions for fewer files than vectors.
+    short = tmp_path / "short.npz"
+    with zipfile.ZipFile(path) as z, zipfile.ZipFile(short, "w") as out:
+        for item in z.infolist():
+            blob = z.read(item)
+            if item.filename == "captions.npy":
+                import io
+
+                buf = io.BytesIO()
+                np.save(buf, np.array(good.captions[:-1], dtype=str))
+                blob = buf.getvalue()
+            out.writestr(item, blob)
+    with pytest.raises(AdapterInvalid, match="wrong shape: captions"):
+        Adapter.load(short)
+    # A bomb: a head that declares 256 MB of zeros, stored compressed in well under 1 MB.
+    bomb = tmp_path / "bomb.npz"
+    header = {"descr": "<f4", "fortran_order": False, "shape": (1 << 26,)}
+    with zipfile.ZipFile(path) as z, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as out:
+        for item in z.infolist():
+            if item.filename != "head_wt.npy":
+                out.writestr(item.filename, z.read(item))
+        with out.open("head_wt.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            chunk = bytes(1 << 24)
+            for _ in range(16):
+                f.write(chunk)
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(AdapterInvalid, match="declares"):
+        Adapter.load(bomb)
+    assert read_meta(bomb) is None
+    # The library sets a damaged saved adapter aside (with a log line) and learns again.
+    saved = library.adapter_file()
+    saved.write_bytes(cases["bit_flipped"])
+    assert not library.adapter_stale()  # its meta alone looks fine...
+    assert library.saved_adapter() is None  # ...but it does not load:
+    assert not saved.exists() and saved.with_name(saved.name + ".damaged").exists()
+    assert library.adapter_stale()

@@ -8,7 +8,6 @@ one worker thread, instead of sleeping.
 
 from __future__ import annotations
 
-import builtins
 import errno
 import json
 import math
@@ -23,6 +22,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import engine.catalog.paths as paths_mod
 import engine.scan.analyze as analyze_mod
 import engine.scan.scanner as scanner_mod
 from engine.errors import LibraryError
@@ -201,22 +201,16 @@ def _block_reads_of(path: Path, mp: pytest.MonkeyPatch) -> bool:
     def denied() -> PermissionError:
         return PermissionError(errno.EACCES, os.strerror(errno.EACCES), target)
 
-    real_open = builtins.open
-    real_soundfile = sf.SoundFile
+    real_open = os.open
+    encoded = os.fsencode(target)
 
     def guarded_open(file, *args, **kwargs):
-        if str(file) == target:
+        if os.fsencode(file) == encoded:
             raise denied()
         return real_open(file, *args, **kwargs)
 
-    def guarded_soundfile(file, *args, **kwargs):
-        if str(file) == target:
-            raise denied()
-        return real_soundfile(file, *args, **kwargs)
-
-    # engine.scan.analyze looks `open` up in its module globals before builtins.
-    mp.setattr(analyze_mod, "open", guarded_open, raising=False)
-    mp.setattr(analyze_mod.sf, "SoundFile", guarded_soundfile)
+    # Every read of a library file opens it through engine.catalog.paths.open_fd.
+    mp.setattr(paths_mod.os, "open", guarded_open)
     return False
 
 
@@ -908,3 +902,9 @@ def test_cancelled_scan_resumes_without_duplicates(tmp_path, library):
     assert library.catalog.counts() == {"files": 12, "indexed": 12, "errors": 0, "offline": 0}
     assert library.folders()[0]["last_scan_at"] is not None
     assert library.catalog.integrity_ok()
+
+
+def test_peaks_read_back_are_bounded_whatever_the_blob():
+    for blob in (b"", b"\x01", bytes(range(7)), bytes(10 * DETAIL_BUCKETS + 1)):
+        mins, maxs = decode_peaks(blob)
+        assert len(mins) == len(maxs) <= DETAIL_BUCKETS

@@ -250,6 +250,42 @@ def test_index_follows_catalog_changes(library, fake_library, monkeypatch):
     assert (library.dir / "fake.files.faiss").exists()
 
 
+def test_damaged_or_hostile_saved_indexes_are_rebuilt_never_trusted(library, fake_library):
+    """The saved FAISS index, its stamp and statistics are caches: truncated, garbage, an
+    index of other vectors under the right stamp, or a huge file are each rebuilt from the
+    catalog, and results stay right."""
+    import faiss
+
+    from engine.search.similar import SimilarIndex
+    from engine.search.vector_index import build_index
+
+    Embedder(library.catalog, [FakeSpace()]).run()
+    expected = [r.name for r in library.similar(fake_library / "a0.wav", space="fake")]
+    saved = library.dir / "fake.files.faiss"
+    good = saved.read_bytes()
+    other = build_index(np.arange(2), np.eye(2, 4, dtype=np.float32))
+    faiss.write_index(other, str(library.dir / "other.faiss"))
+    cases = {
+        "truncated": good[: len(good) // 2],
+        "garbage": b"\x00garbage" * 100,
+        "other_vectors": (library.dir / "other.faiss").read_bytes(),
+        "huge": good + bytes(64 << 20),
+    }
+    for name, blob in cases.items():
+        saved.write_bytes(blob)
+        fresh = SimilarIndex(library.catalog, library.dir)  # nothing cached in memory
+        hits = fresh.query("fake", np.array([1, 0, 0, 0], np.float32), 10)
+        assert len(hits) == library.counts()["indexed"], name
+        library._similar = None
+        assert [r.name for r in library.similar(fake_library / "a0.wav", space="fake")] == expected
+        assert saved.read_bytes() != blob, name  # rebuilt and saved again
+    stamp = saved.with_suffix(".json")
+    stamp.write_text("{" * 100_000)
+    fresh = SimilarIndex(library.catalog, library.dir)
+    hits = fresh.query("fake", np.array([1, 0, 0, 0], np.float32), 10)
+    assert len(hits) == library.counts()["indexed"]
+
+
 def test_mfcc_space_finds_the_tone_among_noise(tmp_path, library):
     root = tmp_path / "m"
     for i, f in enumerate((440, 470, 500)):

@@ -31,6 +31,7 @@ catalog.
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from engine.adapt.captions import (
+    MAX_CAPTION_CHARS,
     FileText,
     catalog_file_texts,
     useful_words,
@@ -49,6 +51,13 @@ from engine.config import DEFAULT_SIMILAR_SPACE
 from engine.errors import AdapterInvalid
 
 ADAPTER_VERSION = "adapter-v1"
+# What a file may declare before anything of it is loaded: a hostile or damaged one (a
+# 1.5 MB zip that inflates to 3.5 GB) is refused on its members' headers.
+MAX_ADAPTER_FILES = 5_000_000
+MAX_ADAPTER_BYTES = 8 << 30
+MAX_HEAD_BYTES = 64 << 20  # one projection head's matrix (384 x 256 float32 is 0.4 MB)
+MAX_AUDIO_DIM = 4096
+_TEXT_DIM = 384  # all-MiniLM-L6-v2 (engine.models.text_encoder.DIM)
 
 
 @dataclass(frozen=True)
@@ -136,8 +145,11 @@ class Adapter:
 
     @classmethod
     def load(cls, path: Path) -> Adapter:
-        """Read an adapter file (numpy arrays only, never pickles); ValueError if unusable."""
+        """Read an adapter file (numpy arrays only, never pickles); AdapterInvalid (a
+        ValueError) if it is not one, is damaged (zip CRCs are checked as it is read) or
+        declares more than MAX_ADAPTER_FILES / MAX_ADAPTER_BYTES."""
         try:
+            _check_members(path)
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
                 if meta.get("version") != ADAPTER_VERSION:
@@ -156,12 +168,60 @@ class Adapter:
                     weights=data["weights"].astype(np.float32), mean=data["mean"],
                     std=data["std"], heads=heads, stats=meta.get("stats", {}),
                 )  # fmt: skip
-        except (OSError, KeyError, ValueError, TypeError) as exc:
+        except AdapterInvalid:
+            raise
+        except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as exc:
             # numpy says ValueError for pickled content, which is never loaded.
             raise AdapterInvalid(f"{path}: not a Sonarium adapter ({exc})") from exc
 
     def vocabulary(self) -> set[str]:
         return {w for caption in self.captions for w in useful_words(caption)}
+
+
+def _check_members(path: Path) -> None:
+    """AdapterInvalid unless the file's arrays have an adapter's names, dtypes and
+    consistent shapes within the caps, read from their headers alone."""
+    shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    total = 0
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            with z.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                read = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = read(f)
+            size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            name = info.filename.removesuffix(".npy")
+            if dtype.hasobject or info.file_size > size + 65_536 or name in shapes:
+                raise AdapterInvalid(f"{path}: member {info.filename} is not a plain array")
+            if name.startswith("head_") and size > MAX_HEAD_BYTES:
+                raise AdapterInvalid(f"{path}: {name} declares {size >> 20} MB")
+            total += info.file_size
+            shapes[name] = (tuple(shape), dtype)
+    if total > MAX_ADAPTER_BYTES:
+        raise AdapterInvalid(f"{path}: declares {total >> 20} MB of arrays (at most "
+                             f"{MAX_ADAPTER_BYTES >> 20} MB)")  # fmt: skip
+    try:
+        n = shapes["file_ids"][0][0]
+        dim = shapes["mean"][0][0]
+        expected = {
+            "meta": (), "file_ids": (n,), "captions": (n,), "text_vectors": (n, _TEXT_DIM),
+            "audio_vectors": (n, dim), "weights": (n,), "mean": (dim,), "std": (dim,),
+        }  # fmt: skip
+        wrong = [k for k, shape in expected.items() if shapes[k][0] != shape]
+    except (KeyError, IndexError) as exc:
+        raise AdapterInvalid(f"{path}: not a Sonarium adapter (no {exc})") from exc
+    if (
+        wrong
+        or n > MAX_ADAPTER_FILES
+        or dim > MAX_AUDIO_DIM
+        or shapes["captions"][1].kind != "U"
+        or shapes["captions"][1].itemsize > 4 * MAX_CAPTION_CHARS  # UCS-4
+    ):
+        raise AdapterInvalid(f"{path}: damaged adapter (wrong shape: {', '.join(wrong)})")
 
 
 def adapter_path(library_dir: Path, audio_space: str = DEFAULT_SIMILAR_SPACE) -> Path:
@@ -181,9 +241,10 @@ def sources_stamp(texts: list[FileText]) -> str:
 def read_meta(path: Path) -> dict[str, Any] | None:
     """An adapter file's identities and stamps without its arrays (None if unreadable)."""
     try:
+        _check_members(path)  # headers only: a damaged or hostile file is just stale
         with np.load(path, allow_pickle=False) as data:  # members load lazily
             return json.loads(str(data["meta"]))
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
         return None
 
 

@@ -118,6 +118,9 @@ def encode_peaks(mins: np.ndarray, maxs: np.ndarray) -> bytes:
 
 
 def decode_peaks(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """(mins, maxs) as floats in [-1, 1]."""
-    data = np.frombuffer(blob, dtype=np.int8).astype(np.float32) / 127.0
+    """(mins, maxs) as floats in [-1, 1]. A blob that is not what encode_peaks writes
+    (odd or longer than DETAIL_BUCKETS pairs) is cut to what it can be, never trusted to
+    size a drawing."""
+    usable = min(len(blob) // 2, DETAIL_BUCKETS) * 2
+    data = np.frombuffer(blob[:usable], dtype=np.int8).astype(np.float32) / 127.0
     return data[0::2], data[1::2]

@@ -7,6 +7,7 @@ from the catalog's vectors on first use and rebuilt when the space's generation 
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,14 +58,14 @@ class SimilarIndex:
         count = self.store.embedded_count(space["id"])
         stamp = {
             "generation": generation, "identity": space["identity"], "count": int(count),
-            "standardized": standardized,
+            "dim": int(space["dim"]), "standardized": standardized,
         }  # fmt: skip
         saved = SavedIndex(self.index_dir / f"{space_name}.files.faiss")
         stats_path = self.index_dir / f"{space_name}.files.stats.npz"
         index = saved.load(stamp)
         mean = std = None
         if index is not None and standardized:
-            stats = _load_stats(stats_path, stamp)
+            stats = _load_stats(stats_path, stamp, int(space["dim"]))
             if stats is None:
                 index = None
             else:
@@ -128,15 +129,23 @@ class SimilarIndex:
         return self._get(space_name)[0]
 
 
-def _load_stats(path: Path, stamp: dict) -> tuple[np.ndarray, np.ndarray] | None:
-    """Saved standardisation statistics when they belong to `stamp`, else None."""
+def _load_stats(path: Path, stamp: dict, dim: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Saved standardisation statistics when they belong to `stamp` and are `dim` finite
+    numbers each (std positive), else None."""
     try:
+        if path.stat().st_size > 64 * dim + 65_536:  # two float32 vectors and a stamp
+            return None
         with np.load(path, allow_pickle=False) as saved:
             if json.loads(str(saved["stamp"])) != stamp:
                 return None
-            return saved["mean"], saved["std"]
-    except (OSError, KeyError, ValueError):
+            mean, std = saved["mean"], saved["std"]
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
         return None
+    if mean.shape != (dim,) or std.shape != (dim,):
+        return None
+    if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+        return None
+    return mean, std
 
 
 def embed_clip(space: EmbeddingSpace, path: str | Path, start=None, end=None) -> np.ndarray:

@@ -68,14 +68,33 @@ class SavedIndex:
         self.stamp_path = path.with_suffix(".json")
 
     def load(self, stamp: dict):
-        """The saved index when its stamp equals `stamp`, else None."""
+        """The saved index when its stamp equals `stamp` and the file holds what the stamp
+        says (checked on its size before reading, then on its contents), else None. A
+        stamp with "count" and "dim" bounds what reading may allocate."""
         try:
+            if self.stamp_path.stat().st_size > 65_536:
+                return None
             saved = json.loads(self.stamp_path.read_text())
             if saved != stamp:
                 return None
-            return faiss.read_index(str(self.path))
-        except (OSError, ValueError, RuntimeError) as exc:
-            log.debug("index %s not usable: %s", self.path, exc)
+            count, dim = stamp.get("count"), stamp.get("dim")
+            if count is not None and dim is not None:
+                # Vectors and ids, IVF lists and centroids: never near twice this.
+                limit = 2 * count * (4 * dim + 8) + 8 * (4 * math.isqrt(count) + 1) * dim + 2**20
+                if self.path.stat().st_size > limit:
+                    log.warning("index %s is larger than it can be: rebuilt", self.path)
+                    return None
+            index = faiss.read_index(str(self.path))
+            if (count is not None and index.ntotal != count) or (
+                dim is not None and index.d != dim
+            ):
+                log.warning("index %s does not hold what its stamp says: rebuilt", self.path)
+                return None
+            return index
+        except FileNotFoundError:
+            return None  # not built yet
+        except (OSError, ValueError, RuntimeError, MemoryError) as exc:
+            log.warning("index %s not usable, rebuilt: %s", self.path, exc)
             return None
 
     def save(self, index, stamp: dict) -> None:

@@ -3,6 +3,7 @@
     SonariumError                   catch this once in a front end
     ├── LibraryError                a library operation cannot be done (bad path, not a folder)
     │   ├── CatalogUnusable         the catalog is damaged or from a newer Sonarium (never written)
+    │   ├── CannotWrite             the library's folder is read-only or its disk is full
     │   ├── NotIndexed              the sounds a request needs are not embedded (yet)
     │   └── FileUnreadable          an audio file given to a request cannot be read
     ├── QueryError                  a malformed query (also a ValueError)
@@ -33,6 +34,12 @@ class LibraryError(SonariumError):
 class CatalogUnusable(LibraryError):
     """The library's catalog is damaged, or was written by a newer Sonarium; it is left
     exactly as it is."""
+
+
+class CannotWrite(LibraryError, OSError):
+    """A write to the library (the catalog or a file beside it) is impossible now: its
+    folder is read-only or the disk is full. Nothing was half written; reading goes on.
+    Also an OSError, so code that guards file writes catches it as such."""
 
 
 class NotIndexed(LibraryError):

@@ -10,8 +10,10 @@ transaction in flight. WAL mode lets readers (search) run while the writer works
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,10 +21,10 @@ from typing import Any
 
 import sqlite_utils
 
-from engine.catalog.migrations import apply_migrations, check_known
+from engine.catalog.migrations import apply_migrations, check_known, pending_migrations
 from engine.catalog.paths import words_text
 from engine.catalog.sidefiles import written
-from engine.errors import CatalogUnusable
+from engine.errors import CannotWrite, CatalogUnusable
 from engine.search.words import name_words, split_words
 
 # "x IN (ID_SET)" with id_set(ids) as its one parameter: a list of ids of any length in a
@@ -33,6 +35,27 @@ ID_SET = "SELECT value FROM json_each(?)"
 def id_set(ids: Iterable[int]) -> str:
     """The parameter for ID_SET."""
     return json.dumps([int(i) for i in ids])
+
+
+_READ_ONLY = (
+    "the library in {folder} is read-only here: searching and listening work, but changes "
+    "(scans, tags, favorites, collections) need write access to that folder"
+)
+_FULL = (
+    "the disk holding the library in {folder} is full: the change was not made (nothing "
+    "was half written); free some space and try again"
+)
+
+
+def _read_only(path: Path) -> bool:
+    """Whether the catalog at ``path`` can only be read: its folder (or the file) exists
+    and refuses writes (a read-only mount answers so even for root)."""
+    folder = path.parent
+    if not folder.exists():
+        return False  # created on open
+    if not os.access(folder, os.W_OK):
+        return True
+    return path.exists() and not os.access(path, os.W_OK)
 
 
 # How much of a file's descriptions and metadata the keyword index takes (see _refresh_fts).
@@ -53,23 +76,53 @@ class Catalog:
 
     def __init__(self, path: Path | str, *, timeout: float = 30.0) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A library on a read-only disk or share (an archive drive, a write-protected
+        # NAS export) opens for reading: search and audition work, writes say why not.
+        self.read_only = _read_only(self.path)
+        if not self.read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves (see transaction()).
-        conn = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
+        conn = self._connect(timeout)
         try:
             check_known(conn)  # a newer build's catalog is refused before any write
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            if self.read_only:
+                if pending_migrations(conn):
+                    raise CatalogUnusable(
+                        f"the library's catalog {self.path} was made by an older Sonarium and "
+                        "must be upgraded, which needs write access to its folder"
+                    )
+            else:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             self.db = sqlite_utils.Database(conn)
             self.conn = conn
-            apply_migrations(conn, backup=self._backup)
+            if not self.read_only:
+                apply_migrations(conn, backup=self._backup)
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise CatalogUnusable(self._damaged(exc)) from exc
         except BaseException:
             conn.close()
             raise
+
+    def _connect(self, timeout: float) -> sqlite3.Connection:
+        if not self.read_only:
+            return sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
+        if not self.path.exists():
+            raise CatalogUnusable(f"there is no library at {self.path.parent} (read-only folder)")
+        uri = "file:" + urllib.parse.quote(str(self.path)) + "?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            # WAL readers need the -shm file, which a read-only folder cannot hold: read
+            # the database file as it is (nobody can be writing it there).
+            conn.close()
+            return sqlite3.connect(
+                uri + "&immutable=1", uri=True, timeout=timeout, isolation_level=None
+            )
 
     def _backup(self, migration: str) -> None:
         """A copy of the catalog as it is, before ``migration`` changes it (the newest
@@ -106,17 +159,30 @@ class Catalog:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write. Nested use joins the outer transaction."""
+        """One atomic write. Nested use joins the outer transaction. CannotWrite when the
+        library is read-only or the disk is full (nothing of the write is kept)."""
         if self.conn.in_transaction:
             yield self.conn
             return
-        self.conn.execute("BEGIN IMMEDIATE")
+        if self.read_only:
+            raise CannotWrite(_READ_ONLY.format(folder=self.path.parent))
         try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if code == sqlite3.SQLITE_FULL:
+                raise CannotWrite(_FULL.format(folder=self.path.parent)) from exc
+            if code == sqlite3.SQLITE_READONLY:
+                raise CannotWrite(_READ_ONLY.format(folder=self.path.parent)) from exc
             raise
-        self.conn.execute("COMMIT")
 
     def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
         return list(self.db.query(sql, params))

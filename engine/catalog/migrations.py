@@ -194,6 +194,12 @@ def check_known(conn: sqlite3.Connection) -> set[str]:
     return done
 
 
+def pending_migrations(conn: sqlite3.Connection) -> list[str]:
+    """The migrations this catalog still needs (reads only)."""
+    done = check_known(conn)
+    return [name for name, _ in MIGRATIONS if name not in done]
+
+
 def apply_migrations(
     conn: sqlite3.Connection, backup: Callable[[str], None] | None = None
 ) -> list[str]:

@@ -10,10 +10,13 @@ rename wins with a complete file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from engine.errors import CannotWrite
 
 
 @contextlib.contextmanager
@@ -22,8 +25,13 @@ def written(path: str | os.PathLike[str]) -> Iterator[Path]:
     keep it); when the block ends normally the file is fsynced and renamed onto ``path``,
     otherwise it is removed and ``path`` is left as it was."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent
+        )
+    except OSError as exc:
+        raise cannot_write(target, exc) from exc
     os.close(fd)
     temp = Path(name)
     try:
@@ -31,10 +39,32 @@ def written(path: str | os.PathLike[str]) -> Iterator[Path]:
         with open(temp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(temp, target)
+    except OSError as exc:
+        raise cannot_write(target, exc) from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
     _sync_folder(target.parent)
+
+
+# errno values that mean "this folder cannot take writes now", not a bug.
+_NO_ROOM = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_NO_WRITE = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def cannot_write(target: Path, exc: OSError) -> OSError:
+    """CannotWrite for a full disk or a read-only folder, else ``exc`` itself."""
+    if exc.errno in _NO_ROOM:
+        return CannotWrite(
+            f"the disk holding {target.parent} is full: {target.name} was not written (the "
+            "previous copy, if any, is intact); free some space and try again"
+        )
+    if exc.errno in _NO_WRITE:
+        return CannotWrite(
+            f"{target.parent} is read-only here: {target.name} was not written; searching "
+            "and listening still work, changes need write access"
+        )
+    return exc
 
 
 def _sync_folder(folder: Path) -> None:

@@ -7,6 +7,7 @@ from the catalog's vectors on first use and rebuilt when the space's generation 
 from __future__ import annotations
 
 import json
+import logging
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from engine.models.embedding import EmbeddingSpace
 from engine.models.spaces import STANDARDIZED
 from engine.search.keyword import SearchResult
 from engine.search.vector_index import SavedIndex, build_index, search
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -78,11 +81,14 @@ class SimilarIndex:
             data = vectors if mean is None else normalise((vectors - mean) / std)
             index = build_index(ids, data) if len(ids) else build_index(ids, np.zeros((0, 1)))
             if len(ids):
-                if mean is not None and std is not None:
-                    # Statistics first: the index's stamp, written last, vouches for both.
-                    with written(stats_path) as tmp:
-                        np.savez(tmp, mean=mean, std=std, stamp=np.array(json.dumps(stamp)))
-                saved.save(index, stamp)
+                try:
+                    if mean is not None and std is not None:
+                        # Statistics first: the index's stamp, written last, vouches for both.
+                        with written(stats_path) as tmp:
+                            np.savez(tmp, mean=mean, std=std, stamp=np.array(json.dumps(stamp)))
+                    saved.save(index, stamp)
+                except OSError as exc:  # read-only library or full disk: a cache, not needed
+                    log.warning("the search index stays in memory only: %s", exc)
         loaded = _Loaded(generation, index, mean, std)
         self._loaded[space_name] = loaded
         return space["id"], loaded

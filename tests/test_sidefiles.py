@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from engine.catalog.sidefiles import written
+from engine.errors import CannotWrite
 
 
 def test_a_finished_write_replaces_the_file_and_leaves_nothing_else(tmp_path):
@@ -22,7 +23,7 @@ def test_a_finished_write_replaces_the_file_and_leaves_nothing_else(tmp_path):
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     path = tmp_path / "aisfx.adapter.npz"
     path.write_bytes(b"the good one")
-    with pytest.raises(OSError, match="No space left"), written(path) as tmp:
+    with pytest.raises(CannotWrite, match="is full"), written(path) as tmp:
         tmp.write_bytes(b"half of")
         raise OSError(28, "No space left on device")
     assert path.read_bytes() == b"the good one"
@@ -71,7 +72,7 @@ def test_an_adapter_save_killed_half_way_leaves_the_previous_adapter(tmp_path, m
             text_identity="t", audio_space="aisfx", audio_identity="a", audio_generation=1,
             options=AdaptOptions(), file_ids=np.arange(3, dtype=np.int64),
             captions=["a", "b", "c"],
-            text_vectors=rng.standard_normal((3, 4)).astype(np.float32),
+            text_vectors=rng.standard_normal((3, 384)).astype(np.float32),
             audio_vectors=rng.standard_normal((3, 4)).astype(np.float16),
             weights=np.ones(3, dtype=np.float32), mean=np.zeros(4), std=np.ones(4),
             heads=None, stats={"pairs": 3},

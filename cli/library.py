@@ -15,6 +15,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
+    p = sub.add_parser("check", parents=[common], help="verify the catalog and its side files")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_check)
+
     p = sub.add_parser("folders", parents=[common], help="list library folders")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_folders)
@@ -44,6 +48,31 @@ def cmd_info(args: argparse.Namespace) -> int:
         if key == "duration":
             value = format_duration(value)
         print(f"{key:>18}: {printable(value)}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    with open_library(args) as library:
+        result = library.check()
+    if args.json:
+        print_json(result)
+        return 0 if result["ok"] else 1
+    counts = result["counts"]
+    print(
+        f"catalog: {'ok' if result['ok'] else 'DAMAGED'} ({counts['files']} files, "
+        f"{counts['errors']} unreadable, {counts['offline']} offline)"
+    )
+    for problem in result["catalog"]:
+        print(f"  {printable(problem)}")
+    for name, state in result["side_files"].items():
+        print(f"{name}: {printable(state)}")
+    if not result["ok"]:
+        restore = f"restore {result['backup']}, or " if result["backup"] else ""
+        print(
+            f"the catalog is damaged: {restore}save what you can with sqlite3's .recover into "
+            "a new catalog.sqlite, or move it away and rescan (tags and favorites live in it)"
+        )
+        return 1
     return 0
 
 

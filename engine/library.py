@@ -626,6 +626,37 @@ class Library:
     def errors(self) -> list[dict[str, Any]]:
         return self.catalog.errors()
 
+    def check(self) -> dict[str, Any]:
+        """Verify the library without changing it: the catalog (SQLite's integrity and
+        foreign-key checks) and each file kept beside it (adapter, search indexes), which
+        are caches rebuilt when bad. Returns {"ok", "catalog": [problems], "side_files":
+        {name: state}, "counts", "backup"}. Reads everything: slow on large libraries."""
+        from engine.adapt.adapter import Adapter
+
+        problems = self.catalog.integrity_problems()
+        side: dict[str, str] = {}
+        for path in sorted(self.dir.glob("*.adapter.npz")):
+            try:
+                Adapter.load(path)
+                side[path.name] = "ok"
+            except ValueError as exc:
+                side[path.name] = f"damaged, will be learned again ({exc})"
+        for path in sorted(self.dir.glob("*.files.faiss")):
+            space = path.name.removesuffix(".files.faiss")
+            try:
+                self._similar_index().space_id(space)  # loads it, or rebuilds a bad one
+                side[path.name] = "ok (checked against the catalog)"
+            except (LibraryError, OSError) as exc:
+                side[path.name] = f"not usable: {exc}"
+        backup = self.catalog.path.with_name(self.catalog.path.name + ".before-migration")
+        return {
+            "ok": not problems,
+            "catalog": problems,
+            "side_files": side,
+            "counts": self.counts(),
+            "backup": str(backup) if backup.exists() else None,
+        }
+
     def _locate(self, path: str | os.PathLike[str]) -> tuple[dict[str, Any] | None, str]:
         """A file a user or a front end named: its catalog row (None when not in the
         library) and its catalog path. Takes a catalog path, as results carry, or an OS

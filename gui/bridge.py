@@ -137,6 +137,10 @@ class _QueryWorker(QObject):
             },
         )
 
+    def do_check(self) -> None:
+        assert self._library is not None
+        self.outbox.post("checked", self._library.check())
+
     def do_search(self, request_id: int, query: str, limit: int) -> None:
         assert self._library is not None
         results = self._library.search(query, limit=limit)
@@ -327,6 +331,7 @@ class EngineBridge(QObject):
     overviews_ready = Signal(object)
     detail_ready = Signal(object)
     clip_ready = Signal(object)
+    checked = Signal(object)  # Library.check()'s result
     message = Signal(str)
     index_progressed = Signal(object)
     index_finished = Signal(object)
@@ -374,6 +379,7 @@ class EngineBridge(QObject):
             "overviews": self.overviews_ready.emit,
             "detail": self.detail_ready.emit,
             "clip": self.clip_ready.emit,
+            "checked": self.checked.emit,
             "message": self.message.emit,
             "progress": self.index_progressed.emit,
             "index_finished": self._on_index_finished,
@@ -420,6 +426,10 @@ class EngineBridge(QObject):
 
     def refresh_status(self) -> None:
         self._ask("status")
+
+    def check_library(self) -> None:
+        """Verify the catalog and its side files on the query thread; `checked` answers."""
+        self._ask("check")
 
     def request_overviews(self, file_ids: list[int]) -> None:
         self._ask("overviews", list(file_ids))

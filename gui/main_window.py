@@ -203,6 +203,7 @@ class MainWindow(QMainWindow):
         self.library_panel.add_requested.connect(self.add_folders)
         self.library_panel.remove_requested.connect(self.bridge.remove_folder)
         self.library_panel.rescan_requested.connect(self.rescan)
+        self.bridge.checked.connect(self.show_check)
         self.library_panel.retry_requested.connect(lambda: self.bridge.index(retry_errors=True))
         self.library_panel.pause_toggled.connect(self.bridge.pause)
         self.library_panel.collection_chosen.connect(self.show_collection)
@@ -241,6 +242,10 @@ class MainWindow(QMainWindow):
         add = QAction("Add folder…", self)
         add.triggered.connect(self.library_panel._choose_folder)
         file_menu.addAction(add)
+        check = QAction("Check library", self)
+        check.setToolTip("Verify the catalog and the files beside it (reads everything)")
+        check.triggered.connect(self.check_library)
+        file_menu.addAction(check)
         prefs = QAction("Settings…", self)
         prefs.triggered.connect(self.open_settings)
         file_menu.addAction(prefs)
@@ -564,6 +569,30 @@ class MainWindow(QMainWindow):
 
     def _show_message(self, message: str) -> None:
         self.statusBar().showMessage(message, 8000)
+
+    def check_library(self) -> None:
+        self.statusBar().showMessage("Checking the library…")
+        self.bridge.check_library()
+
+    def show_check(self, result: dict) -> None:
+        counts = result["counts"]
+        lines = [
+            f"Catalog: {'sound' if result['ok'] else 'DAMAGED'} ({counts['files']} files, "
+            f"{counts['errors']} unreadable, {counts['offline']} offline)"
+        ]
+        lines += [f"  {printable(p)}" for p in result["catalog"]]
+        lines += [f"{name}: {printable(state)}" for name, state in result["side_files"].items()]
+        if not result["ok"]:
+            backup = result["backup"]
+            lines.append(
+                (f"Restore {printable(backup)}, or s" if backup else "S")
+                + "ave what you can with sqlite3's .recover, or move the catalog away and "
+                "rescan (tags and favorites live in it)."
+            )
+        self.statusBar().showMessage("Library checked" if result["ok"] else "Library DAMAGED")
+        icon = QMessageBox.Icon.Information if result["ok"] else QMessageBox.Icon.Warning
+        self._check_box = QMessageBox(icon, "Check library", "\n".join(lines), parent=self)
+        self._check_box.open()  # not exec(): the window keeps running
 
     def open_settings(self) -> None:
         app_settings.SettingsDialog(self.settings, self).open()

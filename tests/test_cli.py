@@ -25,7 +25,7 @@ def test_every_subcommand_is_documented_in_readme():
     commands = subcommands()
     assert set(commands) == {
         "add", "scan", "search", "similar", "eval", "adapt", "info", "folders", "remove",
-        "errors", "collection", "settings", "model", "screenshot",
+        "errors", "collection", "settings", "model", "screenshot", "check",
     }  # fmt: skip
     for command in commands:
         assert re.search(rf"`sonarium {command}\b", readme), command
@@ -241,3 +241,26 @@ def test_precision_flag_reaches_the_engine(tmp_path, monkeypatch, capsys):
     assert precision_setting() == "auto"
     with pytest.raises(SystemExit):
         main.main(["folders", "--precision", "float8"])
+
+
+def test_check_verifies_the_catalog_and_side_files(tmp_path, library_dir):
+    import sqlite3
+
+    root = tmp_path / "s"
+    write(root / "a.wav", tone(0.2), 8000)
+    run_cli("add", str(root), "--no-embed", "-q", library_dir=library_dir)
+    ok = run_cli("check", library_dir=library_dir)
+    assert ok.stdout.startswith("catalog: ok (1 files, 0 unreadable, 0 offline)")
+    (library_dir / "aisfx.adapter.npz").write_bytes(b"PK\x03\x04 truncated")
+    out = run_cli("check", library_dir=library_dir).stdout
+    assert "aisfx.adapter.npz: damaged, will be learned again" in out
+    conn = sqlite3.connect(library_dir / "catalog.sqlite")
+    conn.execute("INSERT INTO favorites VALUES (424242, 0)")  # foreign keys are off here
+    conn.commit()
+    conn.close()
+    bad = run_cli("check", "--json", library_dir=library_dir, check=False)
+    assert bad.returncode == 1
+    result = json.loads(bad.stdout)
+    assert not result["ok"] and "favorites row" in result["catalog"][0]
+    text = run_cli("check", library_dir=library_dir, check=False)
+    assert text.returncode == 1 and "DAMAGED" in text.stdout and ".recover" in text.stdout

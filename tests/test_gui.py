@@ -474,3 +474,21 @@ def test_find_similar_to_an_outside_file_with_aisfx_in_the_app(tmp_path, library
     names = run_app_snippet(tmp_path, library, "similar", str(outside))
     # Noise sounds most like the noise file.
     assert names[0] == "glass_break_01.wav" and len(names) == 3
+
+
+def test_check_library_reports_in_a_window_without_blocking(qtbot, window, library):
+    with qtbot.waitSignal(window.bridge.checked, timeout=20000) as checked:
+        window.check_library()
+    assert checked.args[0]["ok"] and checked.args[0]["counts"]["files"] == 3
+    qtbot.waitUntil(lambda: window._check_box.isVisible(), timeout=5000)
+    assert "Catalog: sound (3 files" in window._check_box.text()
+    window._check_box.close()
+    # A damaged catalog (a tag row whose file is gone, as a crash of old SQLite could
+    # leave) is reported as such, with what to do.
+    library.catalog.conn.execute("PRAGMA foreign_keys = OFF")
+    library.catalog.conn.execute("INSERT INTO user_tags VALUES (987654, 'orphan')")
+    with qtbot.waitSignal(window.bridge.checked, timeout=20000) as checked:
+        window.check_library()
+    assert not checked.args[0]["ok"]
+    qtbot.waitUntil(lambda: window._check_box.isVisible(), timeout=5000)
+    assert "DAMAGED" in window._check_box.text() and ".recover" in window._check_box.text()

@@ -190,6 +190,17 @@ class Catalog:
     def integrity_ok(self) -> bool:
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
+    def integrity_problems(self, limit: int = 20) -> list[str]:
+        """What SQLite's integrity and foreign-key checks find wrong (empty when sound);
+        reads the whole database, so it takes a while on a large library."""
+        rows = [r[0] for r in self.conn.execute(f"PRAGMA integrity_check({int(limit)})")]
+        problems = [] if rows == ["ok"] else rows
+        for table, rowid, parent, _ in self.conn.execute("PRAGMA foreign_key_check"):
+            if len(problems) >= limit:
+                break
+            problems.append(f"{table} row {rowid} refers to a missing {parent} row")
+        return problems
+
     # -- roots -------------------------------------------------------------------------
 
     def add_root(self, path: str) -> int:

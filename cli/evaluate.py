@@ -8,7 +8,7 @@ from typing import Any
 
 from cli.indexing import ablation_flags, adapt_options
 from cli.output import print_json
-from cli.parser import open_library, space_option
+from cli.parser import fraction, open_library, space_option
 from engine import config
 
 
@@ -21,7 +21,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--adapter", metavar="FILE", help="text search through this adapter file")
     p.add_argument(
-        "--hide-names", type=float, metavar="FRACTION",
+        "--hide-names", type=fraction, metavar="FRACTION",
         help="hide the names and metadata of this share of files, learn from the rest",
     )  # fmt: skip
     p.add_argument("--seed", type=int, default=1, help="which files --hide-names hides")

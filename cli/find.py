@@ -6,14 +6,14 @@ import argparse
 from typing import Any
 
 from cli.output import print_results
-from cli.parser import device, open_library, space_option
+from cli.parser import device, open_library, result_count, seconds, space_option
 from engine import config
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("search", parents=[common], help="search the library")
     p.add_argument("query", nargs="+", metavar="QUERY")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=result_count, default=20)
     p.add_argument("--json", action="store_true", help="print results as JSON")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--content-only", action="store_true", help="rank by sound only")
@@ -23,9 +23,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("similar", parents=[common], help="find sounds like FILE")
     p.add_argument("file", metavar="FILE", help="a library file or any audio file")
-    p.add_argument("--start", type=float, help="region start in seconds")
-    p.add_argument("--end", type=float, help="region end in seconds")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--start", type=seconds, help="region start in seconds")
+    p.add_argument("--end", type=seconds, help="region end in seconds")
+    p.add_argument("--limit", type=result_count, default=20)
     space_option(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_similar)

@@ -9,6 +9,7 @@ so an option given before the command is never overwritten by the command's defa
 from __future__ import annotations
 
 import argparse
+import math
 
 from engine import config
 
@@ -69,3 +70,41 @@ def open_library(args: argparse.Namespace):  # -> engine.library.Library
 
 def device(args: argparse.Namespace) -> str:
     return getattr(args, "device", None) or config.value("device")
+
+
+# -- argument types: a bad value is refused by argparse with a usage message -----------
+
+MAX_RESULTS = 100_000  # a --limit beyond this would only size memory
+
+
+def result_count(text: str) -> int:
+    """--limit: a whole number of results, 1 to MAX_RESULTS."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= MAX_RESULTS:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_RESULTS}, not {value}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """--start/--end: a finite, non-negative number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 seconds or more, not {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """--hide-names: a share strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {text}")
+    return value

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -283,6 +284,9 @@ class Library:
         from engine.catalog.vectors import VectorStore
         from engine.search.similar import best_moment, embed_clip, online_hits, to_results
 
+        for bound in (start, end):
+            if bound is not None and not (math.isfinite(bound) and bound >= 0):
+                raise LibraryError(f"a region is given in seconds from 0, not {bound}")
         if start is not None and end is not None and end <= start:
             raise LibraryError("the region must end after it starts")
         index = self._similar_index()

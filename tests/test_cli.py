@@ -264,3 +264,18 @@ def test_check_verifies_the_catalog_and_side_files(tmp_path, library_dir):
     assert not result["ok"] and "favorites row" in result["catalog"][0]
     text = run_cli("check", library_dir=library_dir, check=False)
     assert text.returncode == 1 and "DAMAGED" in text.stdout and ".recover" in text.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["search", "door", "--limit", "-1"], "must be from 1 to"),
+        (["search", "door", "--limit", "10000000000"], "must be from 1 to"),
+        (["similar", "x.wav", "--start", "-2"], "0 seconds or more"),
+        (["similar", "x.wav", "--end", "nan"], "0 seconds or more"),
+        (["eval", "q.json", "--hide-names", "1.5"], "between 0 and 1"),
+    ],
+)
+def test_bad_arguments_are_refused_with_a_usage_message(args, says, library_dir):
+    proc = run_cli(*args, library_dir=library_dir, check=False)
+    assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr

@@ -30,6 +30,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--retry-errors", action="store_true",
         help="read and embed again the files that failed, even if unchanged",
     )  # fmt: skip
+    p.add_argument(
+        "--forget-missing", action="store_true",
+        help="forget files whose folders are gone (kept as offline otherwise)",
+    )  # fmt: skip
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_scan)
 
@@ -95,6 +99,7 @@ def _index(library: Any, args: argparse.Namespace, roots: list[str] | None = Non
         report = library.index(
             roots=roots, embed=not args.no_embed, device=device(args), progress=progress,
             cancel=cancel, retry_errors=getattr(args, "retry_errors", False),
+            forget_missing=getattr(args, "forget_missing", False),
         )  # fmt: skip
     _print_scan(report.scan)
     if report.no_model:

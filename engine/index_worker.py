@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--add", nargs="*", default=[])
     parser.add_argument("--no-embed", action="store_true")
     parser.add_argument("--retry-errors", action="store_true")
+    parser.add_argument("--forget-missing", action="store_true")
     parser.add_argument("--space", action="append", dest="spaces", choices=config.SPACE_NAMES)
     parser.add_argument("--device", default=None, choices=config.DEVICES)
     args = parser.parse_args(argv)
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                 spaces=tuple(args.spaces) if args.spaces else None,
                 device=args.device or config.value("device"),
                 progress=progress, cancel=cancel, pause=pause, retry_errors=args.retry_errors,
+                forget_missing=args.forget_missing,
             )  # fmt: skip
     except SonariumError as exc:
         out.send({"event": "error", "message": str(exc)}, force=True)

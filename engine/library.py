@@ -170,12 +170,15 @@ class Library:
         pause: threading.Event | None = None,
         workers: int | None = None,
         retry_errors: bool = False,
+        forget_missing: bool = False,
     ) -> ScanReport:
         """Bring the catalog up to date with the folders on disk; ``retry_errors`` reads
-        unreadable files again even when unchanged. Call on the owning thread."""
+        unreadable files again even when unchanged; ``forget_missing`` forgets files whose
+        folders are gone instead of keeping them offline. Call on the owning thread."""
         scanner = Scanner(
             self.catalog, ucs_table=self.ucs_table(), workers=workers,
             progress=progress, cancel=cancel, pause=pause, retry_errors=retry_errors,
+            forget_missing=forget_missing,
         )  # fmt: skip
         return scanner.scan(roots)
 
@@ -209,6 +212,7 @@ class Library:
         cancel: threading.Event | None = None,
         pause: threading.Event | None = None,
         retry_errors: bool = False,
+        forget_missing: bool = False,
     ) -> IndexReport:
         """Scan -> embed -> learn text search when stale: the one indexing sequence.
 
@@ -218,7 +222,7 @@ class Library:
         text search over sound when the library changed and the default find-similar
         space was embedded. Each stage resumes where a cancelled or killed run stopped.
         ``retry_errors``: files that could not be read or embedded are tried again (else
-        only files that changed are).
+        only files that changed are). ``forget_missing``: see scan.
         The CLI and the app's indexing process both call this; call on the owning thread.
         """
         cancel = cancel or threading.Event()
@@ -232,7 +236,7 @@ class Library:
 
         scan = self.scan(
             roots, progress=staged("scanning"), cancel=cancel, pause=pause,
-            retry_errors=retry_errors,
+            retry_errors=retry_errors, forget_missing=forget_missing,
         )  # fmt: skip
         if retry_errors:
             self.catalog.clear_embed_errors()

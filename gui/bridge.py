@@ -242,9 +242,9 @@ class _IndexWorker(QObject):
 
     @Slot()
     def run_queued(self) -> None:
-        for _name, (add_paths, embed, retry_errors) in self.inbox.drain():
+        for _name, (add_paths, embed, flags) in self.inbox.drain():
             try:
-                self.index(add_paths, embed, retry_errors)
+                self.index(add_paths, embed, flags)
             except Exception as exc:  # e.g. the child could not start: say so, never hang
                 log.exception("indexing failed")
                 with self._lock:
@@ -254,15 +254,14 @@ class _IndexWorker(QObject):
                     process.wait()
                 self.outbox.post("index_finished", {"error": failure_message("Indexing", exc)})
 
-    def index(self, add_paths: list, embed: bool, retry_errors: bool = False) -> None:
+    def index(self, add_paths: list, embed: bool, flags: tuple[str, ...] = ()) -> None:
         library_dir = str(resolve_library_dir(self._library_dir))
         command = [sys.executable, "-m", "engine.index_worker", "--library", library_dir]
         if add_paths:
             command += ["--add", *add_paths]
         if not embed:
             command.append("--no-embed")
-        if retry_errors:
-            command.append("--retry-errors")
+        command += list(flags)  # --retry-errors, --forget-missing
         for space in self._spaces or ():
             command += ["--space", space]
         command += ["--device", self._device]
@@ -461,12 +460,20 @@ class EngineBridge(QObject):
     # -- indexing ----------------------------------------------------------------------
 
     def index(
-        self, add_paths: list[str] | None = None, embed: bool = True, retry_errors: bool = False
+        self,
+        add_paths: list[str] | None = None,
+        embed: bool = True,
+        retry_errors: bool = False,
+        forget_missing: bool = False,
     ) -> None:
         """Add folders (optional), rescan everything and embed; queued if one is running.
-        ``retry_errors``: read and embed again the files that failed."""
+        ``retry_errors``: read and embed again the files that failed; ``forget_missing``:
+        forget files whose folders are gone (else kept offline)."""
         self.indexing = True
-        self._index_in.post("index", list(add_paths or []), embed, retry_errors)
+        flags = (("--retry-errors",) if retry_errors else ()) + (
+            ("--forget-missing",) if forget_missing else ()
+        )
+        self._index_in.post("index", list(add_paths or []), embed, flags)
 
     def pause(self, paused: bool) -> None:
         self._index.send("pause" if paused else "resume")

@@ -37,6 +37,7 @@ class LibraryPanel(QWidget):
     remove_requested = Signal(str)
     rescan_requested = Signal()
     retry_requested = Signal()  # rescan, reading the unreadable files again
+    forget_offline_requested = Signal()  # rescan, forgetting files whose folders are gone
     pause_toggled = Signal(bool)
     collection_chosen = Signal(str)
     collection_delete_requested = Signal(str)
@@ -68,6 +69,12 @@ class LibraryPanel(QWidget):
         self.collections.setSelectionMode(QListWidget.SelectionMode.SingleSelection)
         self.collections.setToolTip("Click to show a collection's files")
         self.collections.setMaximumHeight(140)
+        self.forget_offline_button = QPushButton("Forget offline files (0)")
+        self.forget_offline_button.setToolTip(
+            "Rescan and forget the files whose folders are gone, with their tags and "
+            "favorites (reconnect a drive or share first if they should come back)"
+        )
+        self.forget_offline_button.setEnabled(False)
         self.delete_collection_button = QPushButton("Delete collection")
         self.delete_collection_button.setEnabled(False)
         self.collection_names: list[str] = []
@@ -84,6 +91,7 @@ class LibraryPanel(QWidget):
         layout.addLayout(progress_row)
         layout.addWidget(self.progress_label)
         layout.addWidget(self.errors_button)
+        layout.addWidget(self.forget_offline_button)
         layout.addWidget(QLabel("Collections"))
         layout.addWidget(self.collections)
         layout.addWidget(self.delete_collection_button)
@@ -93,6 +101,7 @@ class LibraryPanel(QWidget):
         self.rescan_button.clicked.connect(self.rescan_requested)
         self.pause_button.toggled.connect(self._on_pause)
         self.errors_button.clicked.connect(self.show_errors)
+        self.forget_offline_button.clicked.connect(self.forget_offline_requested)
         self.collections.itemClicked.connect(self._on_collection_clicked)
         self.collections.currentRowChanged.connect(
             lambda row: self.delete_collection_button.setEnabled(row >= 0)
@@ -143,6 +152,9 @@ class LibraryPanel(QWidget):
         self._errors = list(status["errors"])
         self.errors_button.setText(f"Unreadable files ({len(self._errors)})")
         self.errors_button.setEnabled(bool(self._errors))
+        offline = sum(int(f.get("offline") or 0) for f in status["folders"])
+        self.forget_offline_button.setText(f"Forget offline files ({offline})")
+        self.forget_offline_button.setEnabled(offline > 0)
 
     def set_progress(self, p: dict) -> None:
         self.progress.setVisible(True)

@@ -205,6 +205,9 @@ class MainWindow(QMainWindow):
         self.library_panel.rescan_requested.connect(self.rescan)
         self.bridge.checked.connect(self.show_check)
         self.library_panel.retry_requested.connect(lambda: self.bridge.index(retry_errors=True))
+        self.library_panel.forget_offline_requested.connect(
+            lambda: self.bridge.index(forget_missing=True)
+        )
         self.library_panel.pause_toggled.connect(self.bridge.pause)
         self.library_panel.collection_chosen.connect(self.show_collection)
         self.library_panel.collection_delete_requested.connect(self.bridge.delete_collection)

@@ -908,3 +908,42 @@ def test_peaks_read_back_are_bounded_whatever_the_blob():
     for blob in (b"", b"\x01", bytes(range(7)), bytes(10 * DETAIL_BUCKETS + 1)):
         mins, maxs = decode_peaks(blob)
         assert len(mins) == len(maxs) <= DETAIL_BUCKETS
+
+
+def test_a_vanished_subfolder_is_kept_offline_a_renamed_one_moves(scanned, tmp_path, library):
+    """A subfolder that disappears (an unmounted share inside the library, a drive's
+    folder) keeps its rows offline; renamed, its rows follow as moves; back, they are
+    online and untouched; only a rescan that forgets missing files removes them."""
+    drums = scanned / "drums"
+    one = library.catalog.file_by_path(str(drums / "one.wav"))
+    library.catalog.add_tags(one["id"], ["kick"])
+    library.add_to_collection("set", [one["id"]])
+    before = _by_path(library)
+    drums.rename(tmp_path / "unplugged")
+    report = library.scan(workers=1)
+    assert report.removed == 0 and report.offline_kept == 3
+    assert any("kept 3 files whose folders are gone" in w for w in report.warnings)
+    rows = _by_path(library)
+    assert {p for p, r in rows.items() if r["offline"]} == {
+        p for p in before if p.startswith(str(drums) + os.sep)
+    }
+    assert library.search("kick", mode="keyword") == []
+    assert [r.id for r in library.collection("set")] == [one["id"]]  # still listed, offline
+    (tmp_path / "unplugged").rename(drums)
+    report = library.scan(workers=1)
+    assert report.touched == 0 and _by_path(library) == before
+    # Renamed: the rows move with their tags (no offline copies, no duplicates).
+    drums.rename(scanned / "Drums (2019)")
+    report = library.scan(workers=1)
+    assert report.moved == 3 and report.offline_kept == 0 and report.removed == 0
+    moved = library.catalog.file_by_id(one["id"])
+    assert moved["path"] == str(scanned / "Drums (2019)" / "one.wav") and not moved["offline"]
+    assert library.catalog.tags_of(one["id"]) == ["kick"]
+    # Gone for good: kept offline until the user asks to forget them.
+    import shutil
+
+    shutil.rmtree(scanned / "Drums (2019)")
+    assert library.scan(workers=1).offline_kept == 3
+    report = library.scan(workers=1, forget_missing=True)
+    assert report.removed == 3 and library.catalog.file_by_id(one["id"]) is None
+    assert library.catalog.counts()["offline"] == 0

@@ -65,6 +65,7 @@ class ScanReport:
     unchanged: int = 0
     errors: int = 0
     vanished: int = 0
+    offline_kept: int = 0  # not found, their folder gone: kept as offline
     cancelled: bool = False
     elapsed: float = 0.0
     files_seen: int = 0
@@ -181,8 +182,11 @@ class Scanner:
         cancel: threading.Event | None = None,
         pause: threading.Event | None = None,
         retry_errors: bool = False,
+        forget_missing: bool = False,
     ) -> None:
         self.catalog = catalog
+        # Forget the rows of files whose folders are gone, instead of keeping them offline.
+        self.forget_missing = forget_missing
         # Read error rows again even when the file looks unchanged (a permission fixed,
         # a share back, a new libsndfile): chmod and remounts leave size and mtime alone.
         self.retry_errors = retry_errors
@@ -224,17 +228,27 @@ class Scanner:
         # unreadable folder (a network share's hiccup) keep their tags and favorites.
         unread = {to_catalog(u) for u in unreadable}
         under = tuple(u.rstrip(os.sep) + os.sep for u in unread)
+        # Not listed: under a folder that could not be read (offline), in a folder that is
+        # no longer there (offline too: an unmounted share's mount point, a drive letter;
+        # a renamed folder's files are matched as moves below), or gone from a folder
+        # that is there (really gone: the row goes).
         missing: dict[str, tuple[int, int, int, str | None]] = {}
-        offline: list[int] = []  # kept because they could not be read now
+        vanished: dict[str, tuple[int, int, int, str | None]] = {}
+        offline: list[int] = []
+        folder_there: dict[str, bool] = {}
         for p, v in known.items():
             if p in listed_paths:
                 continue
             if p in unread or (under and p.startswith(under)):
                 offline.append(v[0])
-            else:
+                continue
+            folder = os.path.dirname(p)
+            if folder not in folder_there:
+                folder_there[folder] = os.path.isdir(os_path(folder))
+            if folder_there[folder] or self.forget_missing:
                 missing[p] = v
-        for root_id in read_roots:
-            self.catalog.set_offline(root_id, offline)
+            else:
+                vanished[p] = v
         todo: list[_Listed] = []
         new: list[_Listed] = []
         retry = self._error_paths() if self.retry_errors else set()
@@ -247,10 +261,22 @@ class Scanner:
             else:
                 todo.append(item)
 
-        todo.extend(self._apply_moves(new, missing, report))
-        if missing:
-            self.catalog.delete_files([v[0] for v in missing.values()])
-            report.removed += len(missing)
+        candidates = {**missing, **vanished}
+        todo.extend(self._apply_moves(new, candidates, report))
+        gone = [v[0] for p, v in candidates.items() if p in missing]
+        if gone:
+            self.catalog.delete_files(gone)
+            report.removed += len(gone)
+        kept = [v[0] for p, v in candidates.items() if p in vanished]
+        if kept:
+            report.offline_kept = len(kept)
+            report.warnings.append(
+                f"kept {len(kept)} files whose folders are gone, as offline (reconnect the "
+                "drive or share to bring them back; forget them with a rescan that forgets "
+                "missing files)"
+            )
+        for root_id in read_roots:
+            self.catalog.set_offline(root_id, offline + kept)
 
         self._analyze_all(todo, known, report, started)
         if not report.cancelled:

@@ -96,6 +96,23 @@ def test_every_hostile_name_is_indexed_exactly_and_found_by_its_words(tmp_path, 
     assert (again.unchanged, again.added, again.removed, again.errors) == (len(names), 0, 0, 0)
 
 
+def test_metadata_of_a_hostile_name_is_read(tmp_path, library):
+    """BWF and iXML of a file whose name is not UTF-8 are read like any other's."""
+    root = tmp_path / "lib"
+    root.mkdir()
+    ixml = b"<BWFXML><NOTE>rain on a tin roof</NOTE></BWFXML>"
+    data = bytearray(wav_bytes(tone(0.2, rate=8000), 8000))
+    data += b"iXML" + len(ixml).to_bytes(4, "little") + ixml
+    data[4:8] = (len(data) - 8).to_bytes(4, "little")
+    with open(os.path.join(os.fsencode(root), LATIN1), "wb") as f:
+        f.write(bytes(data))
+    library.add_folders([root])
+    library.scan(workers=1)
+    (row,) = library.catalog.query("SELECT * FROM files")
+    assert row["status"] == "ok" and row["ixml_note"] == "rain on a tin roof"
+    assert len(library.search("tin roof", mode="keyword")) == 1
+
+
 def test_hostile_names_decode_render_and_describe(tmp_path, library):
     root = tmp_path / "lib"
     _make(root)

@@ -7,6 +7,7 @@ fewer fields, never an exception, because metadata must not make a playable file
 from __future__ import annotations
 
 import logging
+import os
 import struct
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -51,7 +52,7 @@ def read_riff_chunks(path: Path) -> dict[str, Any]:
                 or head[8:12] != b"WAVE"
             ):
                 return out
-            size = path.stat().st_size
+            size = os.fstat(f.fileno()).st_size
             pos = 12
             for _ in range(_MAX_CHUNKS):
                 if pos + 8 > size:

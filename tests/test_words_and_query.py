@@ -34,8 +34,9 @@ def test_plain_words_are_anded_prefixes():
 
 
 def test_short_words_match_whole_and_phrases_keep_order():
-    q = parse_query('bd "metal door"')
-    assert q.match == '"bd" AND "metal door"'
+    q = parse_query('sn "metal door"')
+    assert q.match == '("sn" OR "snare") AND "metal door"'  # with its spelled-out form
+    assert q.groups == ['("sn" OR "snare")', '"metal door"']
 
 
 def test_or_binds_tighter_than_and():

@@ -45,7 +45,26 @@ def text_run(
     result["mode"] = MODE_NAMES[mode]
     others = [m for m in ("keyword", "content") if m != mode and mode != "keyword"]
     result["baselines"] = {m: by_text(m)["overall"] for m in others}
+    result["baselines"]["or_bm25"] = evaluate_text(
+        queries, ids, lambda q: plain_or_bm25(library, q)
+    )["overall"]
     return result
+
+
+def plain_or_bm25(library: Library, query: str, limit: int = 10) -> list[int]:
+    """The simplest keyword search worth beating: the query's words OR-ed, BM25 over
+    file names and folders only, no stemming beyond the index's, no thesaurus."""
+    from engine.search.words import split_words
+
+    words = {w.lower().replace('"', "") for w in split_words(query)}
+    if not words:
+        return []
+    expression = "{name folder} : (" + " OR ".join(f'"{w}"' for w in sorted(words)) + ")"
+    rows = library.catalog.conn.execute(
+        "SELECT rowid FROM files_fts WHERE files_fts MATCH ? ORDER BY bm25(files_fts) LIMIT ?",
+        (expression, limit),
+    )
+    return [r[0] for r in rows]
 
 
 def random_ranker(ids: dict[str, int], limit: int = 11) -> Callable[[int], list[int]]:

@@ -49,6 +49,54 @@ class SearchResult:
         return dict(self.__dict__)
 
 
+_WEIGHTS = ", ".join(str(w) for w in BM25_WEIGHTS)
+# Candidates fetched per tier before ranking by coverage: enough for any page shown.
+_POOL_MIN, _POOL_MAX = 400, 5000
+
+
+def _ranked_by_coverage(
+    catalog: Catalog,
+    parsed: ParsedQuery,
+    conditions: list[str],
+    params: list[Any],
+    limit: int,
+    offset: int,
+) -> list[SearchResult]:
+    """A multi-word query: candidates that match all words and any word (best BM25 of
+    each, a bounded pool), ranked by how many of the words they match, then BM25."""
+    pool = min(max(4 * (limit + offset), _POOL_MIN), _POOL_MAX)
+    sql = (
+        f"SELECT {_COLUMNS}, -bm25(files_fts, {_WEIGHTS}) AS score "
+        "FROM files_fts JOIN files f ON f.id = files_fts.rowid "
+        f"WHERE files_fts MATCH ? AND {' AND '.join(conditions)} "
+        "ORDER BY score DESC LIMIT ?"
+    )
+    rows: dict[int, dict[str, Any]] = {}
+    try:
+        for expression in (parsed.match, " OR ".join(parsed.groups)):
+            for row in catalog.query(sql, [expression, *params, pool]):
+                rows.setdefault(row["id"], row)
+        coverage = dict.fromkeys(rows, 0)
+        ids = id_set(rows)
+        for group in parsed.groups:
+            matched = catalog.conn.execute(
+                f"SELECT rowid FROM files_fts WHERE files_fts MATCH ? AND rowid IN ({ID_SET})",
+                (group, ids),
+            )
+            for (file_id,) in matched:
+                coverage[file_id] += 1
+    except sqlite3.OperationalError as exc:
+        raise QueryError(f"cannot search for that: {exc}") from exc
+    ranked = sorted(
+        rows.values(),
+        key=lambda r: (-coverage[r["id"]], -r["score"], r["name"].lower(), r["id"]),
+    )
+    return [
+        SearchResult(**{**r, "offline": bool(r["offline"])})
+        for r in ranked[offset : offset + limit]
+    ]
+
+
 def results_for_ids(catalog: Catalog, file_ids: list[int]) -> list[SearchResult]:
     """The readable files among ``file_ids``, as results in that order (score 0)."""
     if not file_ids:
@@ -69,7 +117,11 @@ def results_for_ids(catalog: Catalog, file_ids: list[int]) -> list[SearchResult]
 def keyword_search(
     catalog: Catalog, query: str | ParsedQuery, limit: int = 100, offset: int = 0
 ) -> list[SearchResult]:
-    """Files matching `query`, best first. Raises QueryError for malformed queries."""
+    """Files matching `query`, best first. Raises QueryError for malformed queries.
+
+    Files that match every word come first, then files matching fewer of them (most
+    first), each tier by BM25; so a query finds something whenever any word matches.
+    """
     parsed = parse_query(query) if isinstance(query, str) else query
     where, params = parsed.where()
     conditions = ["f.status = 'ok'", where]
@@ -77,10 +129,11 @@ def keyword_search(
     for term in parsed.exclude:
         conditions.append("f.id NOT IN (SELECT rowid FROM files_fts WHERE files_fts MATCH ?)")
         params.append(term)
+    if parsed.match and len(parsed.groups) > 1:
+        return _ranked_by_coverage(catalog, parsed, conditions, params, limit, offset)
     if parsed.match:
-        weights = ", ".join(str(w) for w in BM25_WEIGHTS)
         sql = (
-            f"SELECT {_COLUMNS}, -bm25(files_fts, {weights}) AS score "
+            f"SELECT {_COLUMNS}, -bm25(files_fts, {_WEIGHTS}) AS score "
             "FROM files_fts JOIN files f ON f.id = files_fts.rowid "
             f"WHERE files_fts MATCH ? AND {' AND '.join(conditions)} "
             "ORDER BY score DESC, f.name COLLATE NOCASE LIMIT ? OFFSET ?"

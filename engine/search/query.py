@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import QueryError
+from engine.search.thesaurus import alike
 from engine.search.words import split_words
 
 FIELDS = ("dur", "sr", "ch", "bits", "format", "tag", "col", "cat", "folder", "is", "offline")
@@ -44,6 +45,9 @@ class ParsedQuery:
     exclude: list[str] = field(default_factory=list)
     filters: list[tuple[str, list[Any]]] = field(default_factory=list)
     words: list[str] = field(default_factory=list)
+    # The match's AND-ed groups, each an FTS5 expression: keyword ranking counts how many
+    # of them a file matches (engine.search.keyword).
+    groups: list[str] = field(default_factory=list)
     include_offline: bool = False  # the query named offline files (offline:any, is:offline)
 
     @property
@@ -68,7 +72,11 @@ def _fts_term(text: str, phrase: bool) -> str | None:
         return f'"{body}"'
     # Prefix matching lets "expl" find "explosion" while typing; very short words
     # would match nearly everything, so they must match whole.
-    return f'"{body}"*' if len(body) >= 3 else f'"{body}"'
+    term = f'"{body}"*' if len(body) >= 3 else f'"{body}"'
+    others = alike(body)  # sound-design abbreviations and their spelled-out forms
+    if not others:
+        return term
+    return "(" + " OR ".join([term, *(f'"{w}"' for w in others)]) + ")"
 
 
 def _number(text: str, what: str, units: dict[str, float] | None = None) -> float:
@@ -244,7 +252,6 @@ def parse_query(text: str) -> ParsedQuery:
     if join_or:
         raise QueryError("OR needs a word on each side")
     if groups:
-        query.match = " AND ".join(
-            g[0] if len(g) == 1 else "(" + " OR ".join(g) + ")" for g in groups
-        )
+        query.groups = [g[0] if len(g) == 1 else "(" + " OR ".join(g) + ")" for g in groups]
+        query.match = " AND ".join(query.groups)
     return query

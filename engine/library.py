@@ -634,6 +634,21 @@ class Library:
     def errors(self) -> list[dict[str, Any]]:
         return self.catalog.errors()
 
+    def warm(self) -> None:
+        """Load what searches need (the text space with its models, each space's search
+        index) so the first query does not wait for them. Any time; call on the owning
+        thread. Nothing happens for what the library does not have yet."""
+        _load_query_modules()
+        space = self.text_space()
+        if space is not None and hasattr(space, "embed_text"):
+            space.embed_text(["warm up"])  # the encoder's first call allocates
+        from engine.catalog.vectors import VectorStore
+
+        store = VectorStore(self.catalog)
+        for row in self.catalog.query("SELECT id, name FROM spaces"):
+            if store.embedded_count(row["id"]):
+                self._similar_index().space_id(row["name"])
+
     def check(self) -> dict[str, Any]:
         """Verify the library without changing it: the catalog (SQLite's integrity and
         foreign-key checks) and each file kept beside it (adapter, search indexes), which

@@ -24,6 +24,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,16 @@ class _QueryWorker(QObject):
                 "collections": lib.collections(),
             },
         )
+
+    def do_warm(self) -> None:
+        """Load what a text query needs (the sentence encoder, the adapter, the search
+        index) before the first one is typed, so it answers at once."""
+        assert self._library is not None
+        started = time.perf_counter()
+        try:
+            self._library.warm()
+        finally:
+            log.info("query models ready in %.1f s", time.perf_counter() - started)
 
     def do_check(self) -> None:
         assert self._library is not None
@@ -386,6 +397,7 @@ class EngineBridge(QObject):
         self._query_thread.start()
         self._index_thread.start()
         self.refresh_status()
+        self._ask("warm")  # in the background: the window shows meanwhile
 
     def _drain(self) -> None:
         for box in (self._query_out, self._index_out):

@@ -49,6 +49,8 @@ ABOUT = """<h3>Sonarium</h3>
 (ISMIR 2022). Model weights licensed under
 <a href="https://creativecommons.org/licenses/by/4.0/">CC BY 4.0</a>; code MIT.</p>"""
 
+SEARCHING_AFTER_MS = 150
+
 
 def reveal_in_file_manager(stored: str) -> None:
     """Show a file (a catalog path) selected in the file manager; open its folder where
@@ -165,6 +167,11 @@ class MainWindow(QMainWindow):
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(150)
         self._debounce.timeout.connect(self._on_debounced)
+        # A search that has not answered after this long says that it is working.
+        self._searching = QTimer(self)
+        self._searching.setSingleShot(True)
+        self._searching.setInterval(SEARCHING_AFTER_MS)
+        self._searching.timeout.connect(self._show_searching)
         self._overview_timer = QTimer(self)
         self._overview_timer.setSingleShot(True)
         self._overview_timer.setInterval(40)
@@ -192,6 +199,7 @@ class MainWindow(QMainWindow):
 
         self.bridge.results_ready.connect(self.show_results)
         self.bridge.query_failed.connect(self._show_message)
+        self.bridge.query_failed.connect(lambda _message: self._searching.stop())
         self.bridge.message.connect(self._show_message)
         self.bridge.status_changed.connect(self._show_status)
         self.bridge.overviews_ready.connect(self._on_overviews)
@@ -293,6 +301,10 @@ class MainWindow(QMainWindow):
 
     def run_search(self) -> None:
         self.bridge.search(self.query_text())
+        self._searching.start()  # says "Searching…" if the answer takes over 150 ms
+
+    def _show_searching(self) -> None:
+        self.statusBar().showMessage(f"Searching “{printable(self.query_text())}”…")
 
     def _remember_query(self) -> None:
         text = self.search_field.text().strip()
@@ -317,6 +329,7 @@ class MainWindow(QMainWindow):
         self.bridge.similar(path, start, end, app_settings.get(self.settings, "similar_space"))
 
     def show_results(self, payload: dict) -> None:
+        self._searching.stop()
         results = payload["results"]
         self.model.set_results(results)
         if payload.get("kind") == "similar":

@@ -492,3 +492,19 @@ def test_check_library_reports_in_a_window_without_blocking(qtbot, window, libra
     assert not checked.args[0]["ok"]
     qtbot.waitUntil(lambda: window._check_box.isVisible(), timeout=5000)
     assert "DAMAGED" in window._check_box.text() and ".recover" in window._check_box.text()
+
+
+def test_a_slow_search_says_it_is_working(qtbot, window, monkeypatch):
+    from gui.main_window import SEARCHING_AFTER_MS
+
+    asked = []
+    monkeypatch.setattr(window.bridge, "search", asked.append)  # no answer comes
+    window.search_field.setText("door")
+    window._debounce.stop()
+    window.run_search()
+    assert asked == ["door"] and "Searching" not in window.statusBar().currentMessage()
+    qtbot.waitUntil(lambda: "Searching “door”" in window.statusBar().currentMessage(),
+                    timeout=SEARCHING_AFTER_MS * 20)  # fmt: skip
+    window.show_results({"query": "door", "kind": "search", "results": []})
+    assert not window._searching.isActive()
+    assert window.statusBar().currentMessage() == "0 results for “door”"

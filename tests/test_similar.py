@@ -448,3 +448,10 @@ def test_standardised_index_is_saved_and_reused(tmp_path, library, monkeypatch):
     library.scan(workers=1)
     Embedder(library.catalog, [MfccSpace()]).run()
     assert len(SimilarIndex(library.catalog, library.dir).query("mfcc", query, 10)) == 4
+
+
+def test_warm_loads_the_search_indexes_before_the_first_query(library, fake_library):
+    Embedder(library.catalog, [FakeSpace()]).run()
+    library.warm()
+    assert "fake" in library._similar_index()._loaded  # built (and saved) ahead of time
+    assert (library.dir / "fake.files.faiss").exists()

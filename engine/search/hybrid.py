@@ -21,6 +21,11 @@ from engine.search.query import ParsedQuery, parse_query
 from engine.search.similar import SimilarIndex, best_moment, to_results
 
 RRF_K = 60
+# How much each list's rank counts in the fusion. Fitted on the training corpus's judged
+# queries (bench/fit_fusion.py; never on the dev queries, which only measure): see
+# docs/measurements.md, fusion.
+CONTENT_WEIGHT = 1.0
+KEYWORD_WEIGHT = 1.0
 # How many nearest files to fetch before filtering; doubled until the page is full.
 CONTENT_CANDIDATES = 400
 
@@ -76,6 +81,24 @@ def content_hits(
         k *= 2
 
 
+def fuse(
+    content: list[int],
+    keyword: list[int],
+    content_weight: float | None = None,
+    keyword_weight: float | None = None,
+    k: int = RRF_K,
+) -> dict[int, float]:
+    """Weighted reciprocal-rank fusion of two rankings (file ids, best first)."""
+    wc = CONTENT_WEIGHT if content_weight is None else content_weight
+    wk = KEYWORD_WEIGHT if keyword_weight is None else keyword_weight
+    fused: dict[int, float] = {}
+    for rank, fid in enumerate(content, start=1):
+        fused[fid] = fused.get(fid, 0.0) + wc / (k + rank)
+    for rank, fid in enumerate(keyword, start=1):
+        fused[fid] = fused.get(fid, 0.0) + wk / (k + rank)
+    return fused
+
+
 def hybrid_search(
     catalog: Catalog,
     index: SimilarIndex,
@@ -91,15 +114,13 @@ def hybrid_search(
         # Only filters: nothing for the text encoder to match.
         return [] if content_only else keyword_search(catalog, parsed, limit=limit)
     content, vector = content_hits(catalog, index, space, parsed, text, limit)
-    fused: dict[int, float] = {}
-    for rank, (fid, _) in enumerate(content, start=1):
-        fused[fid] = fused.get(fid, 0.0) + 1.0 / (RRF_K + rank)
-    if not content_only:
-        keyword = keyword_search(catalog, parsed, limit=max(limit, CONTENT_CANDIDATES))
-        for rank, hit in enumerate(keyword, start=1):
-            fused[hit.id] = fused.get(hit.id, 0.0) + 1.0 / (RRF_K + rank)
+    keyword = (
+        [] if content_only
+        else [h.id for h in keyword_search(catalog, parsed, limit=max(limit, CONTENT_CANDIDATES))]
+    )  # fmt: skip
+    fused = fuse([fid for fid, _ in content], keyword)
     # Shown as relevance in [0, 1]: 1 = first in both lists (content-only: first in one).
-    best = (1 if content_only else 2) / (RRF_K + 1)
+    best = CONTENT_WEIGHT / (RRF_K + 1) + (0.0 if content_only else KEYWORD_WEIGHT / (RRF_K + 1))
     ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
     store = VectorStore(catalog)
     space_id = index.space_id(space.name)

@@ -26,6 +26,8 @@ RRF_K = 60
 # docs/measurements.md, fusion.
 CONTENT_WEIGHT = 1.0
 KEYWORD_WEIGHT = 1.0
+# Results that get their best-matching moment (each costs a read of the file's windows).
+MOMENTS_FOR = 200
 # How many nearest files to fetch before filtering; doubled until the page is full.
 CONTENT_CANDIDATES = 400
 
@@ -127,5 +129,8 @@ def hybrid_search(
     # Window vectors are stored raw; a standardised query is mapped back to compare.
     to_windows = getattr(space, "to_window_space", None)
     window_query = to_windows(vector) if to_windows else vector
-    moments = {fid: best_moment(store, space_id, fid, window_query) for fid, _ in ranked}
+    # Moments for the results a user looks at first; the rest play from their start.
+    moments = {
+        fid: best_moment(store, space_id, fid, window_query) for fid, _ in ranked[:MOMENTS_FOR]
+    }
     return to_results(catalog, [(fid, score / best) for fid, score in ranked], moments)

@@ -201,9 +201,17 @@ def online_hits(
 def to_results(
     catalog: Catalog, hits: list[tuple[int, float]], moments: dict[int, tuple]
 ) -> list[SearchResult]:
+    """Results for (file id, score) hits in that order, with their moments; one query
+    for all rows (a GUI page holds thousands)."""
+    rows = {
+        r["id"]: r
+        for r in catalog.query(
+            f"SELECT * FROM files WHERE id IN ({ID_SET})", [id_set(fid for fid, _ in hits)]
+        )
+    }
     results = []
     for file_id, score in hits:
-        row = catalog.file_by_id(file_id)
+        row = rows.get(file_id)
         if row is None:
             continue
         start, end = moments.get(file_id, (None, None))

@@ -75,7 +75,10 @@ def print_results(results: list[Any], as_json: bool) -> None:
         return
     if not results:
         print("no results")
-    for r in results:
+    matches = sum(1 for r in results if getattr(r, "match", True))
+    for i, r in enumerate(results):
+        if i == matches and matches < len(results):
+            print(f"-- {len(results) - matches} more that sound alike --")
         channels = {1: "mono", 2: "stereo"}.get(r.channels, f"{r.channels}ch")
         moment = f"  @{r.start:.1f}-{r.end:.1f}s" if r.start is not None else ""
         if getattr(r, "offline", False):

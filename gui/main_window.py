@@ -336,9 +336,12 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"{len(results)} {self._similar_label}")
         else:
             query = payload["query"]
+            matches = sum(1 for r in results if r.get("match", True))
+            more = len(results) - matches
             self.statusBar().showMessage(
-                f"{len(results)} results" + (f" for “{query}”" if query else "")
-            )
+                f"{matches} results" + (f" for “{printable(query)}”" if query else "")
+                + (f", then {more} more that sound alike" if more else "")
+            )  # fmt: skip
 
     def _request_visible_overviews(self) -> None:
         first = max(0, self.results.rowAt(0))

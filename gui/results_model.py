@@ -11,6 +11,7 @@ thread, and feeds the answers back through set_overview(). GUI thread only.
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -23,7 +24,7 @@ from PySide6.QtCore import (
     QPersistentModelIndex,
     Qt,
 )
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtGui import QBrush, QColor, QFont
 
 from engine.catalog.text import printable
 from gui.file_urls import file_url
@@ -44,6 +45,15 @@ PATH_ROLE = Qt.ItemDataRole.UserRole + 1
 PEAKS_ROLE = Qt.ItemDataRole.UserRole + 2
 OFFLINE_ROLE = Qt.ItemDataRole.UserRole + 3
 _OFFLINE_BRUSH = QBrush(QColor(128, 128, 128))
+
+
+@functools.cache
+def _more_font() -> QFont:
+    """Italic, made on first use (a QFont needs the application to exist)."""
+    font = QFont()
+    font.setItalic(True)
+    return font
+
 
 _NUMERIC = {COL_DURATION, COL_RATE, COL_CHANNELS, COL_RELEVANCE}
 _RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
@@ -215,6 +225,8 @@ class ResultsModel(QAbstractTableModel):
             return _OFFLINE_BRUSH  # greyed: its folder could not be read at the last scan
         if role == OFFLINE_ROLE:
             return bool(r.get("offline"))
+        if role == Qt.ItemDataRole.FontRole and not r.get("match", True):
+            return _more_font()  # italic: shown because it sounds alike, not a match
         return None
 
     @staticmethod

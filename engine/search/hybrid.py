@@ -10,6 +10,7 @@ user's model; `eval` measures the result.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Protocol
 
 import numpy as np
@@ -26,6 +27,13 @@ RRF_K = 60
 # docs/measurements.md, fusion.
 CONTENT_WEIGHT = 1.0
 KEYWORD_WEIGHT = 1.0
+# Relevance shown for a result: sigmoid(A * share + B), share = its fused score over the
+# best possible. Fitted with the weights above (docs/measurements.md, fusion).
+RELEVANCE_A = 8.0
+RELEVANCE_B = -5.0
+# Results at least this likely to be relevant are "matches"; the rest are shown after
+# them as more that sound alike, and not counted.
+MATCH_THRESHOLD = 0.2
 # Results that get their best-matching moment (each costs a read of the file's windows).
 MOMENTS_FOR = 200
 # How many nearest files to fetch before filtering; doubled until the page is full.
@@ -121,7 +129,8 @@ def hybrid_search(
         else [h.id for h in keyword_search(catalog, parsed, limit=max(limit, CONTENT_CANDIDATES))]
     )  # fmt: skip
     fused = fuse([fid for fid, _ in content], keyword)
-    # Shown as relevance in [0, 1]: 1 = first in both lists (content-only: first in one).
+    # The fused score as a share of the best possible (first in both lists; content-only:
+    # first in one), then calibrated into the chance that the file is what was asked for.
     best = CONTENT_WEIGHT / (RRF_K + 1) + (0.0 if content_only else KEYWORD_WEIGHT / (RRF_K + 1))
     ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
     store = VectorStore(catalog)
@@ -133,4 +142,15 @@ def hybrid_search(
     moments = {
         fid: best_moment(store, space_id, fid, window_query) for fid, _ in ranked[:MOMENTS_FOR]
     }
-    return to_results(catalog, [(fid, score / best) for fid, score in ranked], moments)
+    results = to_results(
+        catalog, [(fid, relevance(score / best)) for fid, score in ranked], moments
+    )
+    for r in results:
+        r.match = r.score >= MATCH_THRESHOLD
+    return results
+
+
+def relevance(share: float) -> float:
+    """The chance that a result is relevant, from its fused score as a share of the best
+    possible (Platt scaling; constants fitted on the training corpus's judged queries)."""
+    return 1.0 / (1.0 + math.exp(-(RELEVANCE_A * share + RELEVANCE_B)))

@@ -42,6 +42,9 @@ class SearchResult:
     start: float | None = None
     end: float | None = None
     offline: bool = False  # its folder could not be read at the last scan
+    # False for a result shown only because it sounds alike (below the hybrid search's
+    # relevance threshold): listed after the matches, not counted as one.
+    match: bool = True
 
     def to_json(self) -> dict[str, Any]:
         # A shallow copy: dataclasses.asdict deep-copies every field, which costs ~10x

@@ -354,3 +354,20 @@ def test_damaged_and_hostile_adapter_files_are_refused_before_they_are_loaded(tm
     assert library.saved_adapter() is None  # ...but it does not load:
     assert not saved.exists() and saved.with_name(saved.name + ".damaged").exists()
     assert library.adapter_stale()
+
+
+@needs_encoder
+def test_hybrid_relevance_is_a_calibrated_chance_and_matches_come_first(tmp_path, library):
+    from engine.search import hybrid
+
+    build(tmp_path, library, FakeAisfx())
+    library.adapt(AdaptOptions(steps=40, dim=16))
+    results = library.search("bird song", 40)
+    scores = [r.score for r in results]
+    assert all(0.0 < s < 1.0 for s in scores) and scores == sorted(scores, reverse=True)
+    assert [r.match for r in results] == [s >= hybrid.MATCH_THRESHOLD for s in scores]
+    matches = sum(r.match for r in results)
+    assert 0 < matches < len(results)  # a few match; the rest only sound alike
+    # The best possible result (first in both lists) gets the calibration's top value.
+    top = hybrid.relevance(1.0)
+    assert scores[0] <= top + 1e-9 and hybrid.relevance(0.0) < hybrid.MATCH_THRESHOLD

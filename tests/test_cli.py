@@ -279,3 +279,21 @@ def test_check_verifies_the_catalog_and_side_files(tmp_path, library_dir):
 def test_bad_arguments_are_refused_with_a_usage_message(args, says, library_dir):
     proc = run_cli(*args, library_dir=library_dir, check=False)
     assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_results_below_the_match_threshold_follow_a_separator(capsys):
+    from cli.output import print_results
+    from engine.search.keyword import SearchResult
+
+    def result(i, match):
+        return SearchResult(
+            id=i, path=f"/s/{i}.wav", name=f"{i}.wav", folder="/s", score=0.9 - i / 10,
+            duration=1.0, sample_rate=48000, channels=1, format="WAV", subtype="PCM_16",
+            bit_depth=16, size=1, match=match,
+        )  # fmt: skip
+
+    print_results([result(0, True), result(1, True), result(2, False), result(3, False)], False)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == "-- 2 more that sound alike --" and lines[3].endswith("/s/2.wav")
+    print_results([result(0, True)], False)
+    assert "sound alike" not in capsys.readouterr().out

@@ -3,9 +3,10 @@
 Runs on the thread that owns the Library's catalog. Filters (`dur:`, `sr:`, `fav`...)
 and exclusions are applied to both lists before fusing, and the content list is widened
 until it holds enough filtered matches, so a filtered page is never empty while
-matches exist. Fusion is reciprocal-rank fusion (RRF, k = 60): it needs no score
-calibration between BM25 and cosine, which cannot be fitted without judged data for the
-user's model; `eval` measures the result.
+matches exist. Fusion is weighted reciprocal-rank fusion: it needs no calibration
+between BM25 and cosine scores, which differ per model and library; its weights and k, and
+the calibration of the relevance shown, were fitted on the training corpus's judged
+queries (bench/fit_fusion.py) and are reported on the dev queries by `eval`.
 """
 
 from __future__ import annotations
@@ -21,16 +22,16 @@ from engine.search.keyword import SearchResult, keyword_search
 from engine.search.query import ParsedQuery, parse_query
 from engine.search.similar import SimilarIndex, best_moment, to_results
 
-RRF_K = 60
+RRF_K = 100
 # How much each list's rank counts in the fusion. Fitted on the training corpus's judged
 # queries (bench/fit_fusion.py; never on the dev queries, which only measure): see
 # docs/measurements.md, fusion.
-CONTENT_WEIGHT = 1.0
+CONTENT_WEIGHT = 0.25
 KEYWORD_WEIGHT = 1.0
 # Relevance shown for a result: sigmoid(A * share + B), share = its fused score over the
 # best possible. Fitted with the weights above (docs/measurements.md, fusion).
-RELEVANCE_A = 8.0
-RELEVANCE_B = -5.0
+RELEVANCE_A = 7.94
+RELEVANCE_B = -6.602
 # Results at least this likely to be relevant are "matches"; the rest are shown after
 # them as more that sound alike, and not counted.
 MATCH_THRESHOLD = 0.2

@@ -371,3 +371,27 @@ def test_hybrid_relevance_is_a_calibrated_chance_and_matches_come_first(tmp_path
     # The best possible result (first in both lists) gets the calibration's top value.
     top = hybrid.relevance(1.0)
     assert scores[0] <= top + 1e-9 and hybrid.relevance(0.0) < hybrid.MATCH_THRESHOLD
+
+
+@needs_encoder
+def test_the_plain_torch_minilm_gives_the_vectors_transformers_gives():
+    """engine/models/minilm.py must be BertModel's arithmetic: the encoder's identity (and
+    every adapter saved with it) depends on it."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from engine.models.text_encoder import SentenceEncoder, _minilm_dir
+
+    texts = ["distant thunder rumble", "glass", "", "café ambience, über laut",
+             "footsteps on gravel " * 30, "WSH_Fast_03"]  # fmt: skip
+    ours = SentenceEncoder().encode(texts, batch_size=4)
+    folder = _minilm_dir()
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = AutoModel.from_pretrained(str(folder), use_safetensors=True).eval()
+    with torch.inference_mode():
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+        hidden = model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        ref = torch.nn.functional.normalize(pooled, dim=1).numpy()
+    assert ours.shape == (6, 384) and np.abs(ours - ref).max() < 1e-5

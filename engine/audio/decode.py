@@ -13,6 +13,7 @@ import numpy as np
 import soundfile as sf
 
 from engine.catalog.paths import open_fd
+from engine.config import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
 # Longer files are embedded from their first MAX_SECONDS only, and a file of a higher
 # rate than 48 kHz from as many seconds as MAX_SAMPLES holds (96 kHz: 300 s), so the mono
@@ -72,10 +73,30 @@ def length_known(snd: sf.SoundFile) -> bool:
     return 0 <= snd.frames < UNKNOWN_FRAMES
 
 
+def block_frames(snd: sf.SoundFile) -> int:
+    """Frames per read block of an open file: BLOCK_SAMPLES samples over its channels."""
+    return max(1024, BLOCK_SAMPLES // max(1, snd.channels))
+
+
+def header_problem(snd: sf.SoundFile) -> str | None:
+    """Why an open file's rate or channel count must not be used to size anything (the
+    reason, for an error row or message), or None when both are plausible."""
+    if snd.samplerate <= 0 or snd.channels <= 0:
+        return f"invalid header: {snd.samplerate} Hz, {snd.channels} channels"
+    if not MIN_SAMPLE_RATE <= snd.samplerate <= MAX_SAMPLE_RATE:
+        return (
+            f"implausible header: a sample rate of {snd.samplerate} Hz (files from "
+            f"{MIN_SAMPLE_RATE // 1000} kHz to {MAX_SAMPLE_RATE // 1000} kHz are read)"
+        )
+    if snd.channels > MAX_CHANNELS:
+        return f"implausible header: {snd.channels} channels (at most {MAX_CHANNELS} are read)"
+    return None
+
+
 def count_frames(snd: sf.SoundFile) -> int:
     """The real length of an open file, read through once in bounded blocks, then back at
     the start (for files whose header does not say)."""
-    block = max(1024, BLOCK_SAMPLES // max(1, snd.channels))
+    block = block_frames(snd)
     total = 0
     while True:
         n = len(snd.read(block, dtype="float32", always_2d=True))
@@ -109,7 +130,7 @@ def decode_mono(
         first = int(round((start or 0.0) * rate))
         last = frames if end is None else min(frames, int(round(end * rate)))
         last = min(last, first + min(int(max_seconds * rate), MAX_SAMPLES))
-        block_frames = max(1024, BLOCK_SAMPLES // max(1, f.channels))
+        step = block_frames(f)
         if first > 0:
             f.seek(min(first, frames))
         remaining = max(0, last - first)
@@ -122,7 +143,7 @@ def decode_mono(
         gains = np.full(f.channels, scale / f.channels, dtype=np.float32)
         parts = []
         while remaining > 0:
-            block = f.read(min(remaining, block_frames), dtype=dtype, always_2d=True)
+            block = f.read(min(remaining, step), dtype=dtype, always_2d=True)
             if not len(block):
                 break
             if block.shape[1] > 1:

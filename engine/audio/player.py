@@ -29,10 +29,9 @@ from typing import Any, Protocol
 import numpy as np
 import soundfile as sf
 
-from engine.audio.decode import count_frames, length_known, open_sound
+from engine.audio.decode import count_frames, header_problem, length_known, open_sound
 from engine.audio.rates import reduced_ratio
 from engine.catalog.paths import shown
-from engine.config import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
 
 class OutputStream(Protocol):
@@ -634,13 +633,10 @@ class Player:
         name = shown(Path(path).name)
         try:
             src = open_sound(path)
-            if not MIN_SAMPLE_RATE <= src.samplerate <= MAX_SAMPLE_RATE or not (
-                0 < src.channels <= MAX_CHANNELS
-            ):
+            problem = header_problem(src)
+            if problem:
                 src.close()  # the header would size the resampler and the buffers
-                raise ValueError(
-                    f"implausible header ({src.samplerate} Hz, {src.channels} channels)"
-                )
+                raise ValueError(problem)
             # A header that does not say how long the file is: count once.
             frames = src.frames if length_known(src) else count_frames(src)
         except Exception as exc:

@@ -19,16 +19,13 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from engine.audio.decode import open_sound
+from engine.audio.decode import block_frames, header_problem, length_known, open_sound
 from engine.catalog.paths import open_binary, os_path
-from engine.config import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from engine.scan.metadata import read_metadata
 from engine.scan.peaks import PeakAccumulator
 from engine.scan.ucs import UcsTable, parse_ucs
 
 FINGERPRINT_SPAN = 64 * 1024
-# Frames × channels per block read; keeps a block near 4 MB of float32.
-_BLOCK_SAMPLES = 1 << 20
 
 _BIT_DEPTH = {
     "PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32,
@@ -152,27 +149,19 @@ def analyze(path: str | Path, root_id: int, ucs_table: UcsTable | None = None) -
             channels=snd.channels,
             bit_depth=_BIT_DEPTH.get(snd.subtype),
         )
-        if snd.samplerate <= 0 or snd.channels <= 0:
-            return error(f"invalid header: {snd.samplerate} Hz, {snd.channels} channels")
-        if not MIN_SAMPLE_RATE <= snd.samplerate <= MAX_SAMPLE_RATE:
-            return error(
-                f"implausible header: a sample rate of {snd.samplerate} Hz (files from "
-                f"{MIN_SAMPLE_RATE // 1000} kHz to {MAX_SAMPLE_RATE // 1000} kHz are read)"
-            )
-        if snd.channels > MAX_CHANNELS:
-            return error(
-                f"implausible header: {snd.channels} channels (at most {MAX_CHANNELS} are read)"
-            )
-        declared = snd.frames if 0 <= snd.frames < (1 << 62) else 0
+        problem = header_problem(snd)
+        if problem:
+            return error(problem)
+        declared = snd.frames if length_known(snd) else 0
         peaks = PeakAccumulator(declared)
         peak = 0.0
         sum_sq = 0.0
         frames = 0
-        block_frames = max(1024, _BLOCK_SAMPLES // snd.channels)
+        step = block_frames(snd)
         is_float = snd.subtype in ("FLOAT", "DOUBLE")
         try:
             while True:
-                block = snd.read(block_frames, dtype="float32", always_2d=True)
+                block = snd.read(step, dtype="float32", always_2d=True)
                 if not len(block):
                     break
                 if is_float:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
+from typing import Any
 
 from engine import config
 
@@ -77,34 +79,32 @@ def device(args: argparse.Namespace) -> str:
 MAX_RESULTS = 100_000  # a --limit beyond this would only size memory
 
 
-def result_count(text: str) -> int:
-    """--limit: a whole number of results, 1 to MAX_RESULTS."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 1 <= value <= MAX_RESULTS:
-        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_RESULTS}, not {value}")
-    return value
+def _checked(
+    convert: Callable[[str], Any], noun: str, ok: Callable[[Any], bool], rule: str
+) -> Callable[[str], Any]:
+    """An argparse type: ``convert`` the text (else "not <noun>"), then ``ok`` or
+    "<rule>, not <text>"."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {noun}: {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{rule}, not {text}")
+        return value
+
+    return parse
 
 
-def seconds(text: str) -> float:
-    """--start/--end: a finite, non-negative number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 seconds or more, not {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """--hide-names: a share strictly between 0 and 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {text}")
-    return value
+# --limit: a whole number of results, 1 to MAX_RESULTS.
+result_count = _checked(
+    int, "a whole number", lambda v: 1 <= v <= MAX_RESULTS, f"must be from 1 to {MAX_RESULTS}"
+)
+# --start/--end: a finite, non-negative number of seconds.
+seconds = _checked(
+    float, "a number of seconds", lambda v: math.isfinite(v) and v >= 0,
+    "must be 0 seconds or more",
+)  # fmt: skip
+# --hide-names: a share strictly between 0 and 1.
+fraction = _checked(float, "a number", lambda v: 0 < v < 1, "must be between 0 and 1")

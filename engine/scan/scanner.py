@@ -105,9 +105,7 @@ def walk_audio(
         try:
             st = folder.stat()
         except OSError as exc:
-            warnings.append(
-                f"cannot read folder {_said(folder)}, kept its files: {exc.strerror or exc}"
-            )
+            warnings.append(f"cannot read folder {_said(folder)}, kept its files: {_why(exc)}")
             unreadable.append(str(folder))
             continue
         key = (st.st_dev, st.st_ino)
@@ -117,9 +115,7 @@ def walk_audio(
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
-            warnings.append(
-                f"cannot read folder {_said(folder)}, kept its files: {exc.strerror or exc}"
-            )
+            warnings.append(f"cannot read folder {_said(folder)}, kept its files: {_why(exc)}")
             unreadable.append(str(folder))
             continue
         subdirs = []

@@ -53,6 +53,18 @@ class SearchResult:
 
 
 _WEIGHTS = ", ".join(str(w) for w in BM25_WEIGHTS)
+# Files whose search text matches an FTS5 expression (the one "?"), scored by BM25.
+_MATCHING = (
+    f"SELECT {_COLUMNS}, -bm25(files_fts, {_WEIGHTS}) AS score "
+    "FROM files_fts JOIN files f ON f.id = files_fts.rowid WHERE files_fts MATCH ?"
+)
+
+
+def _result(row: dict[str, Any]) -> SearchResult:
+    """A result from a row of _COLUMNS and a score (SQLite gives `offline` as 0/1)."""
+    return SearchResult(**{**row, "offline": bool(row["offline"])})
+
+
 # Candidates fetched per tier before ranking by coverage: enough for any page shown.
 _POOL_MIN, _POOL_MAX = 400, 5000
 
@@ -68,12 +80,7 @@ def _ranked_by_coverage(
     """A multi-word query: candidates that match all words and any word (best BM25 of
     each, a bounded pool), ranked by how many of the words they match, then BM25."""
     pool = min(max(4 * (limit + offset), _POOL_MIN), _POOL_MAX)
-    sql = (
-        f"SELECT {_COLUMNS}, -bm25(files_fts, {_WEIGHTS}) AS score "
-        "FROM files_fts JOIN files f ON f.id = files_fts.rowid "
-        f"WHERE files_fts MATCH ? AND {' AND '.join(conditions)} "
-        "ORDER BY score DESC LIMIT ?"
-    )
+    sql = f"{_MATCHING} AND {' AND '.join(conditions)} ORDER BY score DESC LIMIT ?"
     rows: dict[int, dict[str, Any]] = {}
     try:
         for expression in (parsed.match, " OR ".join(parsed.groups)):
@@ -94,10 +101,7 @@ def _ranked_by_coverage(
         rows.values(),
         key=lambda r: (-coverage[r["id"]], -r["score"], r["name"].lower(), r["id"]),
     )
-    return [
-        SearchResult(**{**r, "offline": bool(r["offline"])})
-        for r in ranked[offset : offset + limit]
-    ]
+    return [_result(r) for r in ranked[offset : offset + limit]]
 
 
 def results_for_ids(catalog: Catalog, file_ids: list[int]) -> list[SearchResult]:
@@ -110,11 +114,7 @@ def results_for_ids(catalog: Catalog, file_ids: list[int]) -> list[SearchResult]
         [id_set(file_ids)],
     )
     by_id = {row["id"]: row for row in rows}
-    return [
-        SearchResult(**{**by_id[i], "offline": bool(by_id[i]["offline"])})
-        for i in file_ids
-        if i in by_id
-    ]
+    return [_result(by_id[i]) for i in file_ids if i in by_id]
 
 
 def keyword_search(
@@ -136,9 +136,7 @@ def keyword_search(
         return _ranked_by_coverage(catalog, parsed, conditions, params, limit, offset)
     if parsed.match:
         sql = (
-            f"SELECT {_COLUMNS}, -bm25(files_fts, {_WEIGHTS}) AS score "
-            "FROM files_fts JOIN files f ON f.id = files_fts.rowid "
-            f"WHERE files_fts MATCH ? AND {' AND '.join(conditions)} "
+            f"{_MATCHING} AND {' AND '.join(conditions)} "
             "ORDER BY score DESC, f.name COLLATE NOCASE LIMIT ? OFFSET ?"
         )
         args = [parsed.match, *params, limit, offset]
@@ -153,4 +151,4 @@ def keyword_search(
     except sqlite3.OperationalError as exc:
         # FTS5 rejects some inputs the parser lets through (e.g. stray operators).
         raise QueryError(f"cannot search for that: {exc}") from exc
-    return [SearchResult(**{**row, "offline": bool(row["offline"])}) for row in rows]
+    return [_result(row) for row in rows]

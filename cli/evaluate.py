@@ -24,6 +24,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--hide-names", type=fraction, metavar="FRACTION",
         help="hide the names and metadata of this share of files, learn from the rest",
     )  # fmt: skip
+    p.add_argument(
+        "--no-base", action="store_true", help="without the base knowledge shipped with Sonarium"
+    )
     p.add_argument("--seed", type=int, default=1, help="which files --hide-names hides")
     p.add_argument("--ablations", action="store_true", help="with --hide-names: every ablation")
     ablation_flags(p)
@@ -35,6 +38,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     queries = load_queries(args.queries)
     with open_library(args) as library:
+        library.use_base = not args.no_base
         if args.hide_names is not None:
             result = library.evaluate_hidden(
                 queries, args.hide_names, args.seed, adapt_options(args),

@@ -44,14 +44,14 @@ def space_option(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cli import app, collections, evaluate, find, indexing, library, models
+    from cli import app, collections, evaluate, find, indexing, knowledge, library, models
 
     common = argparse.ArgumentParser(add_help=False)
     _add_globals(common, suppress=True)
     parser = argparse.ArgumentParser(prog="sonarium", description="Sonarium sound-library browser.")
     _add_globals(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (indexing, find, evaluate, library, collections, models, app):
+    for module in (indexing, find, evaluate, library, collections, models, knowledge, app):
         module.register(sub, common)
     return parser
 
@@ -106,5 +106,5 @@ seconds = _checked(
     float, "a number of seconds", lambda v: math.isfinite(v) and v >= 0,
     "must be 0 seconds or more",
 )  # fmt: skip
-# --hide-names: a share strictly between 0 and 1.
-fraction = _checked(float, "a number", lambda v: 0 < v < 1, "must be between 0 and 1")
+# --hide-names: a share above 0, up to 1 (every name hidden: the never-seen protocol).
+fraction = _checked(float, "a number", lambda v: 0 < v <= 1, "must be above 0, at most 1")

@@ -100,6 +100,9 @@ class Library:
         self._ucs_loaded_from: str | None = None
         self._similar: SimilarIndex | None = None
         self._text_space: Any = None
+        self._base: Any = None  # BaseKnowledge, False when there is none
+        # Whether the shipped base knowledge joins text search (eval --no-base: off).
+        self.use_base = True
         self._text_space_key: Any = None
         self._adapter_override: Any = None
         # The CLI learns text search on first use when no adapter exists yet; the desktop
@@ -462,14 +465,24 @@ class Library:
         self._adapter_override = Adapter.load(Path(path).expanduser())  # AdapterInvalid
         self._text_space = None
 
+    def base_knowledge(self):
+        """The base knowledge shipped with Sonarium (engine/adapt/base.py), or None."""
+        from engine.adapt.base import load_base
+
+        if self._base is None:
+            self._base = (load_base(DEFAULT_SIMILAR_SPACE) if self.use_base else None) or False
+        return self._base or None
+
     def text_space(self):
         """The space text queries are embedded into, or None when there is none.
 
         CLAP when the library was embedded with the configured CLAP model; otherwise the
         aisfx space through an adapter learned from the library's own captions
-        (engine/adapt/); None when neither is available.
+        (engine/adapt/), blended with the base knowledge shipped with Sonarium (which
+        alone answers on a library whose names say nothing); None when neither is
+        available. An adapter file given with --adapter is used alone.
         """
-        from engine.adapt.text_space import AdaptedTextSpace
+        from engine.adapt.base import compose_text_space
         from engine.catalog.vectors import VectorStore
 
         clap = self._clap_text_space()
@@ -483,22 +496,29 @@ class Library:
             id(self._adapter_override),
             path.stat().st_mtime_ns if path.exists() else None,
             self.catalog.get_setting(UCS_TABLE_SETTING),
+            VectorStore(self.catalog).generation(space["id"]),
         )
         if self._text_space is not None and key == self._text_space_key:
             return self._text_space
         adapter = self._adapter_override or self.saved_adapter()
+        base = None if self._adapter_override else self.base_knowledge()
         try:
-            if adapter is None:
-                if not self.adapt_on_demand:
-                    return None
+            if adapter is None and self.adapt_on_demand:
                 log.warning("learning text search from the library's names (once)...")
-                adapter = self.adapt()
-                key = (key[0], path.stat().st_mtime_ns, key[2])
-            self._text_space = AdaptedTextSpace(
-                self.catalog, self._similar_index(), adapter, self.ucs_table()
+                try:
+                    adapter = self.adapt()
+                    key = (key[0], path.stat().st_mtime_ns, *key[2:])
+                except NothingToLearn as exc:
+                    if base is None:
+                        raise
+                    log.info("text search from base knowledge only: %s", exc)
+            self._text_space = compose_text_space(
+                self.catalog, self._similar_index(), adapter, base, self.ucs_table()
             )
         except (ModelUnavailable, NothingToLearn, LibraryError) as exc:
             log.info("text search over sound unavailable: %s", exc)
+            return None
+        if self._text_space is None:
             return None
         self._text_space_key = key
         return self._text_space

@@ -25,7 +25,7 @@ def test_every_subcommand_is_documented_in_readme():
     commands = subcommands()
     assert set(commands) == {
         "add", "scan", "search", "similar", "eval", "adapt", "info", "folders", "remove",
-        "errors", "collection", "settings", "model", "screenshot", "check",
+        "errors", "collection", "settings", "model", "knowledge", "screenshot", "check",
     }  # fmt: skip
     for command in commands:
         assert re.search(rf"`sonarium {command}\b", readme), command
@@ -273,7 +273,7 @@ def test_check_verifies_the_catalog_and_side_files(tmp_path, library_dir):
         (["search", "door", "--limit", "10000000000"], "must be from 1 to"),
         (["similar", "x.wav", "--start", "-2"], "0 seconds or more"),
         (["similar", "x.wav", "--end", "nan"], "0 seconds or more"),
-        (["eval", "q.json", "--hide-names", "1.5"], "between 0 and 1"),
+        (["eval", "q.json", "--hide-names", "1.5"], "at most 1"),
     ],
 )
 def test_bad_arguments_are_refused_with_a_usage_message(args, says, library_dir):

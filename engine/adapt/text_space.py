@@ -1,6 +1,7 @@
 """Answering text queries through an adapter over one audio space's stored vectors
-(nearest-caption expansion, the kernel and the heads, z-scored and summed). On the
-thread that owns the catalog."""
+(nearest-caption expansion, the kernel and the heads, z-scored and summed; with base
+knowledge also the categories, engine/adapt/categories.py), and blending the library's
+own adapter with the base knowledge. On the thread that owns the catalog."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from engine.adapt.adapter import Adapter
 from engine.adapt.captions import (
     knowledge_words,
 )
+from engine.adapt.categories import CategoryKnowledge
 from engine.catalog.db import Catalog
 from engine.catalog.vectors import VectorStore, normalise
 from engine.errors import ModelUnavailable
@@ -24,10 +26,15 @@ KNOWLEDGE_WEIGHT = 0.5
 # FAISS candidates per neighbour for the kernel part, from the heaviest neighbours.
 NEIGHBOUR_CANDIDATES = 50
 NEIGHBOUR_SEARCHES = 5
+# Weight of the category part against the whole file-level score (each z-scored).
+CATEGORY_WEIGHT = 1.0
+# Vectors sampled to standardise a library by its own statistics (base knowledge).
+STATISTICS_SAMPLE = 20_000
 
 
-# A text query's parts: centroid, neighbours' audio vectors, their weights, head query.
-_QueryParts = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
+# A text query's parts: centroid, neighbours' audio vectors, their weights, head query,
+# category distribution.
+_QueryParts = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
 
 
 class AdaptedTextSpace:
@@ -47,7 +54,13 @@ class AdaptedTextSpace:
         adapter: Adapter,
         ucs: UcsTable | None = None,
         encoder: Any = None,
+        *,
+        categories: CategoryKnowledge | None = None,
+        own_statistics: bool = False,
     ) -> None:
+        """`categories` adds category-level knowledge; `own_statistics` standardises the
+        library's vectors by its own mean and spread instead of the adapter's (an adapter
+        learned on another library: base knowledge)."""
         from engine.models.text_encoder import encoder_identity
 
         self.catalog = catalog
@@ -68,9 +81,36 @@ class AdaptedTextSpace:
             )
         if adapter.text_identity != encoder_identity():
             raise ModelUnavailable("the adapter was trained with another text encoder")
+        if categories is not None and (
+            categories.audio_identity != space["identity"]
+            or categories.text_identity != adapter.text_identity
+        ):
+            raise ModelUnavailable("the category knowledge was learned for other models")
+        self.categories = categories
         self.space_id = space["id"]
         self._cache: dict[str, _QueryParts] = {}
         self._reference: tuple[int, np.ndarray] | None = None
+        self._mean, self._std = adapter.mean, adapter.std
+        if own_statistics:
+            self._mean, self._std = self._library_statistics()
+
+    def _library_statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and spread of a fixed sample of the library's vectors."""
+        ids = np.array(
+            [
+                r[0]
+                for r in self.catalog.conn.execute(
+                    "SELECT file_id FROM file_vectors WHERE space_id = ? ORDER BY file_id",
+                    (self.space_id,),
+                )
+            ]  # fmt: skip
+        )
+        if len(ids) < 2:
+            return self.adapter.mean, self.adapter.std
+        rng = np.random.default_rng(0)
+        pick = np.sort(rng.choice(len(ids), size=min(len(ids), STATISTICS_SAMPLE), replace=False))
+        _, raw = self._vectors(ids[pick])
+        return raw.mean(0).astype(np.float32), (raw.std(0) + 1e-6).astype(np.float32)
 
     # Query embedding (cached: typing the same words again costs nothing).
     def _query(self, text: str) -> _QueryParts:
@@ -102,7 +142,10 @@ class AdaptedTextSpace:
         head_query = None
         if a.heads is not None:
             head_query = normalise((q @ a.heads["wt"] + a.heads["bt"]).reshape(1, -1))[0]
-        entry = (centroid, neighbours, w, head_query)
+        distribution = None
+        if self.categories is not None:
+            distribution = self.categories.query_distribution(q)
+        entry = (centroid, neighbours, w, head_query, distribution)
         if len(self._cache) > 512:
             self._cache.clear()
         self._cache[text] = entry
@@ -113,12 +156,12 @@ class AdaptedTextSpace:
 
     def _standardise(self, raw: np.ndarray) -> np.ndarray:
         if len(raw) == 0:
-            return np.zeros((0, len(self.adapter.mean)), dtype=np.float32)
-        return normalise((raw - self.adapter.mean) / self.adapter.std)
+            return np.zeros((0, len(self._mean)), dtype=np.float32)
+        return normalise((raw - self._mean) / self._std)
 
     def _parts(self, audio: np.ndarray, query: tuple) -> list[tuple[float, np.ndarray]]:
-        """(weight, scores of `audio`) of each part that is switched on."""
-        centroid, neighbours, w, head_query = query
+        """(weight, scores of `audio`) of each file-level part that is switched on."""
+        centroid, neighbours, w, head_query, _ = query
         o = self.adapter.options
         parts = [(1.0, audio @ centroid)]
         if o.kernel_weight and len(neighbours):
@@ -155,12 +198,32 @@ class AdaptedTextSpace:
         ids, raw = self._vectors(np.array(file_ids, dtype=np.int64))
         if len(ids) == 0:
             return {}
-        reference = self._parts(self._reference_audio(), query)
-        parts = self._parts(self._standardise(raw), query)
-        total = np.zeros(len(ids), dtype=np.float64)
-        for (weight, part), (_, ref) in zip(parts, reference, strict=True):
-            total += weight * (part - ref.mean()) / (ref.std() + 1e-9)
+        total = self._total(self._standardise(raw), self._reference_audio(), query)
         return {int(f): float(s) for f, s in zip(ids, total, strict=True)}
+
+    def _total(self, audio: np.ndarray, reference: np.ndarray, query: _QueryParts) -> np.ndarray:
+        """Scores of `audio`, z-scored on the reference sample (so spaces can be blended)."""
+
+        def z(part: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            mu, sd = ref.mean(), ref.std() + 1e-9
+            return (part - mu) / sd, (ref - mu) / sd
+
+        total = np.zeros(len(audio), dtype=np.float64)
+        ref_total = np.zeros(len(reference), dtype=np.float64)
+        parts = self._parts(audio, query)
+        for (weight, part), (_, ref) in zip(parts, self._parts(reference, query), strict=True):
+            p, r = z(part, ref)
+            total += weight * p
+            ref_total += weight * r
+        total, ref_total = z(total, ref_total)
+        distribution = query[4]
+        if self.categories is not None and distribution is not None:
+            p, r = z(
+                self.categories.score(audio, distribution),
+                self.categories.score(reference, distribution),
+            )
+            total, _ = z(total + CATEGORY_WEIGHT * p, ref_total + CATEGORY_WEIGHT * r)
+        return total
 
     def rank(self, text: str, k: int) -> list[tuple[int, float]]:
         """The best `k` files for a text query, (file id, combined score), best first.
@@ -168,11 +231,14 @@ class AdaptedTextSpace:
         Candidates come from the FAISS index: the centroid's nearest files and each
         neighbour's nearest files; all candidates are then scored exactly.
         """
-        centroid, neighbours, weights, _ = self._query(text)
+        centroid, neighbours, weights, _, distribution = self._query(text)
         # The centroid's nearest files and the heaviest neighbours' nearest files (kernel
-        # matches the centroid misses), in one FAISS pass over the index.
+        # matches the centroid misses), in one FAISS pass over the index; with categories
+        # also the files nearest the audio the query's categories were taught with.
         heaviest = neighbours[np.argsort(-weights, kind="stable")[:NEIGHBOUR_SEARCHES]]
         rows = np.vstack([centroid.reshape(1, -1), heaviest])
+        if self.categories is not None and distribution is not None:
+            rows = np.vstack([rows, self.categories.prototype(distribution).reshape(1, -1)])
         hits = self.index.query_many(
             self.name, rows, max(k, NEIGHBOUR_CANDIDATES), standardized=True
         )
@@ -187,4 +253,37 @@ class AdaptedTextSpace:
 
     def to_window_space(self, vector: np.ndarray) -> np.ndarray:
         """A standardised query vector expressed like the stored (raw) window vectors."""
-        return normalise((vector * self.adapter.std + self.adapter.mean).reshape(1, -1))[0]
+        return normalise((vector * self._std + self._mean).reshape(1, -1))[0]
+
+
+class BlendedTextSpace:
+    """The library's own adapter and the base knowledge, blended by `own_weight`.
+
+    Both spaces score on the same z-scale, so the blend is a weighted sum; candidates are
+    the union of both rankings. Moments and windows follow the library's own adapter.
+    Runs on the thread that owns the catalog.
+    """
+
+    query_is_standardized = True
+
+    def __init__(self, own: AdaptedTextSpace, base: AdaptedTextSpace, own_weight: float) -> None:
+        self.own, self.base, self.own_weight = own, base, own_weight
+        self.name = own.name
+
+    def score(self, text: str, file_ids: list[int]) -> dict[int, float]:
+        own, base = self.own.score(text, file_ids), self.base.score(text, file_ids)
+        w = self.own_weight
+        return {f: w * s + (1 - w) * base.get(f, 0.0) for f, s in own.items()}
+
+    def rank(self, text: str, k: int) -> list[tuple[int, float]]:
+        candidates = {f for f, _ in self.own.rank(text, k)} | {
+            f for f, _ in self.base.rank(text, k)
+        }
+        scores = self.score(text, sorted(candidates))
+        return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        return self.own.embed_text(texts)
+
+    def to_window_space(self, vector: np.ndarray) -> np.ndarray:
+        return self.own.to_window_space(vector)

@@ -11,6 +11,11 @@ the rest. Metrics:
 - hybrid: content fused with keyword search over all files;
 - keyword: keyword-only over all files under the same hiding (the baseline).
 
+With `base` knowledge (engine/adapt/base.py) each configuration's adapter is blended with
+it as in the app, and "base knowledge only" is measured as well; with every name hidden
+(fraction 1.0: the never-seen protocol) nothing is left to learn from and the base
+knowledge answers alone.
+
 The user's catalog and saved adapter are never touched. Runs on the calling thread.
 """
 
@@ -26,12 +31,12 @@ from typing import Any
 import numpy as np
 
 from engine.adapt.adapter import AdaptOptions
-from engine.adapt.text_space import AdaptedTextSpace
+from engine.adapt.base import BaseKnowledge, compose_text_space
 from engine.adapt.training import train_adapter
 from engine.catalog.db import Catalog
 from engine.catalog.paths import catalog_path
 from engine.config import DEFAULT_SIMILAR_SPACE
-from engine.errors import LibraryError
+from engine.errors import LibraryError, NothingToLearn
 from engine.eval.metrics import evaluate_text, relative_ids
 from engine.search.hybrid import hybrid_search
 from engine.search.keyword import keyword_search
@@ -100,8 +105,10 @@ def evaluate_hidden(
     audio_space: str = DEFAULT_SIMILAR_SPACE,
     encoder: Any = None,
     log: Callable[[str], None] | None = None,
+    base: BaseKnowledge | None = None,
 ) -> dict[str, Any]:
-    """Keyword baseline, then content and hybrid for `options` (and each ablation)."""
+    """Keyword baseline, then content and hybrid for `options` (and each ablation), and
+    for the base knowledge alone when there is one."""
     from engine.search.similar import SimilarIndex
 
     ids = relative_ids(source)
@@ -125,15 +132,26 @@ def evaluate_hidden(
                         change = {"reliability": not options.reliability}
                     configs[name] = options.replace(**change)
             result["configs"] = {}
+            if base is not None:
+                space = compose_text_space(catalog, index, None, base, ucs, encoder)
+                if space is not None:
+                    result["configs"]["base knowledge only"] = _measure(
+                        catalog, index, space, queries, ids, hidden, None, 0.0
+                    )
             for name, config in configs.items():
                 if log:
                     log(f"training '{name}'...")
                 began = time.perf_counter()
-                adapter = train_adapter(
-                    catalog, audio_space, config, ucs=ucs, hidden=hidden, encoder=encoder
-                )
+                try:
+                    adapter = train_adapter(
+                        catalog, audio_space, config, ucs=ucs, hidden=hidden, encoder=encoder
+                    )
+                except NothingToLearn:
+                    if base is None:
+                        raise
+                    break  # every name hidden: the base knowledge alone was measured
                 seconds = time.perf_counter() - began
-                space = AdaptedTextSpace(catalog, index, adapter, ucs, encoder=encoder)
+                space = compose_text_space(catalog, index, adapter, base, ucs, encoder)
                 result["configs"][name] = _measure(
                     catalog, index, space, queries, ids, hidden, adapter, seconds
                 )
@@ -155,7 +173,8 @@ def _measure(catalog, index, space, queries, ids, hidden, adapter, seconds) -> d
     return {
         "content": evaluate_text(queries, hidden_ids, content),
         "hybrid": evaluate_text(queries, ids, hybrid),
-        "pairs": adapter.stats["pairs"],
+        "pairs": adapter.stats["pairs"] if adapter else 0,
         "train_seconds": round(seconds, 1),
-        "options": {k: v for k, v in vars(adapter.options).items()},
+        "options": {k: v for k, v in vars(adapter.options).items()} if adapter else {},
+        "blend": getattr(space, "own_weight", 1.0 if adapter else 0.0),
     }

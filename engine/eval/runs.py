@@ -118,7 +118,7 @@ def hidden_run(
 
     result = evaluate_hidden(
         library.catalog, queries, fraction, seed, options,
-        ucs=library.ucs_table(), ablations=ablations, log=log,
+        ucs=library.ucs_table(), ablations=ablations, log=log, base=library.base_knowledge(),
     )  # fmt: skip
     base = result["keyword"]["overall"]["AP@10"]
     for config in result["configs"].values():

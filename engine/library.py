@@ -267,6 +267,10 @@ class Library:
             report.cancelled = True
         except (NothingToLearn, ModelUnavailable) as exc:
             report.learn_skipped = str(exc)
+            if isinstance(exc, NothingToLearn) and self.base_knowledge() is not None:
+                report.learn_skipped += (
+                    "; until then, text search uses the base knowledge shipped with Sonarium"
+                )
         return report
 
     # -- find similar ------------------------------------------------------------------

@@ -143,18 +143,20 @@ def test_spoken_words_teach_the_categories_as_speech_not_by_their_names(tmp_path
     categories under one speech caption, whatever they are called."""
     build(tmp_path, library, FakeAisfx())
     encoder = WordEncoder()
-    table = UcsTable([*UCS.by_catid.values(),
-                      UcsEntry("VOXMale", "VOICES", "MALE", "a man speaking words", ())])  # fmt: skip
+    voice = UcsEntry("VOXMale", "VOICES", "MALE", "a man speaking words", ())
+    table = UcsTable([*UCS.by_catid.values(), voice])
     speech = unnamed_library(tmp_path, "speech")
     try:
-        base = build_base(library.catalog, table, tmp_path / "k", options=SMALL,
-                          category_options=FAST, encoder=encoder, speech=speech.catalog)  # fmt: skip
+        base = build_base(
+            library.catalog, table, tmp_path / "k", options=SMALL, category_options=FAST,
+            encoder=encoder, speech=speech.catalog,
+        )  # fmt: skip
     finally:
         speech.close()
     assert base.categories.stats["speech"] == 4 and base.categories.stats["described"] == 40
     assert base.adapter.stats["pairs"] == 40  # file-level knowledge: described files only
-    voice = base.categories.catids.index("VOXMale")
-    assert base.categories.mass[voice] > 2  # the four voices taught it
+    row = base.categories.catids.index("VOXMale")
+    assert base.categories.mass[row] > 2  # the four voices taught it
 
 
 def test_damaged_or_hostile_category_files_are_refused(tmp_path, library):
@@ -264,3 +266,20 @@ def test_cli_builds_shows_and_the_app_searches_an_unnamed_library_with_it(
                       "--content-only", "--json"]) == 0  # fmt: skip
     result = json.loads(capsys.readouterr().out)
     assert result["configs"]["base knowledge only"]["content"]["overall"]["R@1"] == 1.0
+
+
+@needs_encoder
+def test_the_shipped_base_knowledge_is_small_safe_and_names_its_models():
+    from engine.adapt.base import KNOWLEDGE_DIR, base_files
+    from engine.models.text_encoder import encoder_identity
+
+    files = base_files(KNOWLEDGE_DIR)
+    assert sum(f.stat().st_size for f in files) <= 30 << 20
+    for f in files:  # plain arrays only: numpy refuses to unpickle anything here
+        with np.load(f, allow_pickle=False) as data:
+            assert all(not data[k].dtype.hasobject for k in data.files)
+    base = load_base()
+    assert base is not None
+    assert base.adapter.audio_identity.startswith("aisfx-")
+    assert base.adapter.text_identity == base.categories.text_identity == encoder_identity()
+    assert (base.adapter.file_ids == -1).all() and len(base.categories.catids) == 752

@@ -338,8 +338,9 @@ class MainWindow(QMainWindow):
             query = payload["query"]
             matches = sum(1 for r in results if r.get("match", True))
             more = len(results) - matches
+            noun = "result" if matches == 1 else "results"
             self.statusBar().showMessage(
-                f"{matches} results" + (f" for “{printable(query)}”" if query else "")
+                f"{matches} {noun}" + (f" for “{printable(query)}”" if query else "")
                 + (f", then {more} more that sound alike" if more else "")
             )  # fmt: skip
 

@@ -28,6 +28,8 @@ NEIGHBOUR_CANDIDATES = 50
 NEIGHBOUR_SEARCHES = 5
 # Weight of the category part against the whole file-level score (each z-scored).
 CATEGORY_WEIGHT = 1.0
+# Files whose category log-probabilities are kept between queries (752 floats each).
+LOG_PROB_CACHE_FILES = 50_000
 # Vectors sampled to standardise a library by its own statistics (base knowledge).
 STATISTICS_SAMPLE = 20_000
 
@@ -89,7 +91,13 @@ class AdaptedTextSpace:
         self.categories = categories
         self.space_id = space["id"]
         self._cache: dict[str, _QueryParts] = {}
+        # Query text -> its sentence vector; a blend shares one between its two spaces.
+        self.encoded: dict[str, np.ndarray] = {}
         self._reference: tuple[int, np.ndarray] | None = None
+        self._stats_cache: dict[tuple[str, int], list[tuple[float, float]]] = {}
+        self._log_prob_cache: dict[int, np.ndarray] = {}
+        self._log_prob_generation = -1
+        self._reference_log_probs: tuple[int, np.ndarray] | None = None
         self._mean, self._std = adapter.mean, adapter.std
         if own_statistics:
             self._mean, self._std = self._library_statistics()
@@ -121,7 +129,11 @@ class AdaptedTextSpace:
         from engine.models.text_encoder import shared_encoder
 
         encoder = self._encoder or shared_encoder()
-        q = encoder.encode([text])[0]
+        q = self.encoded.get(text)
+        if q is None:
+            if len(self.encoded) > 512:
+                self.encoded.clear()
+            q = self.encoded[text] = encoder.encode([text])[0]
         knows = getattr(encoder, "knows_word", None)
         extra = knowledge_words(text, self.ucs, self._vocabulary, knows)
         if extra:
@@ -192,45 +204,91 @@ class AdaptedTextSpace:
             self._reference = (generation, self._standardise(raw))
         return self._reference[1]
 
-    def score(self, text: str, file_ids: list[int]) -> dict[int, float]:
-        """Combined score of each of `file_ids` (that has a vector) for the query."""
+    def score(
+        self,
+        text: str,
+        file_ids: list[int],
+        fetched: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> dict[int, float]:
+        """Combined score of each of `file_ids` (that has a vector) for the query;
+        `fetched` is their (ids, raw vectors) when the caller has read them already."""
         query = self._query(text)
-        ids, raw = self._vectors(np.array(file_ids, dtype=np.int64))
+        ids, raw = fetched or self._vectors(np.array(file_ids, dtype=np.int64))
         if len(ids) == 0:
             return {}
-        total = self._total(self._standardise(raw), self._reference_audio(), query)
+        total = self._total(ids, self._standardise(raw), text, query)
         return {int(f): float(s) for f, s in zip(ids, total, strict=True)}
 
-    def _total(self, audio: np.ndarray, reference: np.ndarray, query: _QueryParts) -> np.ndarray:
-        """Scores of `audio`, z-scored on the reference sample (so spaces can be blended)."""
+    def _log_probs(self, ids: np.ndarray, audio: np.ndarray) -> np.ndarray:
+        """Category log-probabilities of these files, cached: they depend on the file alone,
+        so typing the next letter reuses most of them."""
+        assert self.categories is not None
+        generation = self._store.generation(self.space_id)
+        if self._log_prob_generation != generation:
+            self._log_prob_cache.clear()
+            self._log_prob_generation = generation
+        todo = [i for i, f in enumerate(ids) if int(f) not in self._log_prob_cache]
+        if todo:
+            if len(self._log_prob_cache) + len(todo) > LOG_PROB_CACHE_FILES:
+                self._log_prob_cache.clear()
+            fresh = self.categories.log_probs(audio[todo])
+            for i, row in zip(todo, fresh, strict=True):
+                self._log_prob_cache[int(ids[i])] = row.astype(np.float32)
+        return np.stack([self._log_prob_cache[int(f)] for f in ids])
 
-        def z(part: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            mu, sd = ref.mean(), ref.std() + 1e-9
-            return (part - mu) / sd, (ref - mu) / sd
+    def _reference_stats(self, text: str, query: _QueryParts) -> list[tuple[float, float]]:
+        """(mean, std) on the reference sample of each part, of their weighted sum, and
+        with categories of the category part and of the final sum; cached per query."""
+        generation = self._store.generation(self.space_id)
+        key = (text, generation)
+        cached = self._stats_cache.get(key)
+        if cached is not None:
+            return cached
+        reference = self._reference_audio()
+        stats: list[tuple[float, float]] = []
 
-        total = np.zeros(len(audio), dtype=np.float64)
-        ref_total = np.zeros(len(reference), dtype=np.float64)
-        parts = self._parts(audio, query)
-        for (weight, part), (_, ref) in zip(parts, self._parts(reference, query), strict=True):
-            p, r = z(part, ref)
-            total += weight * p
-            ref_total += weight * r
-        total, ref_total = z(total, ref_total)
+        def z(values: np.ndarray) -> np.ndarray:
+            mu, sd = float(values.mean()), float(values.std()) + 1e-9
+            stats.append((mu, sd))
+            return (values - mu) / sd
+
+        total = np.zeros(len(reference), dtype=np.float64)
+        for weight, part in self._parts(reference, query):
+            total += weight * z(part)
+        total = z(total)
         distribution = query[4]
         if self.categories is not None and distribution is not None:
-            p, r = z(
-                self.categories.score(audio, distribution),
-                self.categories.score(reference, distribution),
-            )
-            total, _ = z(total + CATEGORY_WEIGHT * p, ref_total + CATEGORY_WEIGHT * r)
+            if self._reference_log_probs is None or self._reference_log_probs[0] != generation:
+                self._reference_log_probs = (generation, self.categories.log_probs(reference))
+            z(total + CATEGORY_WEIGHT * z(self._reference_log_probs[1] @ distribution))
+        if len(self._stats_cache) > 512:
+            self._stats_cache.clear()
+        self._stats_cache[key] = stats
+        return stats
+
+    def _total(
+        self, ids: np.ndarray, audio: np.ndarray, text: str, query: _QueryParts
+    ) -> np.ndarray:
+        """Scores of `audio`, z-scored on the reference sample (so spaces can be blended)."""
+        stats = iter(self._reference_stats(text, query))
+
+        def z(values: np.ndarray) -> np.ndarray:
+            mu, sd = next(stats)
+            return (values - mu) / sd
+
+        total = np.zeros(len(audio), dtype=np.float64)
+        for weight, part in self._parts(audio, query):
+            total += weight * z(part)
+        total = z(total)
+        distribution = query[4]
+        if self.categories is not None and distribution is not None:
+            category = self._log_probs(ids, audio) @ distribution
+            total = z(total + CATEGORY_WEIGHT * z(category))
         return total
 
-    def rank(self, text: str, k: int) -> list[tuple[int, float]]:
-        """The best `k` files for a text query, (file id, combined score), best first.
-
-        Candidates come from the FAISS index: the centroid's nearest files and each
-        neighbour's nearest files; all candidates are then scored exactly.
-        """
+    def candidates(self, text: str, k: int) -> set[int]:
+        """Files worth scoring for a text query, from the FAISS index: the centroid's `k`
+        nearest files and each neighbour's nearest files."""
         centroid, neighbours, weights, _, distribution = self._query(text)
         # The centroid's nearest files and the heaviest neighbours' nearest files (kernel
         # matches the centroid misses), in one FAISS pass over the index; with categories
@@ -245,7 +303,12 @@ class AdaptedTextSpace:
         candidates = {fid for fid, _ in hits[0][:k]}
         for row in hits[1:]:
             candidates.update(fid for fid, _ in row[:NEIGHBOUR_CANDIDATES])
-        scores = self.score(text, sorted(candidates))
+        return candidates
+
+    def rank(self, text: str, k: int) -> list[tuple[int, float]]:
+        """The best `k` files for a text query, (file id, combined score), best first:
+        every candidate scored exactly."""
+        scores = self.score(text, sorted(self.candidates(text, k)))
         return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
 
     def embed_text(self, texts: list[str]) -> np.ndarray:
@@ -269,16 +332,18 @@ class BlendedTextSpace:
     def __init__(self, own: AdaptedTextSpace, base: AdaptedTextSpace, own_weight: float) -> None:
         self.own, self.base, self.own_weight = own, base, own_weight
         self.name = own.name
+        base.encoded = own.encoded  # one encoding per query text
 
     def score(self, text: str, file_ids: list[int]) -> dict[int, float]:
-        own, base = self.own.score(text, file_ids), self.base.score(text, file_ids)
+        # Same space, same files: the vectors are read once for both.
+        fetched = self.own._vectors(np.array(file_ids, dtype=np.int64))
+        own = self.own.score(text, file_ids, fetched)
+        base = self.base.score(text, file_ids, fetched)
         w = self.own_weight
         return {f: w * s + (1 - w) * base.get(f, 0.0) for f, s in own.items()}
 
     def rank(self, text: str, k: int) -> list[tuple[int, float]]:
-        candidates = {f for f, _ in self.own.rank(text, k)} | {
-            f for f, _ in self.base.rank(text, k)
-        }
+        candidates = self.own.candidates(text, k) | self.base.candidates(text, k)
         scores = self.score(text, sorted(candidates))
         return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
 

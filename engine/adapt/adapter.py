@@ -178,11 +178,12 @@ class Adapter:
         return {w for caption in self.captions for w in useful_words(caption)}
 
 
-def _check_members(path: Path) -> None:
-    """AdapterInvalid unless the file's arrays have an adapter's names, dtypes and
-    consistent shapes within the caps, read from their headers alone."""
-    shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
-    total = 0
+def npz_members(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype, int, int]]:
+    """Member name -> (shape, dtype, declared bytes, stored bytes) of an .npz file, read
+    from the array headers alone; AdapterInvalid for a member that is not a plain array
+    (objects, more bytes stored than declared, a name twice). OSError/BadZipFile/ValueError
+    pass through for the caller's own message."""
+    members: dict[str, tuple[tuple[int, ...], np.dtype, int, int]] = {}
     with zipfile.ZipFile(path) as z:
         for info in z.infolist():
             with z.open(info) as f:
@@ -195,12 +196,22 @@ def _check_members(path: Path) -> None:
                 shape, _, dtype = read(f)
             size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
             name = info.filename.removesuffix(".npy")
-            if dtype.hasobject or info.file_size > size + 65_536 or name in shapes:
+            if dtype.hasobject or info.file_size > size + 65_536 or name in members:
                 raise AdapterInvalid(f"{path}: member {info.filename} is not a plain array")
-            if name.startswith("head_") and size > MAX_HEAD_BYTES:
-                raise AdapterInvalid(f"{path}: {name} declares {size >> 20} MB")
-            total += info.file_size
-            shapes[name] = (tuple(shape), dtype)
+            members[name] = (tuple(shape), dtype, size, info.file_size)
+    return members
+
+
+def _check_members(path: Path) -> None:
+    """AdapterInvalid unless the file's arrays have an adapter's names, dtypes and
+    consistent shapes within the caps, read from their headers alone."""
+    shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    total = 0
+    for name, (shape, dtype, size, stored) in npz_members(path).items():
+        if name.startswith("head_") and size > MAX_HEAD_BYTES:
+            raise AdapterInvalid(f"{path}: {name} declares {size >> 20} MB")
+        total += stored
+        shapes[name] = (shape, dtype)
     if total > MAX_ADAPTER_BYTES:
         raise AdapterInvalid(f"{path}: declares {total >> 20} MB of arrays (at most "
                              f"{MAX_ADAPTER_BYTES >> 20} MB)")  # fmt: skip

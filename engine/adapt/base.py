@@ -138,7 +138,7 @@ def build_base(
         catalog, audio_space, (options or AdaptOptions()).replace(knowledge=False),
         encoder=encoder,
     )  # fmt: skip
-    adapter = replace(adapter, file_ids=adapter.file_ids * 0 - 1, audio_generation=-1)
+    adapter = replace(adapter, file_ids=np.full_like(adapter.file_ids, -1), audio_generation=-1)
     audio = normalise(adapter.audio_vectors.astype(np.float32))
     captions = adapter.text_vectors
     pairs = {"described": len(audio), "speech": 0}

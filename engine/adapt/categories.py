@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.adapt.adapter import npz_members
 from engine.catalog.sidefiles import written
 from engine.catalog.vectors import normalise
 from engine.errors import AdapterInvalid
@@ -175,22 +176,7 @@ class CategoryKnowledge:
 
 def _check_members(path: Path) -> None:
     """AdapterInvalid unless the members are plain arrays of consistent shapes."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    with zipfile.ZipFile(path) as z:
-        for info in z.infolist():
-            with z.open(info) as f:
-                version = np.lib.format.read_magic(f)
-                read = (
-                    np.lib.format.read_array_header_1_0
-                    if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0
-                )
-                shape, _, dtype = read(f)
-            size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            name = info.filename.removesuffix(".npy")
-            if dtype.hasobject or info.file_size > size + 65_536 or name in shapes:
-                raise AdapterInvalid(f"{path}: member {info.filename} is not a plain array")
-            shapes[name] = tuple(shape)
+    shapes = {name: member[0] for name, member in npz_members(path).items()}
     try:
         c = shapes["catids"][0]
         d, h = shapes["w1"]

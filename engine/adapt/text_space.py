@@ -102,8 +102,9 @@ class AdaptedTextSpace:
         if own_statistics:
             self._mean, self._std = self._library_statistics()
 
-    def _library_statistics(self) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and spread of a fixed sample of the library's vectors."""
+    def _sample(self, size: int) -> np.ndarray:
+        """Raw vectors of a fixed, seeded sample of up to `size` of the library's files
+        (same seed, same library -> same rows)."""
         ids = np.array(
             [
                 r[0]
@@ -113,11 +114,15 @@ class AdaptedTextSpace:
                 )
             ]  # fmt: skip
         )
-        if len(ids) < 2:
-            return self.adapter.mean, self.adapter.std
         rng = np.random.default_rng(0)
-        pick = np.sort(rng.choice(len(ids), size=min(len(ids), STATISTICS_SAMPLE), replace=False))
-        _, raw = self._vectors(ids[pick])
+        pick = np.sort(rng.choice(len(ids), size=min(len(ids), size), replace=False))
+        return self._vectors(ids[pick])[1]
+
+    def _library_statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and spread of a fixed sample of the library's vectors."""
+        raw = self._sample(STATISTICS_SAMPLE)
+        if len(raw) < 2:
+            return self.adapter.mean, self.adapter.std
         return raw.mean(0).astype(np.float32), (raw.std(0) + 1e-6).astype(np.float32)
 
     # Query embedding (cached: typing the same words again costs nothing).
@@ -189,19 +194,7 @@ class AdaptedTextSpace:
         """A fixed sample of the library's standardised vectors, for z-scoring the parts."""
         generation = self._store.generation(self.space_id)
         if self._reference is None or self._reference[0] != generation:
-            ids = np.array(
-                [
-                    r[0]
-                    for r in self.catalog.conn.execute(
-                        "SELECT file_id FROM file_vectors WHERE space_id = ? ORDER BY file_id",
-                        (self.space_id,),
-                    )
-                ]  # fmt: skip
-            )
-            rng = np.random.default_rng(0)
-            pick = np.sort(rng.choice(len(ids), size=min(len(ids), REFERENCE_FILES), replace=False))
-            _, raw = self._vectors(ids[pick])
-            self._reference = (generation, self._standardise(raw))
+            self._reference = (generation, self._standardise(self._sample(REFERENCE_FILES)))
         return self._reference[1]
 
     def score(

@@ -26,6 +26,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 def one_run(library: str) -> dict:
+    from PySide6.QtCore import QEventLoop
     from PySide6.QtWidgets import QApplication
 
     from gui import settings as app_settings
@@ -42,21 +43,26 @@ def one_run(library: str) -> dict:
     window.show()
     shown = time.perf_counter()
 
+    def wait_for(count: int) -> None:
+        # Wait in Qt's event loop, as the app does between events: a polling loop here
+        # would hold the GIL the query thread needs and measure itself.
+        loop = QEventLoop()
+        bridge.results_ready.connect(loop.quit)
+        while len(answers) < count:
+            loop.exec()
+        bridge.results_ready.disconnect(loop.quit)
+
     def ask(text: str) -> float:
         before = len(answers)
         started = time.perf_counter()
         window.search_field.setText(text)
         window._debounce.stop()
         window.run_search()
-        while len(answers) == before:
-            app.processEvents()
-            time.sleep(0.001)
+        wait_for(before + 1)
         return answers[-1] - started
 
     # Let the window's own start-up search (an empty query) answer first.
-    while not answers:
-        app.processEvents()
-        time.sleep(0.001)
+    wait_for(1)
     ask("distant thunder")
     first = answers[-1] - shown
     typed = "glass breaking"

@@ -293,7 +293,7 @@ class Library:
 
         _load_query_modules()
         from engine.catalog.vectors import VectorStore
-        from engine.search.similar import best_moment, embed_clip, online_hits, to_results
+        from engine.search.similar import best_moments, embed_clip, online_hits, to_results
 
         for bound in (start, end):
             if bound is not None and not (math.isfinite(bound) and bound >= 0):
@@ -318,9 +318,9 @@ class Library:
             except (sf.LibsndfileError, RuntimeError) as exc:
                 raise FileUnreadable(f"cannot read {shown(stored)}: {exc}") from exc
         exclude = {row["id"]} if row is not None and start is None and end is None else set()
-        hits = online_hits(self.catalog, lambda k: index.query(space, vector, k, exclude), limit)
+        hits = online_hits(self.catalog, lambda k: index.nearest(space, vector, k, exclude), limit)
         store = VectorStore(self.catalog)
-        moments = {fid: best_moment(store, space_id, fid, vector) for fid, _ in hits}
+        moments = best_moments(store, space_id, [fid for fid, _ in hits], vector)
         return to_results(self.catalog, hits, moments)
 
     def similar_ids(self, file_id: int, limit: int, space: str) -> list[int] | None:
@@ -332,7 +332,7 @@ class Library:
         vector = VectorStore(self.catalog).file_vector(space_id, file_id)
         if vector is None:
             return None
-        return [fid for fid, _ in index.query(space, vector, limit, {file_id})]
+        return [fid for fid, _ in index.nearest(space, vector, limit, {file_id})]
 
     def _similar_index(self) -> SimilarIndex:
         _load_query_modules()

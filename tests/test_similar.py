@@ -455,3 +455,146 @@ def test_warm_loads_the_search_indexes_before_the_first_query(library, fake_libr
     library.warm()
     assert "fake" in library._similar_index()._loaded  # built (and saved) ahead of time
     assert (library.dir / "fake.files.faiss").exists()
+
+
+def _nuisance_catalog(tmp_path, files=240, dim=16, seed=0):
+    """A catalog of `files` aisfx-space vectors in 4 kinds of sound, each file also
+    pushed far along directions every kind shares (as loudness or length would):
+    standardised cosine is ruled by that direction, the kinds by the others."""
+    from engine.catalog.db import Catalog
+    from engine.catalog.vectors import to_blob
+
+    rng = np.random.default_rng(seed)
+    catalog = Catalog(tmp_path / "lib" / "catalog.sqlite")
+    root_id = catalog.add_root(str(tmp_path / "sounds"))
+    space_id = VectorStore(catalog).ensure_space("aisfx", "test:v1", dim)
+    centres = rng.standard_normal((4, dim))
+    shared = np.linalg.qr(rng.standard_normal((dim, 3)))[0].T  # three shared directions
+    kinds = {}
+    with catalog.transaction() as c:
+        for i in range(1, files + 1):
+            kind = i % 4
+            kinds[i] = kind
+            vector = centres[kind] + 15.0 * rng.standard_normal(3) @ shared
+            vector += 0.3 * rng.standard_normal(dim)
+            path = str(tmp_path / "sounds" / f"f{i}.wav")
+            c.execute(
+                "INSERT INTO files (id, root_id, path, folder, name, size, mtime_ns, status, "
+                "scanned_at) VALUES (?, ?, ?, ?, ?, 1, 0, 'ok', 0)",
+                (i, root_id, path, str(tmp_path / "sounds"), f"f{i}.wav"),
+            )
+            c.execute(
+                "INSERT INTO file_vectors (file_id, space_id, vector) VALUES (?, ?, ?)",
+                (i, space_id, to_blob(normalise(vector.reshape(1, -1))[0])),
+            )
+    return catalog, space_id, kinds
+
+
+def _same_kind_at_1(index, store, space_id, kinds, rank):
+    hits = 0
+    for fid, kind in kinds.items():
+        vector = store.file_vector(space_id, fid)
+        best = rank(index, vector, fid)
+        hits += kinds[best] == kind
+    return hits / len(kinds)
+
+
+def test_whitened_find_similar_sees_past_what_every_sound_shares(tmp_path, monkeypatch):
+    """Re-scoring in the library's whitened coordinates finds the same kind of sound
+    where plain standardised cosine is ruled by a direction all files share; the map
+    is saved with the index's statistics and reused; a small library is not whitened."""
+    from engine.search import similar
+    from engine.search.similar import SimilarIndex
+
+    monkeypatch.setattr(similar, "MIN_WHITEN_FILES", 100)
+    catalog, space_id, kinds = _nuisance_catalog(tmp_path)
+    store = VectorStore(catalog)
+    index = SimilarIndex(catalog, tmp_path / "lib")
+    plain = _same_kind_at_1(
+        index, store, space_id, kinds, lambda ix, v, fid: ix.query("aisfx", v, 1, {fid})[0][0]
+    )
+    whitened = _same_kind_at_1(
+        index, store, space_id, kinds, lambda ix, v, fid: ix.nearest("aisfx", v, 1, {fid})[0][0]
+    )
+    assert whitened >= 0.85 and whitened > plain + 0.2, (plain, whitened)
+    hits = index.nearest("aisfx", store.file_vector(space_id, 1), 10, {1})
+    assert len(hits) == 10 and 1 not in [f for f, _ in hits]
+    assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+    with np.load(tmp_path / "lib" / "aisfx.files.stats.npz") as saved:
+        assert saved["whiten"].shape == (16, 16)
+
+    def no_reads(*_args):
+        raise AssertionError("the saved index and its whitening should have been used")
+
+    monkeypatch.setattr(VectorStore, "all_file_vectors", no_reads)
+    again = SimilarIndex(catalog, tmp_path / "lib").nearest(
+        "aisfx", store.file_vector(space_id, 1), 10, {1}
+    )
+    assert [f for f, _ in again] == [f for f, _ in hits]
+    monkeypatch.undo()
+    monkeypatch.setattr(similar, "MIN_WHITEN_FILES", 100)
+    # A saved map of the wrong shape is never used: the statistics are rebuilt.
+    stats = tmp_path / "lib" / "aisfx.files.stats.npz"
+    with np.load(stats) as saved:
+        parts = {k: saved[k] for k in saved.files}
+    parts["whiten"] = np.ones((3, 3), np.float32)
+    np.savez(stats, **parts)
+    rebuilt = SimilarIndex(catalog, tmp_path / "lib").nearest(
+        "aisfx", store.file_vector(space_id, 1), 10, {1}
+    )
+    assert [f for f, _ in rebuilt] == [f for f, _ in hits]
+    # Below MIN_WHITEN_FILES, find-similar is the index's own ranking.
+    monkeypatch.setattr(similar, "MIN_WHITEN_FILES", 1000)
+    small = SimilarIndex(catalog, tmp_path / "lib2")
+    vector = store.file_vector(space_id, 1)
+    assert small.nearest("aisfx", vector, 5, {1}) == small.query("aisfx", vector, 5, {1})
+
+
+def test_whitening_equalises_the_library_variances(monkeypatch):
+    """Full whitening (power 1, no shrink) turns the covariance into the identity; the
+    default map divides each principal variance by the root of its shrunk value."""
+    from engine.search import similar
+
+    rng = np.random.default_rng(1)
+    mix = rng.standard_normal((6, 6))
+    data = rng.standard_normal((5000, 6)) @ mix
+    data -= data.mean(axis=0)
+    spread = np.linalg.eigvalsh(np.cov(data, rowvar=False))
+    monkeypatch.setattr(similar, "WHITEN_POWER", 1.0)
+    monkeypatch.setattr(similar, "WHITEN_SHRINK", 0.0)
+    full = data @ similar.whitening(data, chunk=777)
+    assert np.allclose(np.cov(full, rowvar=False), np.eye(6), atol=1e-3)
+    monkeypatch.undo()
+    half = np.linalg.eigvalsh(np.cov(data @ similar.whitening(data), rowvar=False))
+    assert half.max() / half.min() < spread.max() / spread.min()
+    # Each variance v becomes v / sqrt(v + shrink * largest).
+    expected = spread / np.sqrt(spread + similar.WHITEN_SHRINK * spread.max())
+    assert np.allclose(np.sort(half), np.sort(expected), rtol=1e-4)
+
+
+def test_windows_of_many_files_equal_each_files_windows_and_bad_blobs_are_refused(tmp_path):
+    """The batched reads a search makes (vectors and windows of thousands of files) give
+    what the one-file reads give; stored vectors of differing lengths are an error."""
+    from engine.catalog.vectors import from_blobs, to_blob
+
+    catalog, space_id, _ = _nuisance_catalog(tmp_path, files=12, dim=6)
+    store = VectorStore(catalog)
+    rng = np.random.default_rng(3)
+    for fid in (2, 5, 9):
+        windows = [(float(s), float(s) + 1.0, rng.standard_normal(6)) for s in range(fid % 4 + 1)]
+        store.store(space_id, fid, rng.standard_normal(6), windows)
+    many = store.windows_of(space_id, list(range(1, 13)))
+    assert sorted(many) == [2, 5, 9]
+    for fid, got in many.items():
+        one = store.windows(space_id, fid)
+        assert np.array_equal(got.starts, one.starts) and np.array_equal(got.ends, one.ends)
+        assert np.array_equal(got.vectors, one.vectors)
+    ids, vectors = store.file_vectors(space_id, [9, 1, 404, 5])
+    assert ids.tolist() == [9, 1, 5]
+    for fid, vector in zip(ids, vectors, strict=True):
+        assert np.array_equal(vector, store.file_vector(space_id, int(fid)))
+    blob = to_blob(np.ones(6))
+    assert from_blobs([blob, blob]).shape == (2, 6)
+    for bad in ([blob, blob[:-2]], [blob[:-1]], [b""]):
+        with pytest.raises(ValueError):
+            from_blobs(bad)

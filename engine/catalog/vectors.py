@@ -32,6 +32,18 @@ def from_blob(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype=np.float16).astype(np.float32)
 
 
+def from_blobs(blobs: list[bytes]) -> np.ndarray:
+    """(len(blobs), dim) float32 from stored vectors of one space, converted in one step
+    (a search reads thousands); ValueError when they are not all the same length."""
+    if not blobs:
+        return np.zeros((0, 0), dtype=np.float32)
+    size = len(blobs[0])
+    if size == 0 or size % 2 or any(len(b) != size for b in blobs):
+        raise ValueError("stored vectors of one space differ in length")
+    joined = np.frombuffer(b"".join(blobs), dtype=np.float16)
+    return joined.reshape(len(blobs), size // 2).astype(np.float32)
+
+
 def _file_exists(c: sqlite3.Connection, file_id: int) -> bool:
     return c.execute("SELECT 1 FROM files WHERE id = ?", (file_id,)).fetchone() is not None
 
@@ -175,7 +187,7 @@ class VectorStore:
         if not rows:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        return ids, np.stack([from_blob(r[1]) for r in rows])
+        return ids, from_blobs([r[1] for r in rows])
 
     def file_vectors(self, space_id: int, file_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of those of `file_ids` that have a vector, in the order asked."""
@@ -184,11 +196,11 @@ class VectorStore:
             f"WHERE space_id = ? AND file_id IN ({ID_SET})",
             [space_id, id_set(file_ids)],
         ).fetchall()
-        found = {int(r[0]): from_blob(r[1]) for r in rows}
+        found = {int(r[0]): r[1] for r in rows}
         ids = [f for f in file_ids if f in found]
         if not ids:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
-        return np.array(ids, dtype=np.int64), np.stack([found[f] for f in ids])
+        return np.array(ids, dtype=np.int64), from_blobs([found[f] for f in ids])
 
     def file_vector(self, space_id: int, file_id: int) -> np.ndarray | None:
         row = self.catalog.conn.execute(
@@ -209,8 +221,26 @@ class VectorStore:
         return Windows(
             np.array([r[0] for r in rows], dtype=np.float32),
             np.array([r[1] for r in rows], dtype=np.float32),
-            np.stack([from_blob(r[2]) for r in rows]),
+            from_blobs([r[2] for r in rows]),
         )
+
+    def windows_of(self, space_id: int, file_ids: list[int]) -> dict[int, Windows]:
+        """`windows` of several files in one query; files without windows are left out."""
+        rows = self.catalog.conn.execute(
+            "SELECT file_id, start, end, vector FROM window_vectors "
+            f"WHERE space_id = ? AND file_id IN ({ID_SET}) ORDER BY file_id, start",
+            [space_id, id_set(file_ids)],
+        ).fetchall()
+        if not rows:
+            return {}
+        vectors = from_blobs([r[3] for r in rows])
+        owners = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        starts = np.array([r[1] for r in rows], dtype=np.float32)
+        ends = np.array([r[2] for r in rows], dtype=np.float32)
+        # Rows come sorted by file: each file's windows are one slice.
+        cuts = np.flatnonzero(np.diff(owners)) + 1
+        bounds = zip(np.r_[0, cuts], np.r_[cuts, len(rows)], strict=True)
+        return {int(owners[a]): Windows(starts[a:b], ends[a:b], vectors[a:b]) for a, b in bounds}
 
     def generation(self, space_id: int) -> int:
         row = self.catalog.conn.execute(

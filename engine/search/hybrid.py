@@ -20,7 +20,7 @@ from engine.catalog.db import ID_SET, Catalog, id_set
 from engine.catalog.vectors import VectorStore
 from engine.search.keyword import SearchResult, keyword_search
 from engine.search.query import ParsedQuery, parse_query
-from engine.search.similar import SimilarIndex, best_moment, to_results
+from engine.search.similar import SimilarIndex, best_moments, to_results
 
 RRF_K = 100
 # How much each list's rank counts in the fusion. Fitted on the training corpus's judged
@@ -140,9 +140,7 @@ def hybrid_search(
     to_windows = getattr(space, "to_window_space", None)
     window_query = to_windows(vector) if to_windows else vector
     # Moments for the results a user looks at first; the rest play from their start.
-    moments = {
-        fid: best_moment(store, space_id, fid, window_query) for fid, _ in ranked[:MOMENTS_FOR]
-    }
+    moments = best_moments(store, space_id, [fid for fid, _ in ranked[:MOMENTS_FOR]], window_query)
     results = to_results(
         catalog, [(fid, relevance(score / best)) for fid, score in ranked], moments
     )

@@ -2,6 +2,14 @@
 
 Runs on the thread that owns the Library's catalog. The FAISS index of a space is built
 from the catalog's vectors on first use and rebuilt when the space's generation changes.
+
+Find-similar in a standardised space ranks in two steps: the index's nearest files by
+standardised cosine, then those re-scored in the library's whitened coordinates (each
+principal direction of the library's vectors scaled down by a root of its variance, so
+the few directions every sound shares stop drowning the ones that tell sounds apart)
+with the query expanded by its best match (query expansion). Both were chosen on the
+training corpus's judged queries (docs/measurements.md); text search's candidates keep
+the plain standardised cosine.
 """
 
 from __future__ import annotations
@@ -30,12 +38,26 @@ from engine.search.vector_index import SavedIndex, build_index, search
 log = logging.getLogger(__name__)
 
 
+# Whitening: learned from the library's own vectors when it has at least this many
+# (fewer cannot estimate a covariance over hundreds of dimensions), shrunk towards the
+# largest variance by WHITEN_SHRINK, and applied to the power WHITEN_POWER (0.5: halfway
+# between standardised cosine and full whitening).
+MIN_WHITEN_FILES = 1_000
+WHITEN_SHRINK = 1e-3
+WHITEN_POWER = 0.5
+# How many nearest files are re-scored; the best match's weight in the expanded query is
+# its cosine to this power.
+RERANK_POOL = 100
+EXPANSION_POWER = 3.0
+
+
 @dataclass
 class _Loaded:
     generation: int
     index: Any  # a faiss index
     mean: np.ndarray | None
     std: np.ndarray | None
+    whiten: np.ndarray | None = None  # (dim, dim): standardised -> whitened coordinates
 
 
 class SimilarIndex:
@@ -59,37 +81,47 @@ class SimilarIndex:
             return space["id"], cached
         standardized = space_name in STANDARDIZED
         count = self.store.embedded_count(space["id"])
+        whitened = standardized and count >= MIN_WHITEN_FILES
         stamp = {
             "generation": generation, "identity": space["identity"], "count": int(count),
             "dim": int(space["dim"]), "standardized": standardized,
+            "whitened": [WHITEN_SHRINK, WHITEN_POWER] if whitened else None,
         }  # fmt: skip
         saved = SavedIndex(self.index_dir / f"{space_name}.files.faiss")
         stats_path = self.index_dir / f"{space_name}.files.stats.npz"
         index = saved.load(stamp)
-        mean = std = None
+        mean = std = whiten = None
         if index is not None and standardized:
             stats = _load_stats(stats_path, stamp, int(space["dim"]))
             if stats is None:
                 index = None
             else:
-                mean, std = stats
+                mean, std, whiten = stats
         if index is None:
             ids, vectors = self.store.all_file_vectors(space["id"])
+            whiten = None
             if len(ids) and standardized:
                 # Standardise each dimension over the library (see engine.models.spaces).
                 mean, std = vectors.mean(axis=0), vectors.std(axis=0) + 1e-6
             data = vectors if mean is None else normalise((vectors - mean) / std)
+            if whitened and mean is not None:
+                whiten = whitening(data)
             index = build_index(ids, data) if len(ids) else build_index(ids, np.zeros((0, 1)))
             if len(ids):
                 try:
                     if mean is not None and std is not None:
                         # Statistics first: the index's stamp, written last, vouches for both.
+                        parts: dict[str, Any] = {
+                            "mean": mean, "std": std, "stamp": np.array(json.dumps(stamp)),
+                        }  # fmt: skip
+                        if whiten is not None:
+                            parts["whiten"] = whiten
                         with written(stats_path) as tmp:
-                            np.savez(tmp, mean=mean, std=std, stamp=np.array(json.dumps(stamp)))
+                            np.savez(tmp, **parts)
                     saved.save(index, stamp)
                 except OSError as exc:  # read-only library or full disk: a cache, not needed
                     log.warning("the search index stays in memory only: %s", exc)
-        loaded = _Loaded(generation, index, mean, std)
+        loaded = _Loaded(generation, index, mean, std, whiten)
         self._loaded[space_name] = loaded
         return space["id"], loaded
 
@@ -110,9 +142,8 @@ class SimilarIndex:
         q = normalise(q.reshape(1, -1))[0]
         exclude = exclude or set()
         ids, scores = search(loaded.index, q, limit + len(exclude))
-        return [(int(i), float(s)) for i, s in zip(ids, scores, strict=True) if i not in exclude][
-            :limit
-        ]
+        hits = zip(ids.tolist(), scores.tolist(), strict=True)
+        return [(i, s) for i, s in hits if i not in exclude][:limit]
 
     def query_many(
         self, space_name: str, vectors: np.ndarray, limit: int, standardized: bool = False
@@ -126,32 +157,80 @@ class SimilarIndex:
         if loaded.index.ntotal == 0 or len(q) == 0:
             return [[] for _ in range(len(q))]
         scores, ids = loaded.index.search(q, min(limit, loaded.index.ntotal))
-        return [
-            [(int(i), float(s)) for i, s in zip(row_ids, row_scores, strict=True) if i >= 0]
-            for row_ids, row_scores in zip(ids, scores, strict=True)
-        ]
+        # Filtered and converted per row in numpy: thousands of hits on every keystroke.
+        rows = []
+        for row_ids, row_scores in zip(ids, scores, strict=True):
+            keep = row_ids >= 0
+            rows.append(list(zip(row_ids[keep].tolist(), row_scores[keep].tolist(), strict=True)))
+        return rows
+
+    def nearest(
+        self, space_name: str, vector: np.ndarray, limit: int, exclude: set[int] | None = None
+    ) -> list[tuple[int, float]]:
+        """Find-similar: (file id, score) of the files that sound most like `vector` (a
+        file vector of the space, not standardised), best first. Where the space is
+        whitened, the index's nearest RERANK_POOL files are re-scored there with the
+        query expanded by its best match; elsewhere this is `query`."""
+        space_id, loaded = self._get(space_name)
+        pool = self.query(space_name, vector, max(limit, RERANK_POOL), exclude)
+        if loaded.whiten is None or loaded.mean is None or loaded.std is None or not pool:
+            return pool[:limit]
+        ids, vectors = self.store.file_vectors(space_id, [fid for fid, _ in pool])
+        if not len(ids):
+            return pool[:limit]
+        mean, std, whiten = loaded.mean, loaded.std, loaded.whiten
+        candidates = normalise(((vectors - mean) / std) @ whiten)
+        query = normalise((((vector.astype(np.float32) - mean) / std) @ whiten).reshape(1, -1))[0]
+        scores = candidates @ query
+        best = int(np.argmax(scores))
+        expanded = query + max(float(scores[best]), 0.0) ** EXPANSION_POWER * candidates[best]
+        scores = candidates @ (expanded / np.linalg.norm(expanded))
+        order = np.argsort(-scores, kind="stable")[:limit]
+        return [(int(ids[i]), float(scores[i])) for i in order]
 
     def space_id(self, space_name: str) -> int:
         return self._get(space_name)[0]
 
 
-def _load_stats(path: Path, stamp: dict, dim: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Saved standardisation statistics when they belong to `stamp` and are `dim` finite
-    numbers each (std positive), else None."""
+def whitening(data: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+    """The (dim, dim) map from standardised to whitened coordinates for `data` (rows of
+    standardised vectors, centred): the covariance's eigenvectors, each divided by its
+    shrunk eigenvalue to the power WHITEN_POWER / 2. Accumulated in float64 by chunks,
+    so a million rows need no second copy of them."""
+    dim = data.shape[1]
+    gram = np.zeros((dim, dim), dtype=np.float64)
+    for begin in range(0, len(data), chunk):
+        block = data[begin : begin + chunk].astype(np.float64)
+        gram += block.T @ block
+    values, vectors = np.linalg.eigh(gram / max(len(data) - 1, 1))
+    values = np.clip(values, 0.0, None)
+    scale = (values + WHITEN_SHRINK * max(float(values.max()), 1e-12)) ** (-WHITEN_POWER / 2)
+    return (vectors * scale).astype(np.float32)
+
+
+def _load_stats(
+    path: Path, stamp: dict, dim: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+    """Saved (mean, std, whitening map or None) when they belong to `stamp` and are finite
+    numbers of the right shapes (std positive), else None."""
     try:
-        if path.stat().st_size > 64 * dim + 65_536:  # two float32 vectors and a stamp
+        # Two vectors and a (dim, dim) map of float64 at most, and a stamp.
+        if path.stat().st_size > 16 * dim + 8 * dim * dim + 65_536:
             return None
         with np.load(path, allow_pickle=False) as saved:
             if json.loads(str(saved["stamp"])) != stamp:
                 return None
             mean, std = saved["mean"], saved["std"]
+            whiten = saved["whiten"] if stamp.get("whitened") else None
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
         return None
     if mean.shape != (dim,) or std.shape != (dim,):
         return None
     if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
         return None
-    return mean, std
+    if whiten is not None and (whiten.shape != (dim, dim) or not np.isfinite(whiten).all()):
+        return None
+    return mean, std, whiten
 
 
 def embed_clip(space: EmbeddingSpace, path: str | Path, start=None, end=None) -> np.ndarray:
@@ -163,16 +242,22 @@ def embed_clip(space: EmbeddingSpace, path: str | Path, start=None, end=None) ->
     return space.embed([clip])[0].vector
 
 
-def best_moment(
-    store: VectorStore, space_id: int, file_id: int, vector: np.ndarray
-) -> tuple[float | None, float | None]:
-    """(start, end) of the file's window that agrees best with `vector`."""
-    windows = store.windows(space_id, file_id)
-    if len(windows.starts) == 0:
-        return None, None
-    scores = windows.vectors @ normalise(vector.reshape(1, -1))[0]
-    best = int(np.argmax(scores))
-    return float(windows.starts[best]), float(windows.ends[best])
+def best_moments(
+    store: VectorStore, space_id: int, file_ids: list[int], vector: np.ndarray
+) -> dict[int, tuple[float | None, float | None]]:
+    """(start, end) of each file's window that agrees best with `vector` ((None, None)
+    for a file without windows), read in one query."""
+    query = normalise(vector.reshape(1, -1))[0]
+    found = store.windows_of(space_id, file_ids)
+    moments: dict[int, tuple[float | None, float | None]] = {}
+    for file_id in file_ids:
+        windows = found.get(file_id)
+        if windows is None or len(windows.starts) == 0:
+            moments[file_id] = (None, None)
+            continue
+        best = int(np.argmax(windows.vectors @ query))
+        moments[file_id] = (float(windows.starts[best]), float(windows.ends[best]))
+    return moments
 
 
 def online_hits(
@@ -203,10 +288,15 @@ def to_results(
 ) -> list[SearchResult]:
     """Results for (file id, score) hits in that order, with their moments; one query
     for all rows (a GUI page holds thousands)."""
+    columns = (
+        "id, path, name, folder, duration, sample_rate, channels, format, subtype, "
+        "bit_depth, size, offline"
+    )
+    # Plain tuples, not dicts: a page of thousands of rows on every keystroke.
     rows = {
-        r["id"]: r
-        for r in catalog.query(
-            f"SELECT * FROM files WHERE id IN ({ID_SET})", [id_set(fid for fid, _ in hits)]
+        r[0]: r
+        for r in catalog.conn.execute(
+            f"SELECT {columns} FROM files WHERE id IN ({ID_SET})", [id_set(fid for fid, _ in hits)]
         )
     }
     results = []
@@ -217,11 +307,10 @@ def to_results(
         start, end = moments.get(file_id, (None, None))
         results.append(
             SearchResult(
-                id=row["id"], path=row["path"], name=row["name"], folder=row["folder"],
-                score=round(score, 4), duration=row["duration"], sample_rate=row["sample_rate"],
-                channels=row["channels"], format=row["format"], subtype=row["subtype"],
-                bit_depth=row["bit_depth"], size=row["size"], start=start, end=end,
-                offline=bool(row["offline"]),
+                id=row[0], path=row[1], name=row[2], folder=row[3], score=round(score, 4),
+                duration=row[4], sample_rate=row[5], channels=row[6], format=row[7],
+                subtype=row[8], bit_depth=row[9], size=row[10], start=start, end=end,
+                offline=bool(row[11]),
             )
         )  # fmt: skip
     return results

@@ -34,7 +34,7 @@ def one_run(library: str) -> dict:
     from gui.main_window import MainWindow
     from tests.fakes import FakePlayer
 
-    app = QApplication.instance() or QApplication([])
+    app = QApplication.instance() or QApplication([])  # noqa: F841 (kept alive)
     answers: list[float] = []
     bridge = EngineBridge(library)
     bridge.results_ready.connect(lambda _payload: answers.append(time.perf_counter()))

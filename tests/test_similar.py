@@ -195,7 +195,7 @@ def test_embedding_runs_with_one_blas_thread_and_restores_it(library, fake_libra
 
 
 def test_the_blas_limit_leaves_a_blas_inside_torch_alone(monkeypatch):
-    import engine.embed.pipeline as embedder
+    import engine.models.cpu_lanes as lanes
 
     torch_dir = Path(torch.__file__).resolve().parent
     libs = [
@@ -211,8 +211,12 @@ def test_the_blas_limit_leaves_a_blas_inside_torch_alone(monkeypatch):
         def select(self, **kwargs):
             return kwargs
 
-    monkeypatch.setattr(embedder, "ThreadpoolController", FakeController)
-    assert embedder._numpy_blas() == {"filepath": ["/opt/numpy.libs/libscipy_openblas.so"]}
+    monkeypatch.setattr(lanes, "ThreadpoolController", FakeController)
+    lanes.numpy_blas.cache_clear()
+    try:
+        assert lanes.numpy_blas() == {"filepath": ["/opt/numpy.libs/libscipy_openblas.so"]}
+    finally:
+        lanes.numpy_blas.cache_clear()
 
 
 def test_changed_file_is_re_embedded(library, fake_library):

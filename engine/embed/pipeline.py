@@ -20,35 +20,18 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from threadpoolctl import ThreadpoolController
 
 from engine.audio.decode import decode_mono
 from engine.audio.resample import resample
 from engine.catalog.db import Catalog
 from engine.catalog.vectors import VectorStore
+from engine.models.cpu_lanes import numpy_blas
 from engine.models.embedding import EmbeddingSpace
 
 log = logging.getLogger(__name__)
-
-
-def _numpy_blas() -> ThreadpoolController:
-    """The BLAS libraries loaded in this process other than torch's own (a torch build
-    may load one, e.g. OpenBLAS on ARM): numpy's. Any thread."""
-    controller = ThreadpoolController()
-    torch_dir = Path(torch.__file__).resolve().parent
-    torch_dirs = (torch_dir, torch_dir.parent / "torch.libs")
-    paths = [
-        lib.filepath
-        for lib in controller.lib_controllers
-        if lib.user_api == "blas"
-        and not any(Path(lib.filepath).resolve().is_relative_to(d) for d in torch_dirs)
-    ]
-    return controller.select(filepath=paths)
 
 
 def _prepare_on_workers(space: EmbeddingSpace) -> bool:
@@ -170,7 +153,7 @@ class Embedder:
         # threads for a while after each call, which takes a core from the model: one
         # BLAS thread while embedding (threadpoolctl; process-wide, restored after).
         # (Measured: docs/measurements.md, one BLAS thread while embedding.)
-        with _numpy_blas().limit(limits=1):
+        with numpy_blas().limit(limits=1):
             return self._run()
 
     def _run(self) -> EmbedReport:

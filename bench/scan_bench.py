@@ -1,23 +1,28 @@
-"""Scan benchmark: files/s, MB/s and peak RSS for a full scan of a generated library.
+"""Scan benchmark: files/s, MB/s and peak RSS for a full scan of a library.
 
-    python bench/scan_bench.py [--files 2400] [--repeats 3] [--keep DIR]
+    python bench/scan_bench.py [--files 2400] [--repeats 3] [--keep DIR | --folder DIR]
+                               [--jobs N]
 
-Prints one JSON object. Baseline measured in the same run: a bare loop that reads every
-file whole with soundfile.read on one thread (decode cost alone, no catalog, peaks or
-metadata). Reported numbers are medians over --repeats full scans into fresh catalogs;
-the incremental rescan of an unchanged library is reported too.
+Prints one JSON object. `--folder` scans an existing folder (the dev corpus) instead of
+a generated one. Each repeat, into fresh catalogs: the scan with N worker processes
+(the product's default for a large scan), the same N workers as threads, and one thread
+(the single-process scan); baselines in the same run: soundfile.read of every file whole
+in one thread, and in N worker processes (the floor for decoding alone, pool start
+included as the scan's is). Medians over --repeats; the unchanged rescan too.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import resource
 import shutil
 import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +30,9 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.library import Library  # noqa: E402
+from engine.catalog.db import Catalog  # noqa: E402
+from engine.config import AUDIO_SUFFIXES, scan_jobs  # noqa: E402
+from engine.scan.scanner import Scanner  # noqa: E402
 
 FORMATS = [("wav", "PCM_16"), ("wav", "PCM_24"), ("wav", "FLOAT"), ("flac", "PCM_16"),
            ("aiff", "PCM_16"), ("ogg", "VORBIS")]  # fmt: skip
@@ -48,11 +55,42 @@ def generate(root: Path, count: int) -> None:
         sf.write(str(folder / f"sound_{i:05d}.{ext}"), frames, rate, subtype=subtype)
 
 
+def read_whole(path: str) -> int:
+    try:
+        return len(sf.read(path, dtype="float32")[0])
+    except Exception:  # an unreadable file costs its attempt, as in the scan
+        return 0
+
+
 def naive_decode(files: list[Path]) -> float:
     start = time.perf_counter()
     for path in files:
-        sf.read(str(path), dtype="float32")
+        read_whole(str(path))
     return time.perf_counter() - start
+
+
+def parallel_decode(files: list[Path], jobs: int) -> float:
+    start = time.perf_counter()
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        list(pool.map(read_whole, [str(p) for p in files], chunksize=8))
+    return time.perf_counter() - start
+
+
+def timed_scan(folder: Path, root: Path, **kwargs) -> tuple[float, float, int]:
+    """(scan seconds, unchanged rescan seconds, files added) into a fresh catalog."""
+    catalog = Catalog(folder / "catalog.sqlite")
+    catalog.add_root(str(root))
+    start = time.perf_counter()
+    report = Scanner(catalog, **kwargs).scan()
+    seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    again = Scanner(catalog, **kwargs).scan()
+    rescan = time.perf_counter() - start
+    assert again.touched == 0, again
+    catalog.close()
+    shutil.rmtree(folder)
+    return seconds, rescan, report.added
 
 
 def main() -> None:
@@ -60,48 +98,66 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=2400)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--keep", help="reuse/keep the generated library in this folder")
+    parser.add_argument("--folder", help="scan this existing folder instead")
+    parser.add_argument("--jobs", type=int, default=scan_jobs())
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="sonarium-bench-"))
-    root = Path(args.keep) if args.keep else work / "library"
-    if not root.exists() or not any(root.rglob("*.wav")):
-        generate(root, args.files)
-    files = sorted(p for p in root.rglob("*") if p.is_file())
+    if args.folder:
+        root = Path(args.folder)
+    else:
+        root = Path(args.keep) if args.keep else work / "library"
+        if not root.exists() or not any(root.rglob("*.wav")):
+            generate(root, args.files)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
     total_bytes = sum(p.stat().st_size for p in files)
 
-    baseline_times, scan_times, rescan_times = [], [], []
+    times: dict[str, list[float]] = {
+        k: [] for k in ("processes", "threads", "single", "decode", "decode_parallel", "rescan")
+    }
+    added = set()
     for i in range(args.repeats):
-        baseline_times.append(naive_decode(files))
-        lib_dir = work / f"catalog{i}"
-        with Library(lib_dir) as lib:
-            lib.add_folders([root])
-            start = time.perf_counter()
-            report = lib.scan()
-            scan_times.append(time.perf_counter() - start)
-            assert report.added == len(files), report
-            start = time.perf_counter()
-            again = lib.scan()
-            rescan_times.append(time.perf_counter() - start)
-            assert again.touched == 0
-        shutil.rmtree(lib_dir)
+        times["decode"].append(naive_decode(files))
+        times["decode_parallel"].append(parallel_decode(files, args.jobs))
+        for name, kwargs in (
+            ("processes", {"workers": args.jobs, "processes": True}),
+            ("threads", {"workers": args.jobs, "processes": False}),
+            ("single", {"workers": 1, "processes": False}),
+        ):
+            seconds, rescan, count = timed_scan(work / f"{name}{i}", root, **kwargs)
+            times[name].append(seconds)
+            added.add(count)
+            if name == "processes":
+                times["rescan"].append(rescan)
 
-    scan = statistics.median(scan_times)
-    base = statistics.median(baseline_times)
-    rescan = statistics.median(rescan_times)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    n = len(files)
     result = {
         "benchmark": "scan",
-        "files": len(files),
+        "folder": str(root) if args.folder else "generated",
+        "files": n,
+        "files_added": sorted(added),
         "megabytes": round(total_bytes / 1e6, 1),
+        "jobs": args.jobs,
         "repeats": args.repeats,
-        "scan_seconds_median": round(scan, 3),
-        "scan_files_per_second": round(len(files) / scan, 1),
-        "scan_megabytes_per_second": round(total_bytes / 1e6 / scan, 1),
-        "rescan_seconds_median": round(rescan, 3),
-        "rescan_files_per_second": round(len(files) / rescan, 1),
-        "baseline": "soundfile.read of every file, one thread, no catalog",
-        "baseline_files_per_second": round(len(files) / base, 1),
-        "scan_vs_baseline": round(base / scan, 2),
+        "scan_seconds_median": round(med["processes"], 3),
+        "scan_files_per_second": round(n / med["processes"], 1),
+        "scan_megabytes_per_second": round(total_bytes / 1e6 / med["processes"], 1),
+        "threads_files_per_second": round(n / med["threads"], 1),
+        "single_files_per_second": round(n / med["single"], 1),
+        "speedup_vs_single": round(med["single"] / med["processes"], 2),
+        "speedup_vs_threads": round(med["threads"] / med["processes"], 2),
+        "rescan_seconds_median": round(med["rescan"], 3),
+        "rescan_files_per_second": round(n / med["rescan"], 1),
+        "baseline": "soundfile.read of every file whole: one thread, and --jobs processes",
+        "baseline_files_per_second": round(n / med["decode"], 1),
+        "parallel_decode_files_per_second": round(n / med["decode_parallel"], 1),
+        "scan_vs_parallel_decode": round(med["processes"] / med["decode_parallel"], 2),
+        "seconds": {k: [round(x, 3) for x in v] for k, v in times.items()},
         "peak_rss_megabytes": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_worker_rss_megabytes": round(
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
+        ),
     }
     print(json.dumps(result, indent=2))
     if not args.keep:

@@ -81,6 +81,12 @@ SETTINGS: dict[str, Setting] = {
             choices=SPACE_NAMES, cli_flag="--space",
         ),
         Setting(
+            "jobs", "SONARIUM_JOBS", "auto",
+            "how many files a scan reads at once, each in its own worker process "
+            "(auto: one per core, at most 8)",
+            cli_flag="--jobs", metavar="N",
+        ),
+        Setting(
             "audio_device", None, "",
             "audio output device for audition (empty: the system default)",
         ),
@@ -112,3 +118,13 @@ def export(name: str, raw: str | None) -> None:
 
 
 DEFAULT_SIMILAR_SPACE = SETTINGS["similar_space"].default
+MAX_AUTO_JOBS = 8
+
+
+def scan_jobs() -> int:
+    """The scan's worker count in this process: the `jobs` setting when it is a whole
+    number from 1 to 64, else one per core up to MAX_AUTO_JOBS."""
+    raw = value("jobs")
+    if raw.isdigit() and 1 <= int(raw) <= 64:
+        return int(raw)
+    return max(1, min(MAX_AUTO_JOBS, os.cpu_count() or 1))

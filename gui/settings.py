@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QLabel,
     QLineEdit,
+    QSpinBox,
     QWidget,
 )
 
@@ -27,7 +28,7 @@ STATE_DEFAULTS = {"history": ""}
 # Keys earlier versions stored under another name.
 _LEGACY_KEYS = {"clap_model": "model"}
 # Settings the app passes on to the engine when the user picked a value.
-ENGINE_SETTINGS = ("library", "device", "precision", "clap_model", "similar_space")
+ENGINE_SETTINGS = ("library", "device", "precision", "clap_model", "similar_space", "jobs")
 
 
 def open_settings(path: str | None = None) -> QSettings:
@@ -116,6 +117,12 @@ class SettingsDialog(QDialog):
         self.library.setPlaceholderText("default user data folder")
         self.space = _choices("similar_space")
         self.space.setCurrentText(picked(settings, "similar_space"))
+        self.jobs = QSpinBox()
+        self.jobs.setRange(0, 64)
+        self.jobs.setSpecialValueText("auto")  # 0 shows as "auto"
+        jobs = picked(settings, "jobs")
+        self.jobs.setValue(int(jobs) if jobs.isdigit() else 0)
+        self.jobs.setToolTip(config.SETTINGS["jobs"].help)
         form = QFormLayout(self)
         form.addRow("Text-search model", self.model)
         form.addRow("Compute device", self.device)
@@ -123,7 +130,10 @@ class SettingsDialog(QDialog):
         form.addRow("Audio output", self.audio_device)
         form.addRow("Library folder", self.library)
         form.addRow("Find-similar model", self.space)
-        form.addRow(QLabel("Library folder, model, device and precision apply after a restart."))
+        form.addRow("Files read at once (scan)", self.jobs)
+        form.addRow(
+            QLabel("Library folder, model, device, precision and scan jobs apply after a restart.")
+        )
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
@@ -140,5 +150,6 @@ class SettingsDialog(QDialog):
         self.settings.setValue("audio_device", audio)
         self.settings.setValue("library", self.library.text().strip())
         self.settings.setValue("similar_space", self.space.currentText())
+        self.settings.setValue("jobs", str(self.jobs.value()) if self.jobs.value() else "auto")
         self.settings.sync()
         super().accept()

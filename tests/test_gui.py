@@ -155,10 +155,14 @@ def test_favorite_key_and_settings_persist(qtbot, window, tmp_path):
     dialog = app_settings.SettingsDialog(window.settings, window)
     dialog.device.setCurrentText("cpu")
     dialog.model.setText("/models/clap")
+    assert dialog.jobs.text() == "auto"
+    dialog.jobs.setValue(3)
     dialog.accept()
     reread = app_settings.open_settings(str(tmp_path / "settings.ini"))
     assert app_settings.get(reread, "device") == "cpu"
     assert app_settings.get(reread, "clap_model") == "/models/clap"
+    assert app_settings.get(reread, "jobs") == "3"
+    assert app_settings.SettingsDialog(reread, window).jobs.value() == 3
 
 
 def test_collections_in_the_window(qtbot, window, monkeypatch):

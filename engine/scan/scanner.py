@@ -1,30 +1,49 @@
 """Incremental, resumable, cancellable folder scanning.
 
-The thread that calls :meth:`Scanner.scan` is the catalog's writer for the duration of
-the scan; decoding runs on a small worker pool. Each file's row, peaks and search text
-are committed in one transaction as soon as the file is done, so a kill loses at most
-the files in flight and the next scan resumes where this one stopped.
+The thread that calls :meth:`Scanner.scan` is the catalog's one writer for the duration
+of the scan; reading files (decode, peaks, levels, fingerprint, metadata) runs in a pool
+of worker processes, or of threads for a handful of files. Each file's row, peaks and
+search text are committed in one transaction as soon as the file is done, so a kill
+loses at most the files in flight and the next scan resumes where this one stopped. A
+file that crashes its worker process (a decoder bug) becomes an error row; the scan
+goes on.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import signal
 import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.catalog.db import Catalog
 from engine.catalog.paths import os_path, shown, to_catalog
-from engine.config import AUDIO_SUFFIXES
+from engine.config import AUDIO_SUFFIXES, scan_jobs
 from engine.scan.analyze import Analysis, FileChanged, FileVanished, analyze, fingerprint
 from engine.scan.ucs import UcsTable
 
 log = logging.getLogger(__name__)
+
+# Files are read in worker processes when there are at least this many to read (reading
+# holds the GIL for much of each file, so threads share one core); fewer are read on
+# threads, which start at once where a worker process takes about a second to start.
+PROCESS_MIN_FILES = 64
+CRASHED = "reading this file crashed the decoder (its worker process died); rescan to retry"
 
 
 @dataclass
@@ -179,15 +198,18 @@ class Scanner:
         pause: threading.Event | None = None,
         retry_errors: bool = False,
         forget_missing: bool = False,
+        processes: bool | None = None,
     ) -> None:
         self.catalog = catalog
+        # Worker processes (True), threads (False) or by the number of files (None).
+        self.processes = processes
         # Forget the rows of files whose folders are gone, instead of keeping them offline.
         self.forget_missing = forget_missing
         # Read error rows again even when the file looks unchanged (a permission fixed,
         # a share back, a new libsndfile): chmod and remounts leave size and mtime alone.
         self.retry_errors = retry_errors
         self.ucs_table = ucs_table
-        self.workers = workers or min(4, os.cpu_count() or 1)
+        self.workers = workers or scan_jobs()
         self.progress = progress
         self.cancel = cancel or threading.Event()
         # Set = paused. Checked between files, so pausing waits for the files in flight.
@@ -332,11 +354,30 @@ class Scanner:
         done = 0
         done_bytes = 0
         scan_started = time.monotonic()
+        processes = self.processes
+        if processes is None:
+            processes = self.workers > 1 and len(todo) >= PROCESS_MIN_FILES
+
+        def finish(item: _Listed, result: Analysis | None) -> None:
+            nonlocal done, done_bytes
+            self._store(item, result, known, report)
+            done += 1
+            done_bytes += item.size
+            if self.progress:
+                self.progress(
+                    ScanProgress(
+                        done, len(todo), done_bytes, total_bytes,
+                        time.monotonic() - scan_started, item.path,
+                    )
+                )  # fmt: skip
+
         pending: dict[Future[Analysis | None], _Listed] = {}
         queue = iter(todo)
         exhausted = False
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="sonarium-scan") as pool:
+        pool = self._pool(processes, self.workers)
+        try:
             while True:
+                broken: list[_Listed] = []  # in flight when a worker process died
                 while not exhausted and len(pending) < self.workers * 2:
                     if self.cancel.is_set():
                         exhausted = True
@@ -348,52 +389,68 @@ class Scanner:
                     if item is None:
                         exhausted = True
                         break
-                    pending[pool.submit(self._analyze_one, item)] = item
+                    try:
+                        pending[self._submit(pool, processes, item)] = item
+                    except BrokenProcessPool:  # a worker died since the last answer
+                        broken.append(item)
+                        break
+                if pending and not broken:
+                    finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        if isinstance(future.exception(), BrokenProcessPool):
+                            broken.append(pending.pop(future))
+                        else:
+                            finish(pending.pop(future), future.result())
+                if broken:
+                    # A worker died (a decoder crash) and every file in flight failed with
+                    # it: read each alone in a fresh process to find the one that kills it.
+                    broken.extend(pending.values())
+                    pending.clear()
+                    pool.shutdown(wait=True)
+                    for item in broken:
+                        finish(item, self._read_alone(item))
+                    pool = self._pool(processes, self.workers)
+                    continue
                 if not pending:
                     if exhausted:
                         break
                     self.cancel.wait(0.05)  # paused with nothing in flight
-                    continue
-                finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    item = pending.pop(future)
-                    self._store(item, future, known, report)
-                    done += 1
-                    done_bytes += item.size
-                    if self.progress:
-                        self.progress(
-                            ScanProgress(
-                                done, len(todo), done_bytes, total_bytes,
-                                time.monotonic() - scan_started, item.path,
-                            )
-                        )  # fmt: skip
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         report.bytes_read = done_bytes
 
-    def _analyze_one(self, item: _Listed) -> Analysis | None:
-        """Runs on a worker thread. None means the file vanished."""
-        path = item.path
-        for _attempt in range(2):
-            try:
-                return analyze(path, item.root_id, self.ucs_table)
-            except FileVanished:
-                return None
-            except FileChanged:
-                continue
-            except Exception as exc:  # a bug must cost one file, not the scan
-                log.exception("unexpected error reading %s", path)
-                return _error_analysis(item, f"internal error while reading: {exc!r}")
-        # Rewritten twice while we read it: record that, with the stat we listed, so the
-        # next scan sees a different size/mtime and reads it again.
-        return _error_analysis(item, "file kept changing while being read; rescan to retry")
+    def _pool(self, processes: bool, workers: int) -> Executor:
+        if processes:
+            # spawn: a fork of a process with threads (Qt, torch, SQLite) is not safe.
+            return ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_worker, initargs=(self.ucs_table,),
+            )  # fmt: skip
+        return ThreadPoolExecutor(workers, thread_name_prefix="sonarium-scan")
+
+    def _submit(self, pool: Executor, processes: bool, item: _Listed) -> Future[Analysis | None]:
+        if processes:
+            return pool.submit(_read_in_worker, item)
+        return pool.submit(read_file, item, self.ucs_table)
+
+    def _read_alone(self, item: _Listed) -> Analysis | None:
+        """`item` read in a process of its own: its error row if that process dies too."""
+        pool = self._pool(True, 1)
+        try:
+            return pool.submit(_read_in_worker, item).result()
+        except BrokenProcessPool:
+            log.error("reading %s crashed its worker process", item.path)
+            return _error_analysis(item, CRASHED)
+        finally:
+            pool.shutdown(wait=True)
 
     def _store(
         self,
         item: _Listed,
-        future: Future[Analysis | None],
+        result: Analysis | None,
         known: dict[str, tuple[int, int, int, str | None]],
         report: ScanReport,
     ) -> None:
-        result = future.result()
         if result is None:
             report.vanished += 1
             if item.path in known:
@@ -407,6 +464,45 @@ class Scanner:
             report.updated += 1
         else:
             report.added += 1
+
+
+def read_file(item: _Listed, ucs_table: UcsTable | None) -> Analysis | None:
+    """Read one listed file: its Analysis (an error row for an unreadable file), or None
+    when it vanished. Runs on a worker thread or in a worker process."""
+    path = item.path
+    for _attempt in range(2):
+        try:
+            return analyze(path, item.root_id, ucs_table)
+        except FileVanished:
+            return None
+        except FileChanged:
+            continue
+        except Exception as exc:  # a bug must cost one file, not the scan
+            log.exception("unexpected error reading %s", path)
+            return _error_analysis(item, f"internal error while reading: {exc!r}")
+    # Rewritten twice while we read it: record that, with the stat we listed, so the
+    # next scan sees a different size/mtime and reads it again.
+    return _error_analysis(item, "file kept changing while being read; rescan to retry")
+
+
+# A worker process's UCS table, given once when it starts rather than with every file.
+_worker_ucs: UcsTable | None = None
+
+
+def _start_worker(ucs_table: UcsTable | None) -> None:
+    """Runs first in each worker process."""
+    global _worker_ucs
+    _worker_ucs = ucs_table
+    # Ctrl+C is for the scanning process, which cancels and stops the pool itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # One BLAS thread per worker: the workers already fill the cores.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
+def _read_in_worker(item: _Listed) -> Analysis | None:
+    return read_file(item, _worker_ucs)
 
 
 def _error_analysis(item: _Listed, message: str) -> Analysis:

@@ -184,3 +184,36 @@ def test_repeated_sigkill_mid_scan_leaves_a_whole_catalog(tmp_path):
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert "nothing changed" in again.stdout, again.stdout
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc (Linux)")
+def test_scan_workers_exit_when_the_scanning_process_is_killed(tmp_path):
+    """SIGKILL of a scan leaves no worker process behind (they would hold the files and
+    the terminal's pipes)."""
+    sounds = tmp_path / "sounds"
+    _make_files(sounds)
+    library = tmp_path / "library"
+    db = library / "catalog.sqlite"
+    proc = _start_scan(sounds, library)
+    children_file = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    workers: list[int] = []
+
+    def scanning_in_workers() -> bool:
+        nonlocal workers
+        try:
+            workers = [int(p) for p in children_file.read_text().split()]
+        except OSError:
+            return False
+        return len(workers) >= 2 and (_count(db) or 0) > 0
+
+    assert _kill_when(proc, scanning_in_workers), "the scan ended before it could be killed"
+    deadline = time.monotonic() + 20
+    alive = set(workers)
+    while alive and time.monotonic() < deadline:
+        for pid in list(alive):
+            stat = Path(f"/proc/{pid}/stat")
+            # Gone, or a zombie waiting for init to reap it: either way no longer running.
+            if not stat.exists() or stat.read_text().split(") ")[-1].startswith("Z"):
+                alive.discard(pid)
+        time.sleep(POLL_S)
+    assert not alive, f"scan workers outlived the scan: {sorted(alive)}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import stat
@@ -499,6 +500,20 @@ def _start_worker(ucs_table: UcsTable | None) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
+    # A worker must not outlive its scan: when the scanning process is killed (SIGKILL,
+    # a crash) nothing tells the pool, and orphans would hold the terminal's pipes and
+    # the files they read. Its sentinel becomes ready when the parent is gone.
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        sentinel = parent.sentinel
+        threading.Thread(
+            target=_exit_with_parent, args=(sentinel,), name="sonarium-orphan", daemon=True
+        ).start()
+
+
+def _exit_with_parent(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(0)
 
 
 def _read_in_worker(item: _Listed) -> Analysis | None:

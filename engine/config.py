@@ -119,12 +119,13 @@ def export(name: str, raw: str | None) -> None:
 
 DEFAULT_SIMILAR_SPACE = SETTINGS["similar_space"].default
 MAX_AUTO_JOBS = 8
+MAX_JOBS = 64
 
 
 def scan_jobs() -> int:
     """The scan's worker count in this process: the `jobs` setting when it is a whole
-    number from 1 to 64, else one per core up to MAX_AUTO_JOBS."""
+    number from 1 to MAX_JOBS, else one per core up to MAX_AUTO_JOBS."""
     raw = value("jobs")
-    if raw.isdigit() and 1 <= int(raw) <= 64:
+    if raw.isdigit() and 1 <= int(raw) <= MAX_JOBS:
         return int(raw)
     return max(1, min(MAX_AUTO_JOBS, os.cpu_count() or 1))

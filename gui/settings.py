@@ -118,7 +118,7 @@ class SettingsDialog(QDialog):
         self.space = _choices("similar_space")
         self.space.setCurrentText(picked(settings, "similar_space"))
         self.jobs = QSpinBox()
-        self.jobs.setRange(0, 64)
+        self.jobs.setRange(0, config.MAX_JOBS)
         self.jobs.setSpecialValueText("auto")  # 0 shows as "auto"
         jobs = picked(settings, "jobs")
         self.jobs.setValue(int(jobs) if jobs.isdigit() else 0)

@@ -579,7 +579,7 @@ def test_whitening_equalises_the_library_variances(monkeypatch):
 def test_windows_of_many_files_equal_each_files_windows_and_bad_blobs_are_refused(tmp_path):
     """The batched reads a search makes (vectors and windows of thousands of files) give
     what the one-file reads give; stored vectors of differing lengths are an error."""
-    from engine.catalog.vectors import from_blobs, to_blob
+    from engine.catalog.vectors import from_blob, from_blobs, to_blob
 
     catalog, space_id, _ = _nuisance_catalog(tmp_path, files=12, dim=6)
     store = VectorStore(catalog)
@@ -590,9 +590,17 @@ def test_windows_of_many_files_equal_each_files_windows_and_bad_blobs_are_refuse
     many = store.windows_of(space_id, list(range(1, 13)))
     assert sorted(many) == [2, 5, 9]
     for fid, got in many.items():
-        one = store.windows(space_id, fid)
-        assert np.array_equal(got.starts, one.starts) and np.array_equal(got.ends, one.ends)
-        assert np.array_equal(got.vectors, one.vectors)
+        # Against each row read and decoded on its own.
+        rows = catalog.conn.execute(
+            "SELECT start, end, vector FROM window_vectors WHERE space_id = ? AND file_id = ? "
+            "ORDER BY start",
+            (space_id, fid),
+        ).fetchall()
+        assert got.starts.tolist() == [r[0] for r in rows]
+        assert got.ends.tolist() == [r[1] for r in rows]
+        assert np.array_equal(got.vectors, np.stack([from_blob(r[2]) for r in rows]))
+        assert np.array_equal(store.windows(space_id, fid).vectors, got.vectors)
+    assert len(store.windows(space_id, 1).starts) == 0
     ids, vectors = store.file_vectors(space_id, [9, 1, 404, 5])
     assert ids.tolist() == [9, 1, 5]
     for fid, vector in zip(ids, vectors, strict=True):

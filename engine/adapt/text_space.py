@@ -5,6 +5,7 @@ own adapter with the base knowledge. On the thread that owns the catalog."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -245,15 +246,12 @@ class AdaptedTextSpace:
             stats.append((mu, sd))
             return (values - mu) / sd
 
-        total = np.zeros(len(reference), dtype=np.float64)
-        for weight, part in self._parts(reference, query):
-            total += weight * z(part)
-        total = z(total)
-        distribution = query[4]
-        if self.categories is not None and distribution is not None:
+        category = None
+        if self.categories is not None and query[4] is not None:
             if self._reference_log_probs is None or self._reference_log_probs[0] != generation:
                 self._reference_log_probs = (generation, self.categories.log_probs(reference))
-            z(total + CATEGORY_WEIGHT * z(self._reference_log_probs[1] @ distribution))
+            category = self._reference_log_probs[1] @ query[4]
+        self._combine(self._parts(reference, query), category, z)
         if len(self._stats_cache) > 512:
             self._stats_cache.clear()
         self._stats_cache[key] = stats
@@ -269,13 +267,25 @@ class AdaptedTextSpace:
             mu, sd = next(stats)
             return (values - mu) / sd
 
-        total = np.zeros(len(audio), dtype=np.float64)
-        for weight, part in self._parts(audio, query):
+        category = None
+        if self.categories is not None and query[4] is not None:
+            category = self._log_probs(ids, audio) @ query[4]
+        return self._combine(self._parts(audio, query), category, z)
+
+    @staticmethod
+    def _combine(
+        parts: list[tuple[float, np.ndarray]],
+        category: np.ndarray | None,
+        z: Callable[[np.ndarray], np.ndarray],
+    ) -> np.ndarray:
+        """The weighted sum of the z-scored parts, z-scored, plus the z-scored category
+        score, z-scored again. One sequence of z() calls for the reference sample (which
+        records the statistics) and for the files scored (which apply them in order)."""
+        total = np.zeros(len(parts[0][1]), dtype=np.float64)
+        for weight, part in parts:
             total += weight * z(part)
         total = z(total)
-        distribution = query[4]
-        if self.categories is not None and distribution is not None:
-            category = self._log_probs(ids, audio) @ distribution
+        if category is not None:
             total = z(total + CATEGORY_WEIGHT * z(category))
         return total
 

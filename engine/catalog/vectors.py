@@ -210,22 +210,16 @@ class VectorStore:
         return from_blob(row[0]) if row else None
 
     def windows(self, space_id: int, file_id: int) -> Windows:
-        rows = self.catalog.conn.execute(
-            "SELECT start, end, vector FROM window_vectors WHERE space_id = ? AND file_id = ? "
-            "ORDER BY start",
-            (space_id, file_id),
-        ).fetchall()
-        if not rows:
+        """One file's windows, in time order (none: empty arrays)."""
+        found = self.windows_of(space_id, [file_id]).get(file_id)
+        if found is None:
             empty = np.zeros(0, dtype=np.float32)
             return Windows(empty, empty, np.zeros((0, 0), dtype=np.float32))
-        return Windows(
-            np.array([r[0] for r in rows], dtype=np.float32),
-            np.array([r[1] for r in rows], dtype=np.float32),
-            from_blobs([r[2] for r in rows]),
-        )
+        return found
 
     def windows_of(self, space_id: int, file_ids: list[int]) -> dict[int, Windows]:
-        """`windows` of several files in one query; files without windows are left out."""
+        """Each file's windows in time order, read in one query; files without windows are
+        left out."""
         rows = self.catalog.conn.execute(
             "SELECT file_id, start, end, vector FROM window_vectors "
             f"WHERE space_id = ? AND file_id IN ({ID_SET}) ORDER BY file_id, start",

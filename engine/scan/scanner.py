@@ -40,9 +40,11 @@ from engine.scan.ucs import UcsTable
 
 log = logging.getLogger(__name__)
 
-# Files are read in worker processes when there are at least this many to read (reading
-# holds the GIL for much of each file, so threads share one core); fewer are read on
-# threads, which start at once where a worker process takes about a second to start.
+# Files are read in worker processes when there are at least this many to read: a
+# decoder crash then costs one file, not the scan, and reading scales past the GIL on
+# many cores (on two, processes and threads are about as fast: docs/measurements.md).
+# Fewer are read on threads, which start at once where a worker process takes about a
+# second to start.
 PROCESS_MIN_FILES = 64
 CRASHED = "reading this file crashed the decoder (its worker process died); rescan to retry"
 

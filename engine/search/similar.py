@@ -100,7 +100,6 @@ class SimilarIndex:
                 mean, std, whiten = stats
         if index is None:
             ids, vectors = self.store.all_file_vectors(space["id"])
-            whiten = None
             if len(ids) and standardized:
                 # Standardise each dimension over the library (see engine.models.spaces).
                 mean, std = vectors.mean(axis=0), vectors.std(axis=0) + 1e-6

@@ -32,6 +32,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from engine.catalog.paths import resolve_library_dir
+from engine.config import RESULT_PAGE
 from engine.errors import NotIndexed, SonariumError
 from engine.library import Library
 
@@ -93,7 +94,14 @@ class _QueryWorker(QObject):
     def process(self) -> None:
         """Handle every queued request, each answered even when it fails (one failure
         never drops the rest of the batch); runs on the query thread."""
-        for name, args in self.inbox.drain():
+        batch = self.inbox.drain()
+        # Only the newest waited-on request of a batch is answered: the window shows only
+        # the answer to its latest one, and typing fast must not queue stale searches.
+        waited = [i for i, (name, _) in enumerate(batch) if name in _WAITED_ON]
+        stale = set(waited[:-1])
+        for i, (name, args) in enumerate(batch):
+            if i in stale:
+                continue
             if name == "stop":
                 self.stop()
                 continue
@@ -152,10 +160,14 @@ class _QueryWorker(QObject):
         assert self._library is not None
         self.outbox.post("checked", self._library.check())
 
-    def do_search(self, request_id: int, query: str, limit: int) -> None:
+    def do_search(self, request_id: int, query: str, limit: int, offset: int = 0) -> None:
+        """One page of results: `limit` of them from `offset`; a full page may have more."""
         assert self._library is not None
-        results = self._library.search(query, limit=limit)
-        payload = {"query": query, "kind": "search", "results": [r.to_json() for r in results]}
+        results = self._library.search(query, limit=limit, offset=offset)
+        payload = {
+            "query": query, "kind": "search", "offset": offset,
+            "more": len(results) >= limit, "results": [r.to_json() for r in results],
+        }  # fmt: skip
         self.outbox.post("results", request_id, payload)
 
     def do_similar(self, request_id: int, request: dict) -> None:
@@ -413,9 +425,15 @@ class EngineBridge(QObject):
 
     # -- queries (newest request wins) ------------------------------------------------
 
-    def search(self, query: str, limit: int = 5000) -> None:
+    def search(self, query: str, limit: int | None = None) -> None:
+        """The first page (RESULT_PAGE results unless `limit`) of a search."""
         self._latest += 1
-        self._ask("search", self._latest, query, limit)
+        self._ask("search", self._latest, query, limit or RESULT_PAGE)
+
+    def search_more(self, query: str, offset: int) -> None:
+        """The next page of the latest search (answered only while no newer request was
+        made: a new search or find-similar supersedes it)."""
+        self._ask("search", self._latest, query, RESULT_PAGE, offset)
 
     def similar(
         self, path: str, start: float | None = None, end: float | None = None,

@@ -121,6 +121,7 @@ class MainWindow(QMainWindow):
 
         # -- results ----------------------------------------------------------------
         self.model = ResultsModel(self)
+        self._shown_query: str | None = None  # the search whose results are shown
         self.results = QTableView()
         self.results.setModel(self.model)
         self.results.setItemDelegateForColumn(COLUMNS.index("Waveform"), MiniWaveformDelegate(self))
@@ -196,6 +197,8 @@ class MainWindow(QMainWindow):
         self.results.customContextMenuRequested.connect(self._context_menu)
         self.model.modelReset.connect(self._overview_timer.start)
         self.model.layoutChanged.connect(self._overview_timer.start)
+        self.model.rowsInserted.connect(self._overview_timer.start)
+        self.model.more_wanted.connect(self._want_more)
 
         self.bridge.results_ready.connect(self.show_results)
         self.bridge.query_failed.connect(self._show_message)
@@ -331,18 +334,34 @@ class MainWindow(QMainWindow):
     def show_results(self, payload: dict) -> None:
         self._searching.stop()
         results = payload["results"]
-        self.model.set_results(results)
+        if payload.get("offset"):
+            # A further page of the query shown (dropped when the rows changed meanwhile).
+            if payload["query"] != self._shown_query or not self.model.append_results(
+                payload["offset"], results, payload.get("more", False)
+            ):
+                return
+        else:
+            self._shown_query = payload["query"] if payload.get("kind") == "search" else None
+            self.model.set_results(results, payload.get("more", False))
+        results = self.model.results()
         if payload.get("kind") == "similar":
             self.statusBar().showMessage(f"{len(results)} {self._similar_label}")
         else:
             query = payload["query"]
             matches = sum(1 for r in results if r.get("match", True))
             more = len(results) - matches
-            noun = "result" if matches == 1 else "results"
+            # A full page: scrolling to the end fetches the next one.
+            plus = "+" if self.model.has_more() and not more else ""
+            noun = "result" if matches == 1 and not plus else "results"
             self.statusBar().showMessage(
-                f"{matches} {noun}" + (f" for “{printable(query)}”" if query else "")
-                + (f", then {more} more that sound alike" if more else "")
+                f"{matches}{plus} {noun}" + (f" for “{printable(query)}”" if query else "")
+                + (f", then {more}{'+' if self.model.has_more() else ''} more that sound "
+                   "alike" if more else "")
             )  # fmt: skip
+
+    def _want_more(self, offset: int) -> None:
+        if self._shown_query is not None:
+            self.bridge.search_more(self._shown_query, offset)
 
     def _request_visible_overviews(self) -> None:
         first = max(0, self.results.rowAt(0))

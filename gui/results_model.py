@@ -23,6 +23,7 @@ from PySide6.QtCore import (
     QModelIndex,
     QPersistentModelIndex,
     Qt,
+    Signal,
 )
 from PySide6.QtGui import QBrush, QColor, QFont
 
@@ -102,21 +103,58 @@ _SORT_KEYS: dict[int, Callable[[dict], Any]] = {
 class ResultsModel(QAbstractTableModel):
     """Search results as a sortable, draggable table. GUI thread only."""
 
+    # The view scrolled to the last row of a page that may have more: the offset to ask
+    # the engine for (the window asks; the model never reads the catalog).
+    more_wanted = Signal(int)
+
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self._results: list[dict] = []
+        self._more = False  # the last page was full: the engine may have more
+        self._asked: int | None = None  # offset of the page asked for and not yet come
+        self._sorted: tuple[int, Qt.SortOrder] | None = None
         self._overviews: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         # file id -> rows; built on first need, since set_results must stay O(1) per row.
         self._rows_by_id: dict[int, list[int]] | None = None
 
     # -- content ---------------------------------------------------------------------
 
-    def set_results(self, results: list[dict]) -> None:
-        """Replace all rows, in the given (engine) order. Does not re-apply a sort."""
+    def set_results(self, results: list[dict], more: bool = False) -> None:
+        """Replace all rows, in the given (engine) order. Does not re-apply a sort.
+        `more`: the engine may have further pages (asked for when the view reaches the
+        end, through more_wanted)."""
         self.beginResetModel()
         self._results = list(results)
         self._rows_by_id = None
+        self._more, self._asked, self._sorted = more, None, None
         self.endResetModel()
+
+    def append_results(self, offset: int, results: list[dict], more: bool) -> bool:
+        """Add the page that starts at `offset` (False, adding nothing, when the rows
+        changed since it was asked for); a sort the user chose is applied to it too."""
+        if offset != self._asked or offset != len(self._results):
+            return False
+        self._asked, self._more = None, more
+        if results:
+            first = len(self._results)
+            self.beginInsertRows(QModelIndex(), first, first + len(results) - 1)
+            self._results.extend(results)
+            self._rows_by_id = None
+            self.endInsertRows()
+            if self._sorted is not None:
+                self.sort(*self._sorted)
+        return True
+
+    def has_more(self) -> bool:
+        return self._more
+
+    def canFetchMore(self, parent: _Index = QModelIndex()) -> bool:  # noqa: B008
+        return not parent.isValid() and self._more and self._asked is None
+
+    def fetchMore(self, parent: _Index = QModelIndex()) -> None:  # noqa: B008
+        if self.canFetchMore(parent):
+            self._asked = len(self._results)
+            self.more_wanted.emit(self._asked)
 
     def result(self, row: int) -> dict:
         """The result dict shown in `row` (IndexError when out of range)."""
@@ -261,7 +299,10 @@ class ResultsModel(QAbstractTableModel):
         directions), and selections and other persistent indexes follow their rows.
         """
         key = _SORT_KEYS.get(column)
-        if key is None or len(self._results) < 2:
+        if key is None:
+            return
+        self._sorted = (column, order)
+        if len(self._results) < 2:
             return
         self.layoutAboutToBeChanged.emit()
         results = self._results

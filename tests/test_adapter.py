@@ -395,3 +395,28 @@ def test_the_plain_torch_minilm_gives_the_vectors_transformers_gives():
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         ref = torch.nn.functional.normalize(pooled, dim=1).numpy()
     assert ours.shape == (6, 384) and np.abs(ours - ref).max() < 1e-5
+
+
+def test_a_large_library_teaches_through_a_bounded_seeded_sample(tmp_path, library, monkeypatch):
+    """Above MAX_PAIRS described files the adapter learns from a seeded sample of them,
+    so its size and each query's cost stay bounded on a million-file library."""
+    import engine.adapt.training as training
+
+    build(tmp_path, library)
+    monkeypatch.setattr(training, "MAX_PAIRS", 25)
+    a = train_adapter(library.catalog, "fake", SMALL, encoder=WordEncoder())
+    b = train_adapter(library.catalog, "fake", SMALL, encoder=WordEncoder())
+    assert a.stats["pairs"] == 25 and a.stats["described"] == 40
+    assert len(a.captions) == len(a.text_vectors) == len(a.audio_vectors) == 25
+    np.testing.assert_array_equal(a.file_ids, b.file_ids)  # the same sample every time
+    assert list(a.file_ids) == sorted(a.file_ids)
+
+
+def test_nearest_rows_is_a_stable_argsort_without_the_full_sort():
+    from engine.catalog.vectors import nearest_rows
+
+    rng = np.random.default_rng(0)
+    for n, k in ((1000, 20), (50, 50), (50, 80), (10, 0), (0, 3)):
+        scores = np.round(rng.standard_normal(n), 1).astype(np.float32)  # many ties
+        expected = np.argsort(-scores, kind="stable")[:k]
+        np.testing.assert_array_equal(nearest_rows(scores, k), expected)

@@ -283,3 +283,26 @@ def test_the_shipped_base_knowledge_is_small_safe_and_names_its_models():
     assert base.adapter.audio_identity.startswith("aisfx-")
     assert base.adapter.text_identity == base.categories.text_identity == encoder_identity()
     assert (base.adapter.file_ids == -1).all() and len(base.categories.catids) == 752
+
+
+def test_category_scores_survive_their_cache_filling_up(tmp_path, library, monkeypatch):
+    """A query whose candidates overflow the per-file category cache is scored, not
+    failed, and scores as it does with room to spare (found at 100,000 files)."""
+    import engine.adapt.text_space as text_space
+
+    build(tmp_path, library, FakeAisfx())
+    encoder = WordEncoder()
+    base = build_base(library.catalog, UCS, tmp_path / "knowledge", options=SMALL,
+                      category_options=FAST, encoder=encoder)  # fmt: skip
+    index = SimilarIndex(library.catalog, library.dir)
+    ids = [r[0] for r in library.catalog.conn.execute("SELECT id FROM files ORDER BY id")]
+    roomy = AdaptedTextSpace(library.catalog, index, base.adapter, UCS, encoder,
+                             categories=base.categories, own_statistics=True)  # fmt: skip
+    expected = roomy.score("door", ids)
+    monkeypatch.setattr(text_space, "LOG_PROB_CACHE_FILES", 5)
+    tight = AdaptedTextSpace(library.catalog, index, base.adapter, UCS, encoder,
+                             categories=base.categories, own_statistics=True)  # fmt: skip
+    tight.score("door", ids[:3])  # some files cached, then a call that overflows the cache
+    scores = tight.score("door", ids)
+    assert scores.keys() == expected.keys()
+    assert np.allclose([scores[i] for i in ids], [expected[i] for i in ids], atol=1e-5)

@@ -225,3 +225,29 @@ def test_peaks_by_looping_over_short_axes_equal_numpys_axis_reductions(
     fast = run()
     monkeypatch.setattr(peaks, "_SHORT_AXIS", 0)  # every reduction along its axis
     assert run() == fast
+
+
+def test_embedded_count_follows_writes_from_any_connection(tmp_path, library):
+    """The count is kept per generation of the space: another connection's insert or a
+    cascading delete changes the generation, so the count is never stale."""
+    from engine.catalog.vectors import VectorStore
+
+    write(tmp_path / "sfx" / "a.wav", tone(0.2), 8000)
+    write(tmp_path / "sfx" / "b.wav", tone(0.2), 8000)
+    library.add_folders([tmp_path / "sfx"])
+    library.scan(workers=1)
+    ids = [r[0] for r in library.catalog.conn.execute("SELECT id FROM files ORDER BY id")]
+    store = VectorStore(library.catalog)
+    space = store.ensure_space("fake", "fake:v1", 4)
+    assert store.embedded_count(space) == 0
+    other = Catalog(library.catalog.path)
+    try:
+        VectorStore(other).store(space, ids[0], np.ones(4, dtype=np.float32))
+        assert store.embedded_count(space) == 1
+        VectorStore(other).store(space, ids[1], np.ones(4, dtype=np.float32))
+        VectorStore(other).store(space, ids[1], np.ones(4, dtype=np.float32))  # replaced
+        assert store.embedded_count(space) == 2
+        other.delete_files([ids[0]])  # its vectors go by cascade
+        assert store.embedded_count(space) == 1
+    finally:
+        other.close()

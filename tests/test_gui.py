@@ -512,3 +512,49 @@ def test_a_slow_search_says_it_is_working(qtbot, window, monkeypatch):
     window.show_results({"query": "door", "kind": "search", "results": []})
     assert not window._searching.isActive()
     assert window.statusBar().currentMessage() == "0 results for “door”"
+
+
+def test_results_come_in_pages_as_the_view_scrolls(qtbot, window, monkeypatch):
+    """A query asks for one page; reaching the end of the rows asks the engine for the
+    next page of the same query, appended in engine order; a new search drops it."""
+    import gui.bridge
+
+    monkeypatch.setattr(gui.bridge, "RESULT_PAGE", 2)
+    search(qtbot, window, "")
+    assert window.model.rowCount() == 2 and window.model.canFetchMore()
+    assert "2+ results" in window.statusBar().currentMessage()
+    with qtbot.waitSignal(window.model.rowsInserted, timeout=10000):
+        window.model.fetchMore()  # what the view does when scrolled to the end
+    assert sorted(names(window)) == ["door creak ü.flac", "door_slam.wav", "glass_break_01.wav"]
+    qtbot.waitUntil(lambda: not window.model.has_more(), timeout=10000)  # the last page
+    assert "3 results" in window.statusBar().currentMessage()
+    # A page asked for just before a new search never lands in the new results.
+    search(qtbot, window, "door")
+    window.model.fetchMore()
+    search(qtbot, window, "glass")
+    qtbot.wait(200)
+    assert names(window) == ["glass_break_01.wav"]
+
+
+def test_only_the_newest_waited_on_request_of_a_batch_is_run(qtbot, window, monkeypatch):
+    """Typing faster than searches answer queues requests; the query thread runs only the
+    newest search of what it drains at once (the window shows nothing else)."""
+    from engine.library import Library
+
+    asked: list[str] = []
+    original = Library.search
+
+    def recording(self, query, *args, **kwargs):
+        asked.append(query)
+        return original(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(Library, "search", recording)
+    bridge = window.bridge
+    box = bridge._query_in
+    for text in ("g", "gl", "gla"):
+        bridge._latest += 1
+        box.items.put(("search", (bridge._latest, text, 10)))
+    with qtbot.waitSignal(bridge.results_ready, timeout=10000) as answered:
+        box.posted.emit()
+    assert answered.args[0]["query"] == "gla"
+    assert asked == ["gla"]

@@ -361,3 +361,33 @@ def test_offline_rows_are_greyed_and_hostile_names_shown_escaped(qtbot):
     assert "offline" not in bar.query_suffix()
     bar.offline.setChecked(True)
     assert bar.query_suffix() == "offline:any"
+
+
+def test_model_pages_in_more_results_when_the_view_reaches_the_end(qtbot):
+    model = ResultsModel()
+    model.set_results([_result(i) for i in range(3)], more=True)
+    assert model.canFetchMore()
+    with qtbot.waitSignal(model.more_wanted, timeout=1000) as asked:
+        model.fetchMore()
+    assert asked.args == [3]
+    assert not model.canFetchMore()  # asked once until the page comes
+    assert not model.append_results(5, [_result(9)], more=False)  # not the page asked for
+    with qtbot.waitSignal(model.rowsInserted, timeout=1000):
+        assert model.append_results(3, [_result(3), _result(4)], more=False)
+    assert [model.result(r)["id"] for r in range(model.rowCount())] == [0, 1, 2, 3, 4]
+    assert not model.canFetchMore() and not model.has_more()
+    # A new result set forgets the page in flight: its late answer adds nothing.
+    model.set_results([_result(7)], more=True)
+    model.fetchMore()
+    model.set_results([_result(8)], more=False)
+    assert not model.append_results(1, [_result(9)], more=False)
+    assert model.rowCount() == 1 and not model.canFetchMore()
+
+
+def test_a_page_added_to_sorted_rows_is_sorted_with_them():
+    model = ResultsModel()
+    model.set_results([_result(i, duration=float(d)) for i, d in enumerate([5, 1])], more=True)
+    model.sort(COL_DURATION, Qt.SortOrder.AscendingOrder)
+    model.fetchMore()
+    model.append_results(2, [_result(2, duration=3.0), _result(3, duration=0.5)], more=False)
+    assert [model.result(r)["duration"] for r in range(4)] == [0.5, 1.0, 3.0, 5.0]

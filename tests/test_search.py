@@ -167,3 +167,43 @@ def test_filtering_content_candidates_needs_no_sql_variable_per_id(tmp_path, lib
     candidates = list(range(10**6, 10**6 + limit + 1_000)) + ids
     assert _allowed(library.catalog, parse_query("dur:<1"), candidates) == {ids[0]}
     assert _allowed(library.catalog, parse_query("-a"), candidates) == {ids[1]}
+
+
+def test_a_filter_only_page_is_read_in_name_order_not_sorted_whole(library, sounds):
+    """A query of filters lists files by name through files_name_order, so a page of a
+    million-file library stops after its rows (the plan is checked, not a timing)."""
+    statements: list[str] = []
+    library.catalog.conn.set_trace_callback(statements.append)
+    try:
+        results = library.search("dur:<1", limit=2, offset=1, mode="keyword")
+    finally:
+        library.catalog.conn.set_trace_callback(None)
+    every = [r.name for r in library.search("dur:<1", limit=100, mode="keyword")]
+    assert every == sorted(every, key=str.lower) and len(every) == 5
+    assert names(results) == every[1:3]
+    listing = next(s for s in statements if "ORDER BY f.name" in s)
+    explained = library.catalog.conn.execute(f"EXPLAIN QUERY PLAN {listing}")
+    plan = " ".join(str(row) for row in explained)
+    assert "files_name_order" in plan and "TEMP B-TREE" not in plan
+
+
+def test_ranking_reads_lower_tiers_only_while_the_page_is_not_full(library, sounds):
+    """Files matching fewer words are looked up only when those matching more do not fill
+    the page, and fill it in order of words matched."""
+    statements: list[str] = []
+    library.catalog.conn.set_trace_callback(statements.append)
+    try:
+        full = library.search("wood door creak", limit=1, mode="keyword")
+        one_tier = sum("MATCH" in s for s in statements)
+        statements.clear()
+        more = library.search("wood door creak", limit=10, mode="keyword")
+        tiers = sum("MATCH" in s for s in statements)
+    finally:
+        library.catalog.conn.set_trace_callback(None)
+    assert names(full) == ["wood_door_creak.flac"]
+    assert one_tier == 1 and tiers == 7  # all words; 3 pairs; 3 single words
+    # Two files match all three words (DOORWood_Creaky...: door, wood, creak*), by BM25;
+    # then the one that matches only "door".
+    assert names(more) == [
+        "wood_door_creak.flac", "DOORWood_Creaky Door Open_JD_Foley.wav", "metal_door_slam.wav"
+    ]  # fmt: skip

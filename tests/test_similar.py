@@ -367,7 +367,7 @@ def test_ivf_recall_against_flat():
     import faiss
 
     # The IDMap wrapper reports its own type; downcast to see the index it wraps.
-    assert isinstance(faiss.downcast_index(ivf.index), faiss.IndexIVFFlat)
+    assert isinstance(faiss.downcast_index(ivf.index), faiss.IndexIVFScalarQuantizer)
     assert isinstance(faiss.downcast_index(flat.index), faiss.IndexFlatIP)
     recalls = []
     for q in data[rng.choice(20000, 100, replace=False)]:

@@ -58,6 +58,9 @@ MAX_ADAPTER_BYTES = 8 << 30
 MAX_HEAD_BYTES = 64 << 20  # one projection head's matrix (384 x 256 float32 is 0.4 MB)
 MAX_AUDIO_DIM = 4096
 _TEXT_DIM = 384  # all-MiniLM-L6-v2 (engine.models.text_encoder.DIM)
+# Described files an adapter learns from at most (a seeded sample above): about 2 KB each
+# saved, so an adapter stays under 300 MB on a million-file library (bench/scale_bench.py).
+MAX_PAIRS = 120_000
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from engine.adapt.captions import (
 )
 from engine.adapt.categories import CategoryKnowledge
 from engine.catalog.db import Catalog
-from engine.catalog.vectors import VectorStore, normalise
+from engine.catalog.vectors import VectorStore, nearest_rows, normalise
 from engine.errors import ModelUnavailable
 from engine.scan.ucs import UcsTable
 
@@ -149,7 +149,7 @@ class AdaptedTextSpace:
         a = self.adapter
         sims = a.text_vectors @ q
         k = min(a.options.neighbours, len(sims))
-        top = np.argsort(-sims, kind="stable")[:k]
+        top = nearest_rows(sims, k)
         w = np.clip(sims[top], 0, None) ** a.options.power * a.weights[top]
         if not np.any(w > 0):
             w = np.zeros(k, dtype=np.float32)
@@ -221,14 +221,18 @@ class AdaptedTextSpace:
         if self._log_prob_generation != generation:
             self._log_prob_cache.clear()
             self._log_prob_generation = generation
-        todo = [i for i, f in enumerate(ids) if int(f) not in self._log_prob_cache]
+        cache = self._log_prob_cache
+        rows = [cache.get(int(f)) for f in ids]
+        todo = [i for i, row in enumerate(rows) if row is None]
         if todo:
-            if len(self._log_prob_cache) + len(todo) > LOG_PROB_CACHE_FILES:
-                self._log_prob_cache.clear()
-            fresh = self.categories.log_probs(audio[todo])
+            fresh = self.categories.log_probs(audio[todo]).astype(np.float32)
+            # Made room for after the rows are read: a full cache is emptied, never left
+            # without rows this call still needs.
+            if len(cache) + len(todo) > LOG_PROB_CACHE_FILES:
+                cache.clear()
             for i, row in zip(todo, fresh, strict=True):
-                self._log_prob_cache[int(ids[i])] = row.astype(np.float32)
-        return np.stack([self._log_prob_cache[int(f)] for f in ids])
+                rows[i] = cache[int(ids[i])] = row
+        return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
     def _reference_stats(self, text: str, query: _QueryParts) -> list[tuple[float, float]]:
         """(mean, std) on the reference sample of each part, of their weighted sum, and
@@ -289,24 +293,21 @@ class AdaptedTextSpace:
             total = z(total + CATEGORY_WEIGHT * z(category))
         return total
 
-    def candidates(self, text: str, k: int) -> set[int]:
-        """Files worth scoring for a text query, from the FAISS index: the centroid's `k`
-        nearest files and each neighbour's nearest files."""
+    def candidate_rows(self, text: str) -> np.ndarray:
+        """What a text query looks up in the FAISS index: its centroid first (its nearest
+        files are the candidates), then the heaviest neighbours (kernel matches the
+        centroid misses) and, with categories, the audio the query's categories were
+        taught with (each NEIGHBOUR_CANDIDATES nearest files)."""
         centroid, neighbours, weights, _, distribution = self._query(text)
-        # The centroid's nearest files and the heaviest neighbours' nearest files (kernel
-        # matches the centroid misses), in one FAISS pass over the index; with categories
-        # also the files nearest the audio the query's categories were taught with.
         heaviest = neighbours[np.argsort(-weights, kind="stable")[:NEIGHBOUR_SEARCHES]]
         rows = np.vstack([centroid.reshape(1, -1), heaviest])
         if self.categories is not None and distribution is not None:
             rows = np.vstack([rows, self.categories.prototype(distribution).reshape(1, -1)])
-        hits = self.index.query_many(
-            self.name, rows, max(k, NEIGHBOUR_CANDIDATES), standardized=True
-        )
-        candidates = {fid for fid, _ in hits[0][:k]}
-        for row in hits[1:]:
-            candidates.update(fid for fid, _ in row[:NEIGHBOUR_CANDIDATES])
-        return candidates
+        return rows
+
+    def candidates(self, text: str, k: int) -> set[int]:
+        """Files worth scoring for a text query, from one FAISS pass over the index."""
+        return candidates_of(self.index, self.name, [self.candidate_rows(text)], k)
 
     def rank(self, text: str, k: int) -> list[tuple[int, float]]:
         """The best `k` files for a text query, (file id, combined score), best first:
@@ -346,7 +347,9 @@ class BlendedTextSpace:
         return {f: w * s + (1 - w) * base.get(f, 0.0) for f, s in own.items()}
 
     def rank(self, text: str, k: int) -> list[tuple[int, float]]:
-        candidates = self.own.candidates(text, k) | self.base.candidates(text, k)
+        # Both spaces' rows in one pass over the index (a pass reads all of it).
+        rows = [self.own.candidate_rows(text), self.base.candidate_rows(text)]
+        candidates = candidates_of(self.own.index, self.name, rows, k)
         scores = self.score(text, sorted(candidates))
         return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
 
@@ -355,3 +358,17 @@ class BlendedTextSpace:
 
     def to_window_space(self, vector: np.ndarray) -> np.ndarray:
         return self.own.to_window_space(vector)
+
+
+def candidates_of(index: Any, space: str, rows: list[np.ndarray], k: int) -> set[int]:
+    """The union, over `rows` (each a candidate_rows()), of the first row's `k` nearest
+    files and the other rows' NEIGHBOUR_CANDIDATES nearest, in one FAISS call."""
+    hits = index.query_many(space, np.vstack(rows), max(k, NEIGHBOUR_CANDIDATES), standardized=True)
+    found: set[int] = set()
+    row = 0
+    for part in rows:
+        found.update(fid for fid, _ in hits[row][:k])
+        for neighbour in hits[row + 1 : row + len(part)]:
+            found.update(fid for fid, _ in neighbour[:NEIGHBOUR_CANDIDATES])
+        row += len(part)
+    return found

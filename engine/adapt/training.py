@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from engine.adapt.adapter import (
+    MAX_PAIRS,
     Adapter,
     AdaptOptions,
     AdaptProgress,
@@ -167,6 +168,12 @@ def train_adapter(
             f"only {len(pairs)} files are described by their names, descriptions or tags; "
             f"text search over sound needs at least {options.min_pairs}"
         )
+    described = len(pairs)
+    if described > MAX_PAIRS:
+        # The adapter's size and every text query's cost grow with its pairs: a large
+        # library teaches through a seeded, even sample of its described files.
+        keep = np.sort(np.random.default_rng(options.seed).choice(described, MAX_PAIRS, False))
+        pairs = [pairs[i] for i in keep]
     file_ids = np.array([fid for fid, _ in pairs], dtype=np.int64)
     texts = [text for _, text in pairs]
     text_identity = encoder_identity()
@@ -201,7 +208,7 @@ def train_adapter(
         if cancel is not None and cancel():
             raise Cancelled("learning text search was cancelled")
     stats = {
-        "pairs": len(pairs), "files": len(ids), "encoded": len(todo),
+        "pairs": len(pairs), "described": described, "files": len(ids), "encoded": len(todo),
         "sources": sources_stamp(file_texts),
         "seconds": round(time.perf_counter() - began, 2), "loss": loss,
     }  # fmt: skip

@@ -167,6 +167,13 @@ def m003_offline(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE files ADD COLUMN offline INTEGER NOT NULL DEFAULT 0")
 
 
+@migration
+def m004_name_order(conn: sqlite3.Connection) -> None:
+    # A query of filters only lists files by name: read in this order, a page of a
+    # million-file library stops after its rows instead of sorting every match.
+    conn.execute("CREATE INDEX files_name_order ON files(name COLLATE NOCASE, path)")
+
+
 def _run_statements(conn: sqlite3.Connection, script: str) -> None:
     # executescript() would commit our open transaction; run statements one by one instead.
     for statement in script.split(";\n"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,18 @@ def normalise(matrix: np.ndarray) -> np.ndarray:
     matrix = np.asarray(matrix, dtype=np.float32)
     norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
     return matrix / np.maximum(norms, 1e-12)
+
+
+def nearest_rows(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the `k` highest `scores`, best first, ties in index order: exactly
+    np.argsort(-scores, kind="stable")[:k], without sorting every score."""
+    if k >= len(scores):
+        return np.argsort(-scores, kind="stable")[:k]
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+    chosen = np.flatnonzero(scores >= kth)  # every tie at the k-th score, in index order
+    return chosen[np.argsort(-scores[chosen], kind="stable")][:k]
 
 
 def to_blob(vector: np.ndarray) -> bytes:
@@ -46,6 +59,12 @@ def from_blobs(blobs: list[bytes]) -> np.ndarray:
 
 def _file_exists(c: sqlite3.Connection, file_id: int) -> bool:
     return c.execute("SELECT 1 FROM files WHERE id = ?", (file_id,)).fetchone() is not None
+
+
+# Catalog -> space id -> (generation, files embedded): see VectorStore.embedded_count.
+_COUNTS: weakref.WeakKeyDictionary[Catalog, dict[int, tuple[int, int]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @dataclass
@@ -107,12 +126,22 @@ class VectorStore:
         return self.catalog.query(sql, params)
 
     def embedded_count(self, space_id: int) -> int:
-        """How many files have vectors in the space (cheap: one indexed count)."""
-        return int(
+        """How many files have vectors in the space. Counted once per generation of the
+        space (a count reads the whole index: tens of ms at a million files, and every
+        text query asks); the generation is read first, so a count that races a writer
+        is kept under the older generation and counted again next time."""
+        generation = self.generation(space_id)
+        known = _COUNTS.setdefault(self.catalog, {})
+        cached = known.get(space_id)
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        count = int(
             self.catalog.conn.execute(
                 "SELECT COUNT(*) FROM file_vectors WHERE space_id = ?", (space_id,)
             ).fetchone()[0]
         )
+        known[space_id] = (generation, count)
+        return count
 
     def counts(self, space_id: int) -> dict[str, int]:
         c = self.catalog.conn

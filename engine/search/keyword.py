@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from itertools import combinations
 from typing import Any
 
 from engine.catalog.db import ID_SET, Catalog, id_set
@@ -53,11 +54,24 @@ class SearchResult:
 
 
 _WEIGHTS = ", ".join(str(w) for w in BM25_WEIGHTS)
-# Files whose search text matches an FTS5 expression (the one "?"), scored by BM25.
-_MATCHING = (
-    f"SELECT {_COLUMNS}, -bm25(files_fts, {_WEIGHTS}) AS score "
-    "FROM files_fts JOIN files f ON f.id = files_fts.rowid WHERE files_fts MATCH ?"
+# The best-scored files matching an FTS5 expression: BM25 is computed for at most
+# MAX_SCORED matches (the first in catalog order), so a word or prefix that half a
+# million files match ("s" while typing) costs what 50,000 do. Joining `files` only for
+# the pool keeps a common word from reading every matching row (measured 3x faster at
+# 100,000 files: docs/measurements.md).
+MAX_SCORED = 50_000
+_TOP = (
+    "SELECT rowid, score FROM (SELECT rowid, -bm25(files_fts, "
+    + _WEIGHTS
+    + ") AS score FROM files_fts WHERE files_fts MATCH ? LIMIT ?) "
+    "ORDER BY score DESC, rowid LIMIT ?"
 )
+# Candidates asked of each expression at first; widened fourfold while filters leave fewer
+# than a page.
+_POOL_MIN = 400
+# A query of more words than this ranks the files missing some of them as one tier of
+# "any word" (one expression) instead of tier by tier (subsets of words).
+_MAX_TIERED_WORDS = 4
 
 
 def _result(row: dict[str, Any]) -> SearchResult:
@@ -65,8 +79,37 @@ def _result(row: dict[str, Any]) -> SearchResult:
     return SearchResult(**{**row, "offline": bool(row["offline"])})
 
 
-# Candidates fetched per tier before ranking by coverage: enough for any page shown.
-_POOL_MIN, _POOL_MAX = 400, 5000
+def _top_matches(
+    catalog: Catalog, expression: str, conditions: list[str], params: list[Any], need: int
+) -> list[tuple[int, float, str]]:
+    """(file id, score, name) of the best-scored files matching `expression` that pass
+    `conditions`, best first: at least `need` when that many exist among the scored."""
+    pool = max(need, _POOL_MIN)
+    passing = " AND ".join(conditions)
+    sql = f"SELECT f.id, f.name FROM files f WHERE f.id IN ({ID_SET}) AND {passing}"
+    while True:
+        try:
+            hits = catalog.conn.execute(_TOP, (expression, MAX_SCORED, pool)).fetchall()
+            passed = catalog.conn.execute(sql, [id_set(h[0] for h in hits), *params])
+            names = dict(passed.fetchall())
+        except sqlite3.OperationalError as exc:
+            # FTS5 rejects some inputs the parser lets through (e.g. stray operators).
+            raise QueryError(f"cannot search for that: {exc}") from exc
+        rows = [(i, score, names[i]) for i, score in hits if i in names]
+        if len(rows) >= need or len(hits) < pool:
+            return rows
+        pool *= 4
+
+
+def _tiers(groups: list[str]):
+    """(words matched, the expressions of that tier), most words first."""
+    n = len(groups)
+    yield n, [" AND ".join(groups)]
+    if n > _MAX_TIERED_WORDS:
+        yield 1, [" OR ".join(groups)]
+        return
+    for m in range(n - 1, 0, -1):
+        yield m, [" AND ".join(subset) for subset in combinations(groups, m)]
 
 
 def _ranked_by_coverage(
@@ -77,31 +120,24 @@ def _ranked_by_coverage(
     limit: int,
     offset: int,
 ) -> list[SearchResult]:
-    """A multi-word query: candidates that match all words and any word (best BM25 of
-    each, a bounded pool), ranked by how many of the words they match, then BM25."""
-    pool = min(max(4 * (limit + offset), _POOL_MIN), _POOL_MAX)
-    sql = f"{_MATCHING} AND {' AND '.join(conditions)} ORDER BY score DESC LIMIT ?"
-    rows: dict[int, dict[str, Any]] = {}
-    try:
-        for expression in (parsed.match, " OR ".join(parsed.groups)):
-            for row in catalog.query(sql, [expression, *params, pool]):
-                rows.setdefault(row["id"], row)
-        coverage = dict.fromkeys(rows, 0)
-        ids = id_set(rows)
-        for group in parsed.groups:
-            matched = catalog.conn.execute(
-                f"SELECT rowid FROM files_fts WHERE files_fts MATCH ? AND rowid IN ({ID_SET})",
-                (group, ids),
-            )
-            for (file_id,) in matched:
-                coverage[file_id] += 1
-    except sqlite3.OperationalError as exc:
-        raise QueryError(f"cannot search for that: {exc}") from exc
-    ranked = sorted(
-        rows.values(),
-        key=lambda r: (-coverage[r["id"]], -r["score"], r["name"].lower(), r["id"]),
-    )
-    return [_result(r) for r in ranked[offset : offset + limit]]
+    """Files matching all of the query's words, then most of them, tier by tier, each
+    tier by BM25; lower tiers are read only while the page is not full."""
+    need = limit + offset
+    best: dict[int, tuple[int, float, str]] = {}  # file id -> (words matched, score, name)
+    for matched, expressions in _tiers(parsed.groups):
+        for expression in expressions:
+            for file_id, score, name in _top_matches(catalog, expression, conditions, params, need):
+                known = best.get(file_id)
+                if known is None or (known[0] == matched and score > known[1]):
+                    best[file_id] = (matched, score, name)
+        if len(best) >= need:
+            break
+    ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[1][2].lower(), kv[0]))
+    page = ranked[offset : offset + limit]
+    rows = results_for_ids(catalog, [file_id for file_id, _ in page])
+    for result in rows:
+        result.score = best[result.id][1]
+    return rows
 
 
 def results_for_ids(catalog: Catalog, file_ids: list[int]) -> list[SearchResult]:
@@ -128,24 +164,20 @@ def keyword_search(
     parsed = parse_query(query) if isinstance(query, str) else query
     where, params = parsed.where()
     conditions = ["f.status = 'ok'", where]
-    args: list[Any] = []
     for term in parsed.exclude:
         conditions.append("f.id NOT IN (SELECT rowid FROM files_fts WHERE files_fts MATCH ?)")
         params.append(term)
-    if parsed.match and len(parsed.groups) > 1:
-        return _ranked_by_coverage(catalog, parsed, conditions, params, limit, offset)
     if parsed.match:
-        sql = (
-            f"{_MATCHING} AND {' AND '.join(conditions)} "
-            "ORDER BY score DESC, f.name COLLATE NOCASE LIMIT ? OFFSET ?"
-        )
-        args = [parsed.match, *params, limit, offset]
-    else:
-        sql = (
-            f"SELECT {_COLUMNS}, 0.0 AS score FROM files f WHERE {' AND '.join(conditions)} "
-            "ORDER BY f.name COLLATE NOCASE, f.path LIMIT ? OFFSET ?"
-        )
-        args = [*params, limit, offset]
+        return _ranked_by_coverage(catalog, parsed, conditions, params, limit, offset)
+    # Filters only: files by name, read in the order of files_name_order so a page stops
+    # after its rows ("+" keeps SQLite from reading by status instead, which every
+    # file shares, and sorting all of them).
+    conditions[0] = "+" + conditions[0]
+    sql = (
+        f"SELECT {_COLUMNS}, 0.0 AS score FROM files f WHERE {' AND '.join(conditions)} "
+        "ORDER BY f.name COLLATE NOCASE, f.path LIMIT ? OFFSET ?"
+    )
+    args: list[Any] = [*params, limit, offset]
     try:
         rows = catalog.query(sql, args)
     except sqlite3.OperationalError as exc:

@@ -34,7 +34,7 @@ from engine.models.cpu_lanes import numpy_blas
 from engine.models.embedding import EmbeddingSpace
 from engine.models.spaces import STANDARDIZED
 from engine.search.keyword import SearchResult
-from engine.search.vector_index import SavedIndex, build_index, search
+from engine.search.vector_index import IVF_KIND, IVF_THRESHOLD, SavedIndex, build_index, search
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,7 @@ class SimilarIndex:
             "generation": generation, "identity": space["identity"], "count": int(count),
             "dim": int(space["dim"]), "standardized": standardized,
             "whitened": [WHITEN_SHRINK, WHITEN_POWER] if whitened else None,
+            "index": IVF_KIND if count >= IVF_THRESHOLD else "flat",
         }  # fmt: skip
         saved = SavedIndex(self.index_dir / f"{space_name}.files.faiss")
         stats_path = self.index_dir / f"{space_name}.files.stats.npz"

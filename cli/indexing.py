@@ -22,6 +22,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--no-scan", action="store_true", help="register without scanning")
     p.add_argument("--no-embed", action="store_true", help="scan only; embed later")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    cluster_flags(p)
     p.set_defaults(func=cmd_add)
 
     p = sub.add_parser("scan", parents=[common], help="rescan all library folders (incremental)")
@@ -35,6 +36,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="forget files whose folders are gone (kept as offline otherwise)",
     )  # fmt: skip
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    cluster_flags(p)
     p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("adapt", parents=[common], help="learn text search from the names")
@@ -43,6 +45,20 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="training seed (default 0)")
     ablation_flags(p)
     p.set_defaults(func=cmd_adapt)
+
+
+def cluster_flags(p: argparse.ArgumentParser) -> None:
+    """Decoding and embedding on a Ray cluster (add and scan)."""
+    p.add_argument(
+        "--cluster", metavar="ray[:ADDRESS]",
+        help="decode and embed on a Ray cluster (ray: a local one, or the one RAY_ADDRESS "
+        "names; ray:ADDRESS: that one); this machine still writes the library",
+    )  # fmt: skip
+    p.add_argument(
+        "--path-map", action="append", default=[], metavar="LOCAL=WORKER",
+        help="where the cluster's workers find a folder (repeatable), e.g. "
+        "/Volumes/SFX=/mnt/sfx; checked on every node before indexing starts",
+    )  # fmt: skip
 
 
 def ablation_flags(p: argparse.ArgumentParser) -> None:
@@ -100,6 +116,7 @@ def _index(library: Any, args: argparse.Namespace, roots: list[str] | None = Non
             roots=roots, embed=not args.no_embed, device=device(args), progress=progress,
             cancel=cancel, retry_errors=getattr(args, "retry_errors", False),
             forget_missing=getattr(args, "forget_missing", False),
+            cluster=args.cluster, path_map=tuple(args.path_map),
         )  # fmt: skip
     _print_scan(report.scan)
     if report.no_model:

@@ -46,6 +46,11 @@ class NotIndexed(LibraryError):
     """The request needs embedded sounds (or a vector space) that the library lacks yet."""
 
 
+class ClusterUnusable(LibraryError):
+    """The cluster asked to index cannot do it (its nodes cannot read the library, run
+    another model, or keep failing)."""
+
+
 class FileUnreadable(LibraryError):
     """An audio file given to a request (find similar, info) cannot be read."""
 

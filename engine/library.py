@@ -193,14 +193,28 @@ class Library:
         progress: Callable[[EmbedProgress], None] | None = None,
         cancel: threading.Event | None = None,
         pause: threading.Event | None = None,
+        cluster: str | None = None,
+        path_map: tuple[str, ...] = (),
     ) -> EmbedReport | None:
-        """Embed pending files into the available spaces; None when no space is available."""
+        """Embed pending files into the available spaces; None when no space is available.
+
+        ``cluster`` ("ray" or "ray:ADDRESS") decodes and embeds on a Ray cluster whose
+        workers read the files where ``path_map`` ("LOCAL=WORKER" prefixes) says; this
+        process still writes the catalog (engine/embed/cluster.py)."""
         from engine.embed.pipeline import Embedder
         from engine.models.spaces import available_spaces
 
         spaces = available_spaces(space_names or SPACE_NAMES, device)
         if not spaces:
             return None
+        if cluster is not None:
+            from engine.embed.cluster import ClusterEmbedder, PathMap, parse_cluster
+
+            return ClusterEmbedder(
+                self.catalog, spaces, address=parse_cluster(cluster),
+                path_map=PathMap.parse(path_map), device=device, progress=progress,
+                cancel=cancel,
+            ).run()  # fmt: skip
         return Embedder(self.catalog, spaces, progress=progress, cancel=cancel, pause=pause).run()
 
     def index(
@@ -216,6 +230,8 @@ class Library:
         pause: threading.Event | None = None,
         retry_errors: bool = False,
         forget_missing: bool = False,
+        cluster: str | None = None,
+        path_map: tuple[str, ...] = (),
     ) -> IndexReport:
         """Scan -> embed -> learn text search when stale: the one indexing sequence.
 
@@ -225,10 +241,15 @@ class Library:
         text search over sound when the library changed and the default find-similar
         space was embedded. Each stage resumes where a cancelled or killed run stopped.
         ``retry_errors``: files that could not be read or embedded are tried again (else
-        only files that changed are). ``forget_missing``: see scan.
+        only files that changed are). ``forget_missing``: see scan. ``cluster`` and
+        ``path_map``: see embed (the path map is checked before the scan starts).
         The CLI and the app's indexing process both call this; call on the owning thread.
         """
         cancel = cancel or threading.Event()
+        if cluster is not None:
+            from engine.embed.cluster import PathMap, parse_cluster
+
+            parse_cluster(cluster), PathMap.parse(path_map)  # a typo fails before the scan
         if add:
             roots = self.add_folders(add)
 
@@ -247,8 +268,9 @@ class Library:
         if not embed or report.cancelled:
             return report
         report.embed = self.embed(
-            spaces, device=device, progress=staged("embedding"), cancel=cancel, pause=pause
-        )
+            spaces, device=device, progress=staged("embedding"), cancel=cancel, pause=pause,
+            cluster=cluster, path_map=path_map,
+        )  # fmt: skip
         if report.embed is None:
             report.no_model = True
             return report

@@ -232,7 +232,8 @@ class AdaptedTextSpace:
                 cache.clear()
             for i, row in zip(todo, fresh, strict=True):
                 rows[i] = cache[int(ids[i])] = row
-        return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+        filled = [row for row in rows if row is not None]  # every row, now
+        return np.stack(filled) if filled else np.zeros((0, 0), dtype=np.float32)
 
     def _reference_stats(self, text: str, query: _QueryParts) -> list[tuple[float, float]]:
         """(mean, std) on the reference sample of each part, of their weighted sum, and

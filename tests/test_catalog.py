@@ -227,7 +227,7 @@ def test_peaks_by_looping_over_short_axes_equal_numpys_axis_reductions(
     assert run() == fast
 
 
-def test_embedded_count_follows_writes_from_any_connection(tmp_path, library):
+def test_embedded_counts_and_ids_follow_writes_from_any_connection(tmp_path, library):
     """The count is kept per generation of the space: another connection's insert or a
     cascading delete changes the generation, so the count is never stale."""
     from engine.catalog.vectors import VectorStore
@@ -244,10 +244,13 @@ def test_embedded_count_follows_writes_from_any_connection(tmp_path, library):
     try:
         VectorStore(other).store(space, ids[0], np.ones(4, dtype=np.float32))
         assert store.embedded_count(space) == 1
+        assert store.embedded_ids(space).tolist() == [ids[0]]
         VectorStore(other).store(space, ids[1], np.ones(4, dtype=np.float32))
         VectorStore(other).store(space, ids[1], np.ones(4, dtype=np.float32))  # replaced
         assert store.embedded_count(space) == 2
+        assert store.embedded_ids(space).tolist() == ids
         other.delete_files([ids[0]])  # its vectors go by cascade
         assert store.embedded_count(space) == 1
+        assert store.embedded_ids(space).tolist() == [ids[1]]
     finally:
         other.close()

@@ -357,7 +357,7 @@ def test_resample_equals_torchaudio(rate, target):
     assert resample(audio, rate, rate) is audio
 
 
-def test_ivf_recall_against_flat():
+def test_ivf_recall_against_flat(tmp_path):
     rng = np.random.default_rng(0)
     centers = rng.standard_normal((50, 32))
     data = normalise(centers[rng.integers(0, 50, 20000)] + 0.5 * rng.standard_normal((20000, 32)))
@@ -375,6 +375,13 @@ def test_ivf_recall_against_flat():
         approx = set(search(ivf, q, 10)[0])
         recalls.append(len(exact & approx) / 10)
     assert np.mean(recalls) >= 0.95
+    # Search parameters are applied again to an index read back (they are not saved).
+    from engine.search.vector_index import MIN_NPROBE, SavedIndex
+
+    saved = SavedIndex(tmp_path / "x.faiss")
+    saved.save(ivf, {"n": 1})
+    faiss.downcast_index(ivf.index).nprobe = 1
+    assert faiss.downcast_index(saved.load({"n": 1}).index).nprobe == MIN_NPROBE
 
 
 def test_metrics_against_hand_computed_values():

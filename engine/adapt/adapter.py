@@ -178,7 +178,9 @@ class Adapter:
             raise AdapterInvalid(f"{path}: not a Sonarium adapter ({exc})") from exc
 
     def vocabulary(self) -> set[str]:
-        return {w for caption in self.captions for w in useful_words(caption)}
+        # Over distinct captions: a large library repeats most of them (a 120,000-pair
+        # adapter took 1.6 s to open a text space with every caption split again).
+        return {w for caption in set(self.captions) for w in useful_words(caption)}
 
 
 def npz_members(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype, int, int]]:

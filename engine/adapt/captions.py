@@ -11,6 +11,7 @@ any thread.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -59,15 +60,22 @@ def useful_words(text: str) -> list[str]:
     >>> useful_words("BL_03 Door-WoodCreak_slow take2 pcv637.wav")
     ['door', 'wood', 'creak', 'slow']
     """
+    # Word by whitespace-separated token, remembered: split_words splits on whitespace
+    # first, and a large library's captions repeat their tokens (a million files').
+    return [w for token in text.split() for w in _useful_token(token)]
+
+
+@functools.lru_cache(maxsize=65_536)
+def _useful_token(token: str) -> tuple[str, ...]:
     out = []
-    for raw in split_words(text):
+    for raw in split_words(token):
         w = raw.lower()
         if (
             len(w) >= 3 and w.isalpha() and w not in STOPWORDS
             and any(v in w for v in "aeiouy") and not _HEX.match(w)
         ):  # fmt: skip
             out.append(w)
-    return out
+    return tuple(out)
 
 
 def _stem(name: str) -> str:

@@ -106,15 +106,7 @@ class AdaptedTextSpace:
     def _sample(self, size: int) -> np.ndarray:
         """Raw vectors of a fixed, seeded sample of up to `size` of the library's files
         (same seed, same library -> same rows)."""
-        ids = np.array(
-            [
-                r[0]
-                for r in self.catalog.conn.execute(
-                    "SELECT file_id FROM file_vectors WHERE space_id = ? ORDER BY file_id",
-                    (self.space_id,),
-                )
-            ]  # fmt: skip
-        )
+        ids = self._store.embedded_ids(self.space_id)
         rng = np.random.default_rng(0)
         pick = np.sort(rng.choice(len(ids), size=min(len(ids), size), replace=False))
         return self._vectors(ids[pick])[1]

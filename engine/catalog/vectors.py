@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,8 +62,8 @@ def _file_exists(c: sqlite3.Connection, file_id: int) -> bool:
     return c.execute("SELECT 1 FROM files WHERE id = ?", (file_id,)).fetchone() is not None
 
 
-# Catalog -> space id -> (generation, files embedded): see VectorStore.embedded_count.
-_COUNTS: weakref.WeakKeyDictionary[Catalog, dict[int, tuple[int, int]]] = (
+# Catalog -> (what, space id) -> (generation, value): VectorStore._per_generation.
+_BY_GENERATION: weakref.WeakKeyDictionary[Catalog, dict[tuple[str, int], tuple[int, Any]]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -126,22 +127,43 @@ class VectorStore:
         return self.catalog.query(sql, params)
 
     def embedded_count(self, space_id: int) -> int:
-        """How many files have vectors in the space. Counted once per generation of the
-        space (a count reads the whole index: tens of ms at a million files, and every
-        text query asks); the generation is read first, so a count that races a writer
-        is kept under the older generation and counted again next time."""
+        """How many files have vectors in the space (see _per_generation: counted once
+        per generation; a count reads the whole index, tens of ms at a million files,
+        and every text query asks)."""
+
+        def count() -> int:
+            sql = "SELECT COUNT(*) FROM file_vectors WHERE space_id = ?"
+            return int(self.catalog.conn.execute(sql, (space_id,)).fetchone()[0])
+
+        return self._per_generation("count", space_id, count)
+
+    def embedded_ids(self, space_id: int) -> np.ndarray:
+        """The ids of the files with vectors in the space, ascending (read-only array;
+        read once per generation, see _per_generation)."""
+
+        def ids() -> np.ndarray:
+            rows = self.catalog.conn.execute(
+                "SELECT file_id FROM file_vectors WHERE space_id = ? ORDER BY file_id",
+                (space_id,),
+            )
+            found = np.fromiter((r[0] for r in rows), dtype=np.int64)
+            found.flags.writeable = False
+            return found
+
+        return self._per_generation("ids", space_id, ids)
+
+    def _per_generation(self, what: str, space_id: int, read: Callable[[], Any]) -> Any:
+        """`read()`, remembered for this catalog until the space's generation changes.
+        The generation is read first, so a value that races a writer is kept under the
+        older generation and read again next time, never served stale."""
         generation = self.generation(space_id)
-        known = _COUNTS.setdefault(self.catalog, {})
-        cached = known.get(space_id)
+        known = _BY_GENERATION.setdefault(self.catalog, {})
+        cached = known.get((what, space_id))
         if cached is not None and cached[0] == generation:
             return cached[1]
-        count = int(
-            self.catalog.conn.execute(
-                "SELECT COUNT(*) FROM file_vectors WHERE space_id = ?", (space_id,)
-            ).fetchone()[0]
-        )
-        known[space_id] = (generation, count)
-        return count
+        value = read()
+        known[(what, space_id)] = (generation, value)
+        return value
 
     def counts(self, space_id: int) -> dict[str, int]:
         c = self.catalog.conn

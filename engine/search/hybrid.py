@@ -76,7 +76,10 @@ def content_hits(
     """(file id, score) best first, filtered, at least `needed` long when possible."""
     vector = space.embed_text([text])[0]
     total = VectorStore(catalog).embedded_count(index.space_id(space.name))
-    k = max(CONTENT_CANDIDATES, needed * 4)
+    # Candidates for a page: the index's nearest CONTENT_CANDIDATES (what eval measures)
+    # or the page, doubled below while filters leave too few (each costs a read and a
+    # score: at a million files this is most of a text query's time).
+    k = max(CONTENT_CANDIDATES, needed)
     standardized = getattr(space, "query_is_standardized", False)
     # A space with its own ranking (engine.adapt.adapter) scores candidates itself.
     rank = getattr(space, "rank", None)

@@ -56,19 +56,16 @@ class SearchResult:
 _WEIGHTS = ", ".join(str(w) for w in BM25_WEIGHTS)
 # The best-scored files matching an FTS5 expression: BM25 is computed for at most
 # MAX_SCORED matches (the first in catalog order), so a word or prefix that half a
-# million files match ("s" while typing) costs what 50,000 do. Joining `files` only for
+# million files match ("s" while typing) costs what 20,000 do. Joining `files` only for
 # the pool keeps a common word from reading every matching row (measured 3x faster at
 # 100,000 files: docs/measurements.md).
-MAX_SCORED = 50_000
+MAX_SCORED = 20_000
 _TOP = (
     "SELECT rowid, score FROM (SELECT rowid, -bm25(files_fts, "
     + _WEIGHTS
     + ") AS score FROM files_fts WHERE files_fts MATCH ? LIMIT ?) "
     "ORDER BY score DESC, rowid LIMIT ?"
 )
-# Candidates asked of each expression at first; widened fourfold while filters leave fewer
-# than a page.
-_POOL_MIN = 400
 # A query of more words than this ranks the files missing some of them as one tier of
 # "any word" (one expression) instead of tier by tier (subsets of words).
 _MAX_TIERED_WORDS = 4
@@ -84,7 +81,7 @@ def _top_matches(
 ) -> list[tuple[int, float, str]]:
     """(file id, score, name) of the best-scored files matching `expression` that pass
     `conditions`, best first: at least `need` when that many exist among the scored."""
-    pool = max(need, _POOL_MIN)
+    pool = need  # widened fourfold while filters leave fewer than that
     passing = " AND ".join(conditions)
     sql = f"SELECT f.id, f.name FROM files f WHERE f.id IN ({ID_SET}) AND {passing}"
     while True:

@@ -30,7 +30,7 @@ IVF_THRESHOLD = 100_000
 # at least MIN_NPROBE (docs/measurements.md, index choice).
 IVF_KIND = "ivf-sq8"
 MIN_NPROBE = 32
-NPROBE_SHARE = 1 / 64
+NPROBE_SHARE = 1 / 128
 # FAISS scans a flat index once per query below this many queries in a batch, and once
 # per batch (BLAS) above it. A few queries together (a text query's centroid and
 # neighbours) are memory-bound: one scan is much cheaper than several.
@@ -50,12 +50,20 @@ def build_index(ids: np.ndarray, vectors: np.ndarray, ivf_threshold: int = IVF_T
         rng = np.random.default_rng(0)
         sample = vectors[rng.choice(n, size=min(n, nlist * 64), replace=False)]
         base.train(sample)
-        base.nprobe = min(nlist, max(MIN_NPROBE, int(nlist * NPROBE_SHARE)))
     else:
         base = faiss.IndexFlatIP(dim)
     index = faiss.IndexIDMap2(base)
     if n:
         index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+    return tuned(index)
+
+
+def tuned(index):
+    """`index` with today's search parameters (an IVF's lists probed per query), also for
+    an index read from disk: they are not part of what the index holds."""
+    base = faiss.downcast_index(index.index) if hasattr(index, "index") else index
+    if isinstance(base, faiss.IndexIVF):
+        base.nprobe = min(base.nlist, max(MIN_NPROBE, int(base.nlist * NPROBE_SHARE)))
     return index
 
 
@@ -93,7 +101,7 @@ class SavedIndex:
                 if self.path.stat().st_size > limit:
                     log.warning("index %s is larger than it can be: rebuilt", self.path)
                     return None
-            index = faiss.read_index(str(self.path))
+            index = tuned(faiss.read_index(str(self.path)))
             if (count is not None and index.ntotal != count) or (
                 dim is not None and index.d != dim
             ):

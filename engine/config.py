@@ -91,6 +91,16 @@ SETTINGS: dict[str, Setting] = {
             cli_flag="--jobs", metavar="N",
         ),
         Setting(
+            "cluster", "SONARIUM_CLUSTER", "",
+            "decode and embed on a Ray cluster: ray (a local one, or the one RAY_ADDRESS "
+            "names) or ray:ADDRESS; empty: on this machine",
+        ),
+        Setting(
+            "path_map", "SONARIUM_PATH_MAP", "",
+            "where the cluster's workers find the library's folders: LOCAL=WORKER, several "
+            "separated by ;",
+        ),
+        Setting(
             "audio_device", None, "",
             "audio output device for audition (empty: the system default)",
         ),
@@ -133,3 +143,9 @@ def scan_jobs() -> int:
     if raw.isdigit() and 1 <= int(raw) <= MAX_JOBS:
         return int(raw)
     return max(1, min(MAX_AUTO_JOBS, os.cpu_count() or 1))
+
+
+def cluster_setting() -> tuple[str | None, tuple[str, ...]]:
+    """(cluster, path map entries) of the `cluster` and `path_map` settings."""
+    entries = tuple(e.strip() for e in value("path_map").split(";") if e.strip())
+    return value("cluster") or None, entries

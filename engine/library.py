@@ -246,6 +246,10 @@ class Library:
         The CLI and the app's indexing process both call this; call on the owning thread.
         """
         cancel = cancel or threading.Event()
+        if cluster is None:
+            from engine.config import cluster_setting
+
+            cluster, path_map = cluster_setting()  # the app's Settings, SONARIUM_CLUSTER
         if cluster is not None:
             from engine.embed.cluster import PathMap, parse_cluster
 

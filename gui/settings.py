@@ -28,7 +28,10 @@ STATE_DEFAULTS = {"history": ""}
 # Keys earlier versions stored under another name.
 _LEGACY_KEYS = {"clap_model": "model"}
 # Settings the app passes on to the engine when the user picked a value.
-ENGINE_SETTINGS = ("library", "device", "precision", "clap_model", "similar_space", "jobs")
+ENGINE_SETTINGS = (
+    "library", "device", "precision", "clap_model", "similar_space", "jobs", "cluster",
+    "path_map",
+)  # fmt: skip
 
 
 def open_settings(path: str | None = None) -> QSettings:
@@ -123,6 +126,12 @@ class SettingsDialog(QDialog):
         jobs = picked(settings, "jobs")
         self.jobs.setValue(int(jobs) if jobs.isdigit() else 0)
         self.jobs.setToolTip(config.SETTINGS["jobs"].help)
+        self.cluster = QLineEdit(stored(settings, "cluster"))
+        self.cluster.setPlaceholderText("this machine (or ray, ray:ADDRESS)")
+        self.cluster.setToolTip(config.SETTINGS["cluster"].help)
+        self.path_map = QLineEdit(stored(settings, "path_map"))
+        self.path_map.setPlaceholderText("/Volumes/SFX=/mnt/sfx; ...")
+        self.path_map.setToolTip(config.SETTINGS["path_map"].help)
         form = QFormLayout(self)
         form.addRow("Text-search model", self.model)
         form.addRow("Compute device", self.device)
@@ -131,8 +140,13 @@ class SettingsDialog(QDialog):
         form.addRow("Library folder", self.library)
         form.addRow("Find-similar model", self.space)
         form.addRow("Files read at once (scan)", self.jobs)
+        form.addRow("Index on a Ray cluster", self.cluster)
+        form.addRow("Folders on the cluster", self.path_map)
         form.addRow(
-            QLabel("Library folder, model, device, precision and scan jobs apply after a restart.")
+            QLabel(
+                "Library folder, model, device, precision, scan jobs and the cluster apply "
+                "after a restart."
+            )
         )
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
@@ -151,5 +165,7 @@ class SettingsDialog(QDialog):
         self.settings.setValue("library", self.library.text().strip())
         self.settings.setValue("similar_space", self.space.currentText())
         self.settings.setValue("jobs", str(self.jobs.value()) if self.jobs.value() else "auto")
+        self.settings.setValue("cluster", self.cluster.text().strip())
+        self.settings.setValue("path_map", self.path_map.text().strip())
         self.settings.sync()
         super().accept()

@@ -292,6 +292,12 @@ class ClusterEmbedder:
     def _rounds(self, ray: Any, todo: dict[int, tuple[str, list[str]]]) -> Iterator[dict]:
         """Batches of results, streamed, for every file of `todo`, ROUND_FILES at a time."""
         ids = sorted(todo)
+        context = ray.data.DataContext.get_current()
+        # Progress is reported like a local run's (EmbedProgress), not by Ray's own bars.
+        context.enable_progress_bars = False
+        context.enable_operator_progress_bars = False
+        for name in ("ray.data", "ray"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         cpus = ray.cluster_resources().get("CPU", 1.0)
         workers = self.workers or max(1, int(cpus // max(self.cpus_per_worker, 0.01)))
         for first in range(0, len(ids), ROUND_FILES):
@@ -307,7 +313,9 @@ class ClusterEmbedder:
                 fn_constructor_kwargs={"space_names": [s.name for s in self.spaces],
                                        "device": self.device},
                 batch_size=BATCH_FILES, batch_format="numpy",
-                concurrency=min(workers, max(1, len(part) // BATCH_FILES)),
+                compute=ray.data.ActorPoolStrategy(
+                    size=min(workers, max(1, len(part) // BATCH_FILES))
+                ),
                 # Ray Data restarts a lost actor and retries its batches by default.
                 num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker or None,
             )  # fmt: skip

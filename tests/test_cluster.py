@@ -72,6 +72,13 @@ def vectors_of(lib, space_name):
     return by_name
 
 
+def assert_each_file_stored_once(lib):
+    rows = lib.catalog.conn.execute(
+        "SELECT COUNT(*), COUNT(DISTINCT file_id) FROM file_vectors"
+    ).fetchone()
+    assert rows == (FILES, FILES)
+
+
 def test_cluster_spec_and_path_map_parse():
     assert parse_cluster("ray") is None
     assert parse_cluster("ray:10.0.0.5:6379") == "10.0.0.5:6379"
@@ -152,10 +159,7 @@ def test_a_cancelled_driver_resumes_without_storing_twice(tmp_path, cluster):
         assert first.cancelled and 0 < first.files < FILES
         second = lib.embed(("mfcc",), device="cpu", cluster=f"ray:{head.address}")
         assert first.files + second.files == FILES
-        rows = lib.catalog.conn.execute(
-            "SELECT COUNT(*), COUNT(DISTINCT file_id) FROM file_vectors"
-        ).fetchone()
-        assert rows == (FILES, FILES)
+        assert_each_file_stored_once(lib)
     finally:
         lib.close()
 
@@ -220,10 +224,7 @@ def test_losing_the_worker_node_mid_run_loses_no_file(tmp_path, cluster):
                            progress=kill_worker)  # fmt: skip
         assert lost and lost[0] < FILES
         assert report.files == FILES and report.failed == 0
-        rows = lib.catalog.conn.execute(
-            "SELECT COUNT(*), COUNT(DISTINCT file_id) FROM file_vectors"
-        ).fetchone()
-        assert rows == (FILES, FILES)
+        assert_each_file_stored_once(lib)
     finally:
         lib.close()
 

@@ -238,10 +238,10 @@ class ClusterEmbedder:
 
         started = time.monotonic()
         report = EmbedReport()
+        identities = {s.name: s.identity() for s in self.spaces}  # aisfx's hashes its file
         space_ids = {
-            s.name: self.store.ensure_space(s.name, s.identity(), s.dim) for s in self.spaces
+            s.name: self.store.ensure_space(s.name, identities[s.name], s.dim) for s in self.spaces
         }
-        identities = {s.name: s.identity() for s in self.spaces}
         todo = self._pending(space_ids)
         total = len(todo)
         if not todo:

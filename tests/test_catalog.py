@@ -254,3 +254,36 @@ def test_embedded_counts_and_ids_follow_writes_from_any_connection(tmp_path, lib
         assert store.embedded_ids(space).tolist() == [ids[1]]
     finally:
         other.close()
+
+
+def test_word_prefix_upgrade_keeps_every_file_findable(tmp_path, library, monkeypatch):
+    """A catalog made before m005 (prefix index of 2-3 characters only) is upgraded to
+    the longer prefixes, and every search finds what it found before."""
+    import engine.catalog.migrations as migrations
+    from engine.library import Library
+
+    root = tmp_path / "s"
+    for name in ("metal door slam.wav", "doorbell ring.wav", "heavy footsteps gravel.wav",
+                 "Heavy Rain Roof.wav", "slammed car door.wav"):  # fmt: skip
+        write(root / name)
+    before = [(n, f) for n, f in migrations.MIGRATIONS if n < "m005"]
+    monkeypatch.setattr(migrations, "MIGRATIONS", before)
+    library.add_folders([root])
+    library.scan(workers=1)
+    queries = ["door", "doo", "slam door", "heav", "heavy rain", "ring", "gravel foot"]
+    found = {q: [r.name for r in library.search(q, mode="keyword")] for q in queries}
+    library.close()
+    monkeypatch.undo()
+
+    with Library(library.dir) as upgraded:
+        sql = upgraded.catalog.conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'files_fts'"
+        ).fetchone()[0]
+        assert "'2 3 4 5 6 7 8'" in sql
+        assert {q: [r.name for r in upgraded.search(q, mode="keyword")] for q in queries} == found
+        assert found["doo"] and found["heav"]  # prefixes found something to compare
+        # The index still follows the catalog after the upgrade: a new file is found.
+        write(root / "door creak.wav")
+        upgraded.scan(workers=1)
+        assert "door creak.wav" in [r.name for r in upgraded.search("creak", mode="keyword")]
+        assert upgraded.catalog.integrity_ok()

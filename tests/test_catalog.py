@@ -287,3 +287,33 @@ def test_word_prefix_upgrade_keeps_every_file_findable(tmp_path, library, monkey
         upgraded.scan(workers=1)
         assert "door creak.wav" in [r.name for r in upgraded.search("creak", mode="keyword")]
         assert upgraded.catalog.integrity_ok()
+
+
+def test_readers_see_what_is_committed_and_are_lent_again(tmp_path):
+    """Catalog.readers: read-only connections for helper threads, kept for the next call;
+    none inside an open transaction, whose writes only the owning connection sees."""
+    import threading
+
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    catalog.conn.execute("CREATE TABLE t (x)")
+    catalog.conn.execute("INSERT INTO t VALUES (1)")
+    with catalog.readers(2) as readers:
+        assert len(readers) == 2
+        seen: list[int] = []
+        thread = threading.Thread(
+            target=lambda: seen.extend(r.execute("SELECT COUNT(*) FROM t").fetchone()[0]
+                                       for r in readers)
+        )  # fmt: skip
+        thread.start()
+        thread.join()
+        assert seen == [1, 1]
+        with pytest.raises(sqlite3.OperationalError):
+            readers[0].execute("INSERT INTO t VALUES (2)")  # read-only
+        first = set(map(id, readers))
+    with catalog.readers(2) as again:
+        assert set(map(id, again)) == first
+    with catalog.transaction() as conn:
+        conn.execute("INSERT INTO t VALUES (2)")
+        with catalog.readers(2) as inside:
+            assert inside == []
+    catalog.close()

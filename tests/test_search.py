@@ -187,23 +187,63 @@ def test_a_filter_only_page_is_read_in_name_order_not_sorted_whole(library, soun
     assert "files_name_order" in plan and "TEMP B-TREE" not in plan
 
 
-def test_ranking_reads_lower_tiers_only_while_the_page_is_not_full(library, sounds):
+def test_ranking_reads_lower_tiers_only_while_the_page_is_not_full(library, sounds, monkeypatch):
     """Files matching fewer words are looked up only when those matching more do not fill
-    the page, and fill it in order of words matched."""
-    statements: list[str] = []
-    library.catalog.conn.set_trace_callback(statements.append)
-    try:
-        full = library.search("wood door creak", limit=1, mode="keyword")
-        one_tier = sum("MATCH" in s for s in statements)
-        statements.clear()
-        more = library.search("wood door creak", limit=10, mode="keyword")
-        tiers = sum("MATCH" in s for s in statements)
-    finally:
-        library.catalog.conn.set_trace_callback(None)
+    the page, and fill it in order of words matched. A query of three words reads its
+    pairs beside the full match (on the catalog's readers); single words only after."""
+    from engine.search import keyword
+
+    expressions: list[str] = []
+    top_matches = keyword._top_matches
+
+    def recorded(conn, expression, *args):
+        expressions.append(expression)  # list.append is atomic: helpers may call this
+        return top_matches(conn, expression, *args)
+
+    monkeypatch.setattr(keyword, "_top_matches", recorded)
+    full = library.search("wood door creak", limit=1, mode="keyword")
+    first = sorted(expressions)
+    expressions.clear()
+    more = library.search("wood door creak", limit=10, mode="keyword")
+    words = ['"wood"*', '"door"*', '"creak"*']
+    assert sorted(e.count("AND") for e in first) == [1, 1, 1, 2]  # all words; 3 pairs
+    assert sorted(expressions) == sorted(first + words)  # then the 3 single words
     assert names(full) == ["wood_door_creak.flac"]
-    assert one_tier == 1 and tiers == 7  # all words; 3 pairs; 3 single words
     # Two files match all three words (DOORWood_Creaky...: door, wood, creak*), by BM25;
     # then the one that matches only "door".
     assert names(more) == [
         "wood_door_creak.flac", "DOORWood_Creaky Door Open_JD_Foley.wav", "metal_door_slam.wav"
     ]  # fmt: skip
+
+
+def test_a_tier_read_beside_on_helper_threads_ranks_as_read_alone(library, sounds, monkeypatch):
+    """The subsets of a query's words, read at once on the catalog's readers, give the
+    same page as read one after another on the owning connection; a word typed twice
+    counts once."""
+    from engine.search import keyword
+
+    queries = ["wood door creak", "metal door hit", "door slam creak wood", "door door creak"]
+    monkeypatch.setattr(keyword, "_HELPERS", 2)  # whatever this machine's cores
+    beside = {q: [(r.id, r.score) for r in library.search(q, mode="keyword")] for q in queries}
+    monkeypatch.setattr(keyword, "_HELPERS", 0)
+    alone = {q: [(r.id, r.score) for r in library.search(q, mode="keyword")] for q in queries}
+    assert beside == alone and all(beside.values())
+    assert beside["door door creak"] == [
+        (r.id, r.score) for r in library.search("door creak", mode="keyword")
+    ]
+
+
+def test_a_helpers_malformed_expression_reaches_the_caller(library, sounds, monkeypatch):
+    from engine.search import keyword
+
+    top_matches = keyword._top_matches
+
+    def refusing(conn, expression, *args):
+        if conn is not library.catalog.conn:  # only what a helper thread reads
+            raise QueryError("cannot search for that: test")
+        return top_matches(conn, expression, *args)
+
+    monkeypatch.setattr(keyword, "_top_matches", refusing)
+    monkeypatch.setattr(keyword, "_HELPERS", 1)
+    with pytest.raises(QueryError):
+        library.search("wood door creak", mode="keyword")

@@ -9,9 +9,11 @@ transaction in flight. WAL mode lets readers (search) run while the writer works
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
@@ -72,13 +74,17 @@ FILE_COLUMNS = (
 
 
 class Catalog:
-    """A connection to one library's catalog. Use from the thread that created it."""
+    """A connection to one library's catalog. Use from the thread that created it (its
+    `readers` are the one exception: lent to helper threads for the length of a call)."""
 
     def __init__(self, path: Path | str, *, timeout: float = 30.0) -> None:
         self.path = Path(path)
         # A library on a read-only disk or share (an archive drive, a write-protected
         # NAS export) opens for reading: search and audition work, writes say why not.
         self.read_only = _read_only(self.path)
+        self._timeout = timeout
+        self._readers: list[sqlite3.Connection] = []  # see readers()
+        self._readers_lock = threading.Lock()
         if not self.read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves (see transaction()).
@@ -106,23 +112,29 @@ class Catalog:
             conn.close()
             raise
 
-    def _connect(self, timeout: float) -> sqlite3.Connection:
-        if not self.read_only:
+    def _connect(self, timeout: float, *, reader: bool = False) -> sqlite3.Connection:
+        if not self.read_only and not reader:
             return sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
         if not self.path.exists():
             raise CatalogUnusable(f"there is no library at {self.path.parent} (read-only folder)")
         uri = "file:" + urllib.parse.quote(str(self.path)) + "?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
+        # A reader is lent to one helper thread at a time (see readers()).
+        conn = sqlite3.connect(
+            uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=not reader
+        )
         try:
             conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
             return conn
         except sqlite3.OperationalError:
+            conn.close()
+            if not self.read_only:
+                raise
             # WAL readers need the -shm file, which a read-only folder cannot hold: read
             # the database file as it is (nobody can be writing it there).
-            conn.close()
             return sqlite3.connect(
-                uri + "&immutable=1", uri=True, timeout=timeout, isolation_level=None
-            )
+                uri + "&immutable=1", uri=True, timeout=timeout, isolation_level=None,
+                check_same_thread=not reader,
+            )  # fmt: skip
 
     def _backup(self, migration: str) -> None:
         """A copy of the catalog as it is, before ``migration`` changes it (the newest
@@ -149,7 +161,32 @@ class Catalog:
         )
 
     def close(self) -> None:
+        with self._readers_lock:
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
         self.conn.close()
+
+    @contextmanager
+    def readers(self, count: int) -> Iterator[list[sqlite3.Connection]]:
+        """Up to `count` read-only connections to this catalog for helper threads, each
+        used by one thread at a time until the block ends (kept open for the next call).
+        Call on the owning thread. None inside an open transaction: its writes are not
+        visible to other connections, so the caller then reads through `conn` alone."""
+        if self.conn.in_transaction or count <= 0:
+            yield []
+            return
+        with self._readers_lock:
+            lent = [self._readers.pop() for _ in range(min(count, len(self._readers)))]
+        try:
+            with contextlib.suppress(sqlite3.Error, CatalogUnusable):
+                # Fewer readers (or none) only makes the caller do more of the work itself.
+                while len(lent) < count:
+                    lent.append(self._connect(self._timeout, reader=True))
+            yield lent
+        finally:
+            with self._readers_lock:
+                self._readers.extend(lent)
 
     def __enter__(self) -> Catalog:
         return self

@@ -5,7 +5,10 @@ Runs on whichever thread owns the Catalog it is given; it only reads.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
@@ -77,7 +80,11 @@ def _result(row: dict[str, Any]) -> SearchResult:
 
 
 def _top_matches(
-    catalog: Catalog, expression: str, conditions: list[str], params: list[Any], need: int
+    conn: sqlite3.Connection,
+    expression: str,
+    conditions: list[str],
+    params: list[Any],
+    need: int,
 ) -> list[tuple[int, float, str]]:
     """(file id, score, name) of the best-scored files matching `expression` that pass
     `conditions`, best first: at least `need` when that many exist among the scored."""
@@ -86,8 +93,8 @@ def _top_matches(
     sql = f"SELECT f.id, f.name FROM files f WHERE f.id IN ({ID_SET}) AND {passing}"
     while True:
         try:
-            hits = catalog.conn.execute(_TOP, (expression, MAX_SCORED, pool)).fetchall()
-            passed = catalog.conn.execute(sql, [id_set(h[0] for h in hits), *params])
+            hits = conn.execute(_TOP, (expression, MAX_SCORED, pool)).fetchall()
+            passed = conn.execute(sql, [id_set(h[0] for h in hits), *params])
             names = dict(passed.fetchall())
         except sqlite3.OperationalError as exc:
             # FTS5 rejects some inputs the parser lets through (e.g. stray operators).
@@ -98,15 +105,73 @@ def _top_matches(
         pool *= 4
 
 
+# Helper threads for a tier's expressions (several subsets of the words): each one's
+# FTS5 work runs in SQLite with the GIL released, so on two cores a three-word query's
+# pairs take about half the time (docs/measurements.md). Shared by every search.
+_HELPERS = max(0, min(3, (os.cpu_count() or 1) - 1))
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _helper_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(_HELPERS, thread_name_prefix="keyword")
+        return _pool
+
+
+def _all_top_matches(
+    catalog: Catalog,
+    expressions: list[str],
+    conditions: list[str],
+    params: list[Any],
+    need: int,
+) -> list[list[tuple[int, float, str]]]:
+    """`_top_matches` of each expression, in their order; several at once on the
+    catalog's readers when there are several and cores to spare. Owning thread only."""
+    if len(expressions) == 1 or _HELPERS == 0:
+        return [_top_matches(catalog.conn, e, conditions, params, need) for e in expressions]
+    with catalog.readers(min(_HELPERS, len(expressions) - 1)) as readers:
+        if not readers:
+            return [_top_matches(catalog.conn, e, conditions, params, need) for e in expressions]
+        found: list[list[tuple[int, float, str]] | None] = [None] * len(expressions)
+        queue = iter(range(len(expressions)))
+        lock = threading.Lock()
+
+        def work(conn: sqlite3.Connection) -> None:
+            # Each connection takes the next expression until none is left.
+            while True:
+                with lock:
+                    i = next(queue, None)
+                if i is None:
+                    return
+                found[i] = _top_matches(conn, expressions[i], conditions, params, need)
+
+        helpers = [_helper_pool().submit(work, reader) for reader in readers]
+        try:
+            work(catalog.conn)
+        finally:
+            for helper in helpers:
+                helper.result()  # a helper's QueryError reaches the caller
+        return [rows for rows in found if rows is not None]
+
+
 def _tiers(groups: list[str]):
-    """(words matched, the expressions of that tier), most words first."""
+    """Batches of (words matched, expression), most words first: one batch per tier,
+    except that a query of three or more words reads its first two tiers together (all
+    of its words rarely fill a page, and the subsets then run beside the full match)."""
     n = len(groups)
-    yield n, [" AND ".join(groups)]
+    first = [(n, " AND ".join(groups))]
     if n > _MAX_TIERED_WORDS:
-        yield 1, [" OR ".join(groups)]
+        yield first
+        yield [(1, " OR ".join(groups))]
         return
-    for m in range(n - 1, 0, -1):
-        yield m, [" AND ".join(subset) for subset in combinations(groups, m)]
+    tiers = [[(m, " AND ".join(c)) for c in combinations(groups, m)] for m in range(n - 1, 0, -1)]
+    if n >= 3:
+        first += tiers.pop(0)
+    yield first
+    yield from tiers
 
 
 def _ranked_by_coverage(
@@ -121,9 +186,11 @@ def _ranked_by_coverage(
     tier by BM25; lower tiers are read only while the page is not full."""
     need = limit + offset
     best: dict[int, tuple[int, float, str]] = {}  # file id -> (words matched, score, name)
-    for matched, expressions in _tiers(parsed.groups):
-        for expression in expressions:
-            for file_id, score, name in _top_matches(catalog, expression, conditions, params, need):
+    for batch in _tiers(parsed.groups):
+        found = _all_top_matches(catalog, [e for _, e in batch], conditions, params, need)
+        # Merged in tier order, so a file keeps the most words it matches.
+        for (matched, _), rows in zip(batch, found, strict=True):
+            for file_id, score, name in rows:
                 known = best.get(file_id)
                 if known is None or (known[0] == matched and score > known[1]):
                     best[file_id] = (matched, score, name)

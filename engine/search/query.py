@@ -252,6 +252,10 @@ def parse_query(text: str) -> ParsedQuery:
     if join_or:
         raise QueryError("OR needs a word on each side")
     if groups:
-        query.groups = [g[0] if len(g) == 1 else "(" + " OR ".join(g) + ")" for g in groups]
+        # A word typed twice ("door slam door") is one word: counted once in coverage,
+        # and never a costly "door AND door" subset.
+        query.groups = list(
+            dict.fromkeys(g[0] if len(g) == 1 else "(" + " OR ".join(g) + ")" for g in groups)
+        )
         query.match = " AND ".join(query.groups)
     return query

@@ -43,7 +43,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.config import RESULT_PAGE  # noqa: E402  (what the app asks a query for)
+from engine.config import PROCESS_ENVIRONMENT, RESULT_PAGE  # noqa: E402
 
 SOUNDS = ["door", "footsteps", "rain", "thunder", "glass", "engine", "dog", "crowd", "wind",
           "whoosh", "explosion", "bird", "water", "metal", "fire", "keyboard", "car",
@@ -277,7 +277,8 @@ def main() -> None:
             stamp.write_text(json.dumps(built))
         result.update(built)
         started = time.time()
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        # The query process starts as the app's does (engine.config.prepare_process).
+        env = {**PROCESS_ENVIRONMENT, **os.environ, "PYTHONPATH": str(ROOT)}
         child = subprocess.run(
             [sys.executable, __file__, "--measure", str(folder), "--started", str(started),
              "--queries", str(args.queries), "--limit", str(args.limit)],

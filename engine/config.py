@@ -32,6 +32,21 @@ MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 768_000
 MAX_CHANNELS = 256
 
+# Set in every Sonarium process before numpy loads its BLAS (prepare_process, from the
+# CLI's and the app's entry; children inherit it). OpenBLAS's idle threads otherwise spin
+# for 2^28 cycles (about 0.1 s) after each product, taking both cores from whatever runs
+# next: the next keystroke's SQLite work, a search's own helper threads. 2^4 cycles:
+# they sleep at once (docs/measurements.md, studio scale).
+PROCESS_ENVIRONMENT = {"OPENBLAS_THREAD_TIMEOUT": "4"}
+
+
+def prepare_process() -> None:
+    """Apply PROCESS_ENVIRONMENT where the user has not set those variables; has an
+    effect only before numpy is first imported. Call first thing, on the main thread."""
+    for name, default in PROCESS_ENVIRONMENT.items():
+        os.environ.setdefault(name, default)
+
+
 SPACE_NAMES = ("aisfx", "mfcc", "clap")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "float32")

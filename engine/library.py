@@ -319,7 +319,6 @@ class Library:
 
         _load_query_modules()
         from engine.catalog.vectors import VectorStore
-        from engine.models.cpu_lanes import query_math
         from engine.search.similar import best_moments, embed_clip, online_hits, to_results
 
         for bound in (start, end):
@@ -345,12 +344,9 @@ class Library:
             except (sf.LibsndfileError, RuntimeError) as exc:
                 raise FileUnreadable(f"cannot read {shown(stored)}: {exc}") from exc
         exclude = {row["id"]} if row is not None and start is None and end is None else set()
-        with query_math():
-            hits = online_hits(
-                self.catalog, lambda k: index.nearest(space, vector, k, exclude), limit
-            )
-            store = VectorStore(self.catalog)
-            moments = best_moments(store, space_id, [fid for fid, _ in hits], vector)
+        hits = online_hits(self.catalog, lambda k: index.nearest(space, vector, k, exclude), limit)
+        store = VectorStore(self.catalog)
+        moments = best_moments(store, space_id, [fid for fid, _ in hits], vector)
         return to_results(self.catalog, hits, moments)
 
     def similar_ids(self, file_id: int, limit: int, space: str) -> list[int] | None:
@@ -411,16 +407,12 @@ class Library:
                     "(the aisfx model and the sentence encoder come with the install)"
                 )
             return keyword_search(self.catalog, query, limit=limit, offset=offset)
-        from engine.models.cpu_lanes import query_math
         from engine.search.hybrid import hybrid_search
 
-        index = self._similar_index()
-        index.space_id(space.name)  # loaded (or built, with every core) before query_math
-        with query_math():
-            results = hybrid_search(
-                self.catalog, index, space, query, limit=limit + offset,
-                content_only=mode == "content",
-            )  # fmt: skip
+        results = hybrid_search(
+            self.catalog, self._similar_index(), space, query, limit=limit + offset,
+            content_only=mode == "content",
+        )  # fmt: skip
         return results[offset:]
 
     def _clap_text_space(self):

@@ -214,6 +214,42 @@ def test_console_script_is_the_same_entry_as_main_py():
     assert via_main.stdout == via_entry.stdout and "collection" in via_main.stdout
 
 
+def test_every_entry_prepares_its_process_before_numpy_loads():
+    """The CLI and the app (main.py, the console script) set PROCESS_ENVIRONMENT before
+    anything imports numpy, and leave a variable the user set alone; importing the
+    catalog leaves pandas unimported (and importable)."""
+    import os
+
+    from engine.config import PROCESS_ENVIRONMENT
+
+    probe = (
+        "import sys, json, os; import cli; numpy = 'numpy' in sys.modules; import cli.main; "
+        "import engine.catalog.db; pandas = 'pandas' in sys.modules; "
+        f"print(json.dumps({{k: os.environ.get(k) for k in {list(PROCESS_ENVIRONMENT)!r}}} | "
+        "{'pandas': pandas, 'numpy': numpy}))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in PROCESS_ENVIRONMENT}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, env=env
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {**PROCESS_ENVIRONMENT, "pandas": False, "numpy": False}
+    mine = {**env, **{k: "7" for k in PROCESS_ENVIRONMENT}}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, env=mine
+    )  # fmt: skip
+    mine_seen = {**{k: "7" for k in PROCESS_ENVIRONMENT}, "pandas": False, "numpy": False}
+    assert json.loads(out.stdout) == mine_seen
+    import importlib.util
+
+    if importlib.util.find_spec("pandas") is not None:
+        after = "import engine.catalog.db, pandas; print(pandas.__name__)"
+        done = subprocess.run(
+            [sys.executable, "-c", after], capture_output=True, text=True, cwd=ROOT
+        )
+        assert done.stdout.strip() == "pandas", done.stderr
+
+
 @pytest.mark.slow
 def test_mypy_is_clean_on_the_engine():
     out = subprocess.run(

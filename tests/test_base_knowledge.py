@@ -306,3 +306,31 @@ def test_category_scores_survive_their_cache_filling_up(tmp_path, library, monke
     scores = tight.score("door", ids)
     assert scores.keys() == expected.keys()
     assert np.allclose([scores[i] for i in ids], [expected[i] for i in ids], atol=1e-5)
+
+
+def test_base_knowledge_standardises_by_the_index_statistics_without_sampling(
+    tmp_path, library, monkeypatch
+):
+    """Base knowledge standardises the library's vectors by the search index's own mean
+    and spread (all files, already in memory): the same numbers a sample of every file
+    gives, and no vectors are read for them."""
+    import engine.adapt.text_space as text_space
+
+    build(tmp_path, library, FakeAisfx())
+    encoder = WordEncoder()
+    base = build_base(library.catalog, UCS, tmp_path / "knowledge", options=SMALL,
+                      category_options=FAST, encoder=encoder)  # fmt: skip
+    index = SimilarIndex(library.catalog, library.dir)
+    index.space_id("aisfx")  # loaded, as a query finds it
+    sampled: list[int] = []
+    monkeypatch.setattr(text_space.AdaptedTextSpace, "_sample",
+                        lambda self, size: sampled.append(size))  # fmt: skip
+    space = AdaptedTextSpace(library.catalog, index, base.adapter, UCS, encoder,
+                             categories=base.categories, own_statistics=True)  # fmt: skip
+    assert sampled == []
+    monkeypatch.undo()
+    from engine.catalog.vectors import VectorStore
+
+    ids, raw = VectorStore(library.catalog).all_file_vectors(space.space_id)
+    assert np.allclose(space._mean, raw.mean(0), atol=1e-6)
+    assert np.allclose(space._std, raw.std(0) + 1e-6, atol=1e-6)

@@ -164,11 +164,13 @@ class Adapter:
                     text_identity=meta["text_identity"], audio_space=meta["audio_space"],
                     audio_identity=meta["audio_identity"],
                     audio_generation=int(meta["audio_generation"]), options=options,
-                    file_ids=data["file_ids"].astype(np.int64),
+                    # asarray: no copy where the stored type is the one used (a
+                    # million-file adapter holds hundreds of MB).
+                    file_ids=np.asarray(data["file_ids"], dtype=np.int64),
                     captions=[str(c) for c in data["captions"]],
-                    text_vectors=data["text_vectors"].astype(np.float32),
-                    audio_vectors=data["audio_vectors"].astype(np.float16),
-                    weights=data["weights"].astype(np.float32), mean=data["mean"],
+                    text_vectors=np.asarray(data["text_vectors"], dtype=np.float32),
+                    audio_vectors=np.asarray(data["audio_vectors"], dtype=np.float16),
+                    weights=np.asarray(data["weights"], dtype=np.float32), mean=data["mean"],
                     std=data["std"], heads=heads, stats=meta.get("stats", {}),
                 )  # fmt: skip
         except AdapterInvalid:

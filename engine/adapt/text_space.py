@@ -112,7 +112,13 @@ class AdaptedTextSpace:
         return self._vectors(ids[pick])[1]
 
     def _library_statistics(self) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and spread of a fixed sample of the library's vectors."""
+        """Mean and spread of the library's vectors: the search index's, over all of them
+        (already in memory), else of a fixed sample (reading 20,000 vectors at random
+        was 0.25 s of the first query at a million files)."""
+        known = getattr(self.index, "statistics", None)
+        found = known(self.name) if known is not None else None
+        if found is not None:
+            return found[0].astype(np.float32), found[1].astype(np.float32)
         raw = self._sample(STATISTICS_SAMPLE)
         if len(raw) < 2:
             return self.adapter.mean, self.adapter.std

@@ -21,11 +21,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from engine.catalog.migrations import apply_migrations, check_known, pending_migrations
 from engine.catalog.paths import words_text
 from engine.catalog.sidefiles import written
+from engine.catalog.sqlite_utils_import import sqlite_utils
 from engine.errors import CannotWrite, CatalogUnusable
 from engine.search.words import name_words, split_words
 

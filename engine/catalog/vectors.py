@@ -142,11 +142,18 @@ class VectorStore:
         read once per generation, see _per_generation)."""
 
         def ids() -> np.ndarray:
-            rows = self.catalog.conn.execute(
-                "SELECT file_id FROM file_vectors WHERE space_id = ? ORDER BY file_id",
+            # As one string parsed by numpy: a Python int per row took 0.3 s at a million
+            # files, on the way to the first text query.
+            listed = self.catalog.conn.execute(
+                "SELECT group_concat(file_id, ',') FROM (SELECT file_id FROM file_vectors "
+                "WHERE space_id = ? ORDER BY file_id)",
                 (space_id,),
+            ).fetchone()[0]
+            found = (
+                np.fromstring(listed, dtype=np.int64, sep=",")
+                if listed
+                else np.zeros(0, dtype=np.int64)
             )
-            found = np.fromiter((r[0] for r in rows), dtype=np.int64)
             found.flags.writeable = False
             return found
 

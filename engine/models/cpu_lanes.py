@@ -13,16 +13,15 @@ restores that default, so only the lanes run with their share.
 
 numpy's own BLAS (OpenBLAS) is the other pool of threads here: ``numpy_blas`` selects it so
 embedding and search can run it on one thread where its spinning threads would take cores
-from torch or faiss; ``query_math`` does that for a whole query.
+from torch or faiss.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -50,23 +49,6 @@ def numpy_blas() -> ThreadpoolController:
         and not any(Path(lib.filepath).resolve().is_relative_to(d) for d in torch_dirs)
     ]
     return controller.select(filepath=paths)
-
-
-@functools.cache
-def _openmp() -> ThreadpoolController:
-    return ThreadpoolController().select(user_api="openmp")
-
-
-@contextlib.contextmanager
-def query_math() -> Iterator[None]:
-    """numpy's BLAS, and OpenMP on the calling thread (faiss's searches), on one thread
-    for the length of the block: a query's matrix products are small, and the threads of
-    either pool spin for a while after each call, taking both cores from the keyword
-    query typed next and from the search's own SQLite helpers (keyword p50 at a million
-    files: docs/measurements.md, studio scale). Call once the search index is loaded:
-    building one runs with every core. Any thread."""
-    with numpy_blas().limit(limits=1), _openmp().limit(limits=1):
-        yield
 
 
 def lane_count(device: str) -> int:

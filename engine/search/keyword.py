@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import combinations
@@ -157,7 +158,7 @@ def _all_top_matches(
         return [rows for rows in found if rows is not None]
 
 
-def _tiers(groups: list[str]):
+def _tiers(groups: list[str]) -> Iterator[list[tuple[int, str]]]:
     """Batches of (words matched, expression), most words first: one batch per tier,
     except that a query of three or more words reads its first two tiers together (all
     of its words rarely fill a page, and the subsets then run beside the full match)."""
@@ -198,10 +199,10 @@ def _ranked_by_coverage(
             break
     ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[1][2].lower(), kv[0]))
     page = ranked[offset : offset + limit]
-    rows = results_for_ids(catalog, [file_id for file_id, _ in page])
-    for result in rows:
+    results = results_for_ids(catalog, [file_id for file_id, _ in page])
+    for result in results:
         result.score = best[result.id][1]
-    return rows
+    return results
 
 
 def results_for_ids(catalog: Catalog, file_ids: list[int]) -> list[SearchResult]:

@@ -195,6 +195,14 @@ class SimilarIndex:
     def space_id(self, space_name: str) -> int:
         return self._get(space_name)[0]
 
+    def statistics(self, space_name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Mean and spread per dimension of all the space's file vectors, as its index
+        standardises them (None for a space that is not standardised)."""
+        _, loaded = self._get(space_name)
+        if loaded.mean is None or loaded.std is None:
+            return None
+        return loaded.mean, loaded.std
+
 
 def whitening(data: np.ndarray, chunk: int = 65_536) -> np.ndarray:
     """The (dim, dim) map from standardised to whitened coordinates for `data` (rows of

@@ -1,6 +1,8 @@
 """Keyword and metadata search over the catalog (SQLite FTS5, BM25).
 
-Runs on whichever thread owns the Catalog it is given; it only reads.
+Runs on whichever thread owns the Catalog it is given; it only reads. A query of several
+words also reads on the catalog's read-only helper connections, from a small shared pool
+of threads, for the length of the call.
 """
 
 from __future__ import annotations
@@ -155,7 +157,8 @@ def _all_top_matches(
         finally:
             for helper in helpers:
                 helper.result()  # a helper's QueryError reaches the caller
-        return [rows for rows in found if rows is not None]
+        assert all(rows is not None for rows in found)  # every expression was read
+        return [rows or [] for rows in found]
 
 
 def _tiers(groups: list[str]) -> Iterator[list[tuple[int, str]]]:

@@ -194,7 +194,7 @@ def bench_size(
         index = build_index(ids, vectors)
         build_s = time.perf_counter() - t0
     rss_after = rss_mb()
-    base = faiss.downcast_index(index.index)
+    base = faiss.downcast_index(index.index if hasattr(index, "index") else index)
     kind = type(base).__name__
     info = {"index": kind}
     if isinstance(base, faiss.IndexIVF):

@@ -279,6 +279,8 @@ class Library:
             report.no_model = True
             return report
         report.cancelled = report.embed.cancelled or cancel.is_set()
+        if not report.cancelled:
+            self._save_indexes()
         wanted = spaces or SPACE_NAMES
         if report.cancelled or DEFAULT_SIMILAR_SPACE not in wanted or not self.adapter_stale():
             return report
@@ -359,6 +361,18 @@ class Library:
         if vector is None:
             return None
         return [fid for fid, _ in index.nearest(space, vector, limit, {file_id})]
+
+    def _save_indexes(self) -> None:
+        """Bring each space's saved search index up to date with the catalog, here in
+        the indexing process: the app that opens the library next loads it instead of
+        building it (minutes at a million files; meanwhile the running app follows
+        the changes in memory, engine/search/similar.py)."""
+        from engine.catalog.vectors import VectorStore
+
+        store = VectorStore(self.catalog)
+        for row in self.catalog.query("SELECT id, name FROM spaces"):
+            if store.embedded_count(row["id"]):
+                self._similar_index().save(row["name"])
 
     def _similar_index(self) -> SimilarIndex:
         _load_query_modules()
@@ -697,7 +711,7 @@ class Library:
         store = VectorStore(self.catalog)
         for row in self.catalog.query("SELECT id, name FROM spaces"):
             if store.embedded_count(row["id"]):
-                self._similar_index().space_id(row["name"])
+                self._similar_index().track(row["name"])  # loads it, and follows changes
 
     def check(self) -> dict[str, Any]:
         """Verify the library without changing it: the catalog (SQLite's integrity and

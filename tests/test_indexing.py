@@ -84,3 +84,24 @@ def test_removing_a_folder_while_it_is_indexed_finishes_cleanly(
     assert store.embedded_count(space_id) == 5
     assert not library.catalog.query("SELECT * FROM embed_errors")
     assert [f["path"] for f in library.folders()] == [str(kept.resolve())]
+
+
+def test_indexing_leaves_each_spaces_saved_search_index_up_to_date(tmp_path, library, monkeypatch):
+    """The indexing process saves the index for what it stored, so the next app start
+    loads it instead of building it; a later run that adds files saves it again."""
+    import json
+
+    monkeypatch.setattr("engine.models.spaces.make_space", lambda name, device="auto": FakeSpace())
+    root = make_folder(tmp_path / "a", 8)
+    library.index([root], spaces=("fake",))
+    space = VectorStore(library.catalog).space("fake")
+    stamp = json.loads((library.dir / "fake.files.json").read_text())
+    assert stamp["generation"] == VectorStore(library.catalog).generation(space["id"])
+    assert stamp["count"] == 8
+    # One more file: this process's index follows it in memory, and the saved one is
+    # built whole again.
+    make_folder(root / "more", 1, level=0.1)
+    library.index(spaces=("fake",))
+    stamp = json.loads((library.dir / "fake.files.json").read_text())
+    assert stamp["count"] == 9
+    assert stamp["generation"] == VectorStore(library.catalog).generation(space["id"])

@@ -366,8 +366,8 @@ def test_ivf_recall_against_flat(tmp_path):
     ivf = build_index(ids, data, ivf_threshold=1000)
     import faiss
 
-    # The IDMap wrapper reports its own type; downcast to see the index it wraps.
-    assert isinstance(faiss.downcast_index(ivf.index), faiss.IndexIVFScalarQuantizer)
+    # The IVF holds the ids itself; exact search is an ID map over a flat index.
+    assert isinstance(faiss.downcast_index(ivf), faiss.IndexIVFScalarQuantizer)
     assert isinstance(faiss.downcast_index(flat.index), faiss.IndexFlatIP)
     recalls = []
     for q in data[rng.choice(20000, 100, replace=False)]:
@@ -380,8 +380,17 @@ def test_ivf_recall_against_flat(tmp_path):
 
     saved = SavedIndex(tmp_path / "x.faiss")
     saved.save(ivf, {"n": 1})
-    faiss.downcast_index(ivf.index).nprobe = 1
-    assert faiss.downcast_index(saved.load({"n": 1}).index).nprobe == MIN_NPROBE
+    faiss.downcast_index(ivf).nprobe = 1
+    assert faiss.downcast_index(saved.load({"n": 1})).nprobe == MIN_NPROBE
+    # Removing ids from the IVF leaves every other id answering for its own vector.
+    gone = ids[::3]
+    ivf.remove_ids(gone)
+    for q in data[rng.choice(20000, 20, replace=False)]:
+        found, _ = search(ivf, q, 10)
+        assert not set(found) & set(gone)
+    kept = np.setdiff1d(ids, gone)[:20]
+    for file_id in kept:
+        assert search(ivf, data[file_id - 7], 1)[0][0] == file_id
 
 
 def test_metrics_against_hand_computed_values():
@@ -617,3 +626,98 @@ def test_windows_of_many_files_equal_each_files_windows_and_bad_blobs_are_refuse
     for bad in ([blob, blob[:-2]], [blob[:-1]], [b""]):
         with pytest.raises(ValueError):
             from_blobs(bad)
+
+
+@pytest.mark.parametrize(("space_name", "ivf"), [("fake", False), ("aisfx", False), ("fake", True)])
+def test_the_index_follows_small_changes_in_memory_and_rebuilds_for_large_ones(
+    tmp_path, library, monkeypatch, space_name, ivf
+):
+    """Vectors added, stored again or removed since the index was built are applied to
+    the loaded index (no rebuild: minutes at a million files) and found as a fresh build
+    finds them; a change of more than UPDATE_SHARE of the library rebuilds it."""
+    import engine.search.similar as similar
+
+    root = tmp_path / "many"
+    for i in range(24):
+        write(root / f"f{i:02d}.wav", tone(0.1, freq=200 + 10 * i), 8000)
+    library.add_folders([root])
+    library.scan(workers=1)
+    store = VectorStore(library.catalog)
+    space_id = store.ensure_space(space_name, "test-identity", 8)
+    ids = [r[0] for r in library.catalog.conn.execute("SELECT id FROM files ORDER BY id")]
+    rng = np.random.default_rng(0)
+    if ivf:  # the IVF kind from 10 files (its lists hold the ids themselves)
+        real = similar.build_index
+        monkeypatch.setattr(similar, "IVF_THRESHOLD", 10)
+        monkeypatch.setattr(similar, "build_index", lambda i, v: real(i, v, ivf_threshold=10))
+    for file_id in ids[:20]:
+        store.store(space_id, file_id, rng.standard_normal(8).astype(np.float32))
+    index = similar.SimilarIndex(library.catalog, library.dir)
+    index.query(space_name, rng.standard_normal(8).astype(np.float32), 5)  # built
+    builds: list[int] = []
+    real_build = similar.build_index
+    monkeypatch.setattr(
+        similar, "build_index", lambda *a, **k: builds.append(1) or real_build(*a, **k)
+    )
+
+    new, changed, gone = ids[20], ids[3], ids[7]
+    store.store(space_id, new, rng.standard_normal(8).astype(np.float32))
+    store.store(space_id, changed, rng.standard_normal(8).astype(np.float32))
+    with library.catalog.transaction() as c:
+        c.execute("DELETE FROM file_vectors WHERE space_id = ? AND file_id = ?", (space_id, gone))
+    for file_id in (new, changed):
+        vector = store.file_vector(space_id, file_id)
+        assert index.query(space_name, vector, 1)[0][0] == file_id
+    everything = index.query(space_name, rng.standard_normal(8).astype(np.float32), 50)
+    assert gone not in {f for f, _ in everything} and len(everything) == 20
+    assert builds == []  # brought up to date, not rebuilt
+    if space_name == "fake" and not ivf:  # not standardised: the scores of a fresh build
+        fresh = similar.SimilarIndex(library.catalog, tmp_path / "fresh-index")
+        (tmp_path / "fresh-index").mkdir()
+        for _ in range(5):
+            q = rng.standard_normal(8).astype(np.float32)
+            ours, theirs = index.query(space_name, q, 10), fresh.query(space_name, q, 10)
+            assert [f for f, _ in ours] == [f for f, _ in theirs]
+            assert np.allclose([s for _, s in ours], [s for _, s in theirs], atol=1e-5)
+        builds.clear()
+    # Six more files is more than a quarter of what the index holds: rebuilt.
+    for file_id in ids[:6]:
+        store.store(space_id, file_id, rng.standard_normal(8).astype(np.float32))
+    index.query(space_name, rng.standard_normal(8).astype(np.float32), 5)
+    assert builds == [1]
+
+
+def test_a_loaded_saved_index_follows_changes_once_tracked(tmp_path, library, monkeypatch):
+    """An index read from its file knows what it holds only after track() (Library.warm
+    calls it); until then a change rebuilds it, after it the change is applied."""
+    import engine.search.similar as similar
+
+    root = tmp_path / "many"
+    for i in range(12):
+        write(root / f"f{i:02d}.wav", tone(0.1, freq=200 + 10 * i), 8000)
+    library.add_folders([root])
+    library.scan(workers=1)
+    store = VectorStore(library.catalog)
+    space_id = store.ensure_space("fake", "test-identity", 8)
+    ids = [r[0] for r in library.catalog.conn.execute("SELECT id FROM files ORDER BY id")]
+    rng = np.random.default_rng(1)
+    for file_id in ids[:10]:
+        store.store(space_id, file_id, rng.standard_normal(8).astype(np.float32))
+    similar.SimilarIndex(library.catalog, library.dir).space_id("fake")  # built and saved
+    builds: list[int] = []
+    real_build = similar.build_index
+    monkeypatch.setattr(
+        similar, "build_index", lambda *a, **k: builds.append(1) or real_build(*a, **k)
+    )
+    for tracked in (False, True):
+        index = similar.SimilarIndex(library.catalog, library.dir)
+        index.space_id("fake")  # read from its file
+        if tracked:
+            index.track("fake")
+        assert builds == []
+        file_id = ids[10 + tracked]
+        store.store(space_id, file_id, rng.standard_normal(8).astype(np.float32))
+        vector = store.file_vector(space_id, file_id)
+        assert index.query("fake", vector, 1)[0][0] == file_id
+        assert builds == ([] if tracked else [1])
+        builds.clear()

@@ -154,10 +154,36 @@ class VectorStore:
                 if listed
                 else np.zeros(0, dtype=np.int64)
             )
+            if np.any(np.diff(found) <= 0):  # SQLite does not promise group_concat's order
+                found = np.sort(found)
             found.flags.writeable = False
             return found
 
         return self._per_generation("ids", space_id, ids)
+
+    def vector_rows(self, space_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(file ids ascending, the rowid of each one's vector row) for the space: a
+        vector stored again gets a new rowid, so a search index can tell what changed
+        since it was built (engine/search/similar.py). Read once per generation."""
+
+        def rows() -> tuple[np.ndarray, np.ndarray]:
+            listed = self.catalog.conn.execute(
+                "SELECT group_concat(file_id, ','), group_concat(rowid, ',') FROM "
+                "(SELECT file_id, rowid FROM file_vectors WHERE space_id = ? ORDER BY file_id)",
+                (space_id,),
+            ).fetchone()
+            if not listed[0]:
+                empty = np.zeros(0, dtype=np.int64)
+                return empty, empty
+            ids = np.fromstring(listed[0], dtype=np.int64, sep=",")
+            rowids = np.fromstring(listed[1], dtype=np.int64, sep=",")
+            if np.any(np.diff(ids) <= 0):  # SQLite does not promise group_concat's order
+                order = np.argsort(ids, kind="stable")
+                ids, rowids = ids[order], rowids[order]
+            ids.flags.writeable = rowids.flags.writeable = False
+            return ids, rowids
+
+        return self._per_generation("rows", space_id, rows)
 
     def _per_generation(self, what: str, space_id: int, read: Callable[[], Any]) -> Any:
         """`read()`, remembered for this catalog until the space's generation changes.

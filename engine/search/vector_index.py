@@ -28,7 +28,7 @@ IVF_THRESHOLD = 100_000
 # What build_index makes at or above IVF_THRESHOLD (saved indexes carry it in their stamp,
 # so an index of an older kind is rebuilt); lists probed per query: NPROBE_SHARE of them,
 # at least MIN_NPROBE (docs/measurements.md, index choice).
-IVF_KIND = "ivf-sq8"
+IVF_KIND = "ivf-sq8-ids"
 MIN_NPROBE = 32
 NPROBE_SHARE = 1 / 128
 # FAISS scans a flat index once per query below this many queries in a batch, and once
@@ -38,7 +38,9 @@ faiss.cvar.distance_compute_blas_threshold = 4
 
 
 def build_index(ids: np.ndarray, vectors: np.ndarray, ivf_threshold: int = IVF_THRESHOLD):
-    """An IndexIDMap2 over `vectors` (rows L2-normalised by the caller) with `ids`."""
+    """An index over `vectors` (rows L2-normalised by the caller) answering with `ids`:
+    exact search in an IndexIDMap2, or an IVF that keeps the ids in its own lists (so
+    that removing ids keeps the rest right: an ID map over an IVF does not)."""
     n, dim = vectors.shape
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if n >= ivf_threshold:
@@ -50,9 +52,9 @@ def build_index(ids: np.ndarray, vectors: np.ndarray, ivf_threshold: int = IVF_T
         rng = np.random.default_rng(0)
         sample = vectors[rng.choice(n, size=min(n, nlist * 64), replace=False)]
         base.train(sample)
+        index = base
     else:
-        base = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIDMap2(base)
+        index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
     if n:
         index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
     return tuned(index)
@@ -61,7 +63,7 @@ def build_index(ids: np.ndarray, vectors: np.ndarray, ivf_threshold: int = IVF_T
 def tuned(index):
     """`index` with today's search parameters (an IVF's lists probed per query), also for
     an index read from disk: they are not part of what the index holds."""
-    base = faiss.downcast_index(index.index) if hasattr(index, "index") else index
+    base = faiss.downcast_index(index.index if hasattr(index, "index") else index)
     if isinstance(base, faiss.IndexIVF):
         base.nprobe = min(base.nlist, max(MIN_NPROBE, int(base.nlist * NPROBE_SHARE)))
     return index
@@ -83,6 +85,16 @@ class SavedIndex:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.stamp_path = path.with_suffix(".json")
+
+    def stamp(self) -> dict | None:
+        """The saved index's stamp (None when there is none, or it is unreadable)."""
+        try:
+            if self.stamp_path.stat().st_size > 65_536:
+                return None
+            found = json.loads(self.stamp_path.read_text())
+            return found if isinstance(found, dict) else None
+        except (OSError, ValueError):
+            return None
 
     def load(self, stamp: dict):
         """The saved index when its stamp equals `stamp` and the file holds what the stamp

@@ -420,3 +420,26 @@ def test_nearest_rows_is_a_stable_argsort_without_the_full_sort():
         scores = np.round(rng.standard_normal(n), 1).astype(np.float32)  # many ties
         expected = np.argsort(-scores, kind="stable")[:k]
         np.testing.assert_array_equal(nearest_rows(scores, k), expected)
+
+
+def test_vocabulary_is_every_useful_word_of_every_caption():
+    """Read over the captions' distinct tokens at once: the same words as caption by
+    caption, for names split by case, digits, underscores and any whitespace."""
+    from dataclasses import replace
+
+    from engine.adapt.captions import useful_words
+
+    captions = ["DOORWood_Creaky Door Open_JD", "bl_03 pcv637\\tglass\\nbreak", "rain on roof",
+                "RainOnRoof 02", "", "  thunder   distant\\u00a0rumble "]  # fmt: skip
+    captions = [c.encode().decode("unicode_escape") for c in captions]
+    n = len(captions)
+    adapter = Adapter(
+        text_identity="t", audio_space="aisfx", audio_identity="a", audio_generation=0,
+        options=AdaptOptions(), file_ids=np.arange(n), captions=captions,
+        text_vectors=np.zeros((n, 384), np.float32), audio_vectors=np.zeros((n, 4), np.float16),
+        weights=np.ones(n, np.float32), mean=np.zeros(4, np.float32),
+        std=np.ones(4, np.float32),
+    )  # fmt: skip
+    expected = {w for caption in captions for w in useful_words(caption)}
+    assert adapter.vocabulary() == expected and {"door", "glass", "rumble"} <= expected
+    assert replace(adapter, captions=[]).vocabulary() == set()

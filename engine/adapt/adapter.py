@@ -180,9 +180,12 @@ class Adapter:
             raise AdapterInvalid(f"{path}: not a Sonarium adapter ({exc})") from exc
 
     def vocabulary(self) -> set[str]:
-        # Over distinct captions: a large library repeats most of them (a 120,000-pair
-        # adapter took 1.6 s to open a text space with every caption split again).
-        return {w for caption in set(self.captions) for w in useful_words(caption)}
+        # useful_words of every caption, over their distinct whitespace tokens (split in
+        # one call: captions are split on whitespace first, and a large library's
+        # captions are mostly distinct but share their tokens). Caption by caption took
+        # 1.6 s for 120,000 pairs, distinct captions 0.2 s.
+        tokens = set(" ".join(self.captions).split())
+        return {w for token in tokens for w in useful_words(token)}
 
 
 def npz_members(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype, int, int]]:

@@ -721,3 +721,42 @@ def test_a_loaded_saved_index_follows_changes_once_tracked(tmp_path, library, mo
         assert index.query("fake", vector, 1)[0][0] == file_id
         assert builds == ([] if tracked else [1])
         builds.clear()
+
+
+def test_a_slow_update_rests_before_the_next_so_typing_does_not_pay_each_change(
+    tmp_path, library, monkeypatch
+):
+    """An update slower than UPDATE_QUIET is not repeated for UPDATE_PACE times as long:
+    meanwhile queries use the index as it is, and after it the next change is applied."""
+    import engine.search.similar as similar
+
+    root = tmp_path / "many"
+    for i in range(12):
+        write(root / f"f{i:02d}.wav", tone(0.1, freq=200 + 10 * i), 8000)
+    library.add_folders([root])
+    library.scan(workers=1)
+    store = VectorStore(library.catalog)
+    space_id = store.ensure_space("fake", "test-identity", 8)
+    ids = [r[0] for r in library.catalog.conn.execute("SELECT id FROM files ORDER BY id")]
+    rng = np.random.default_rng(2)
+    for file_id in ids[:9]:
+        store.store(space_id, file_id, rng.standard_normal(8).astype(np.float32))
+    index = similar.SimilarIndex(library.catalog, library.dir)
+    index.space_id("fake")
+    clock = [0.0]
+
+    def monotonic():
+        clock[0] += 1.0  # every reading a second later: each update "takes" a second
+        return clock[0]
+
+    monkeypatch.setattr(similar.time, "monotonic", monotonic)
+
+    def nearest_to(file_id):
+        return index.query("fake", store.file_vector(space_id, file_id), 1)[0][0]
+
+    store.store(space_id, ids[9], rng.standard_normal(8).astype(np.float32))
+    assert nearest_to(ids[9]) == ids[9]  # applied; it took "a second": rests for ten
+    store.store(space_id, ids[10], rng.standard_normal(8).astype(np.float32))
+    assert nearest_to(ids[10]) != ids[10]  # resting: not in the index yet
+    clock[0] += 100
+    assert nearest_to(ids[10]) == ids[10]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,6 +58,13 @@ EXPANSION_POWER = 3.0
 # share of what it holds; above it, rebuilt from the catalog (new statistics, new IVF
 # lists). A full build of a million files takes minutes (docs/scale.md).
 UPDATE_SHARE = 0.25
+# While the library changes (an indexing run stores a file every few milliseconds), an
+# update that took longer than UPDATE_QUIET seconds is not repeated for UPDATE_PACE times
+# as long: the index then lags the catalog by at most that, and typing does not pay an
+# update per keystroke (0.3 s each at a million files, docs/scale.md). Quick updates
+# (small libraries) happen on every change.
+UPDATE_QUIET = 0.05
+UPDATE_PACE = 10.0
 
 
 @dataclass
@@ -71,6 +79,7 @@ class _Loaded:
     rows: tuple[np.ndarray, np.ndarray] | None = None
     stamp: dict[str, Any] | None = None  # what it was built as (see _get)
     changed: int = 0  # vectors added, changed or removed since the last full build
+    resting_until: float = 0.0  # time.monotonic() before which a change is not applied
 
 
 class SimilarIndex:
@@ -90,7 +99,7 @@ class SimilarIndex:
             )
         generation = self.store.generation(space["id"])
         cached = self._loaded.get(space_name)
-        if cached and cached.generation == generation:
+        if cached and (cached.generation == generation or time.monotonic() < cached.resting_until):
             return space["id"], cached
         standardized = space_name in STANDARDIZED
         count = self.store.embedded_count(space["id"])
@@ -104,9 +113,13 @@ class SimilarIndex:
         saved = SavedIndex(self.index_dir / f"{space_name}.files.faiss")
         stats_path = self.index_dir / f"{space_name}.files.stats.npz"
         if cached is not None and cached.rows is not None and saved.stamp() != stamp:
+            began = time.monotonic()
             now = self.store.vector_rows(space["id"])
             updated = self._updated(space["id"], cached, now, stamp)
             if updated is not None:
+                took = time.monotonic() - began
+                if took > UPDATE_QUIET:
+                    updated.resting_until = time.monotonic() + UPDATE_PACE * took
                 self._loaded[space_name] = updated
                 return space["id"], updated
         index = saved.load(stamp)

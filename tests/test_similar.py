@@ -760,3 +760,50 @@ def test_a_slow_update_rests_before_the_next_so_typing_does_not_pay_each_change(
     assert nearest_to(ids[10]) != ids[10]  # resting: not in the index yet
     clock[0] += 100
     assert nearest_to(ids[10]) == ids[10]
+
+
+def test_a_new_file_taking_the_newest_deleted_rows_place_is_seen_as_new(
+    tmp_path, library, monkeypatch
+):
+    """SQLite gives the newest deleted row's id and rowid to the next row: a file removed
+    and another added in its place is still a change the index follows (by the vector's
+    version), and an index replaced by a newer saved one keeps following changes."""
+    import engine.search.similar as similar
+
+    root = tmp_path / "many"
+    for i in range(12):
+        write(root / f"f{i:02d}.wav", tone(0.1, freq=200 + 10 * i), 8000)
+    library.add_folders([root])
+    library.scan(workers=1)
+    store = VectorStore(library.catalog)
+    space_id = store.ensure_space("fake", "test-identity", 8)
+    ids = [r[0] for r in library.catalog.conn.execute("SELECT id FROM files ORDER BY id")]
+    rng = np.random.default_rng(3)
+    for file_id in ids:
+        store.store(space_id, file_id, rng.standard_normal(8).astype(np.float32))
+    index = similar.SimilarIndex(library.catalog, library.dir)
+    index.track("fake")
+    newest = library.catalog.file_by_path(str(root / "f11.wav"))
+    with library.catalog.transaction() as c:
+        c.execute("DELETE FROM files WHERE id = ?", (newest["id"],))
+    (root / "f11.wav").unlink()
+    write(root / "zz_new.wav", tone(0.1, freq=900), 8000)
+    library.scan(workers=1)
+    new = library.catalog.file_by_path(str(root / "zz_new.wav"))["id"]
+    assert new == newest["id"]  # the same id again...
+    store.store(space_id, new, rng.standard_normal(8).astype(np.float32))
+    hit = index.query("fake", store.file_vector(space_id, new), 1)[0]
+    assert hit[0] == new and hit[1] == pytest.approx(1.0, abs=1e-3)  # ...its new vector
+    # Another process saves a newer index; this one loads it and goes on following.
+    other = similar.SimilarIndex(library.catalog, library.dir)
+    store.store(space_id, ids[0], rng.standard_normal(8).astype(np.float32))
+    other.save("fake")
+    index.space_id("fake")  # the saved one, now current
+    builds: list[int] = []
+    real_build = similar.build_index
+    monkeypatch.setattr(
+        similar, "build_index", lambda *a, **k: builds.append(1) or real_build(*a, **k)
+    )
+    store.store(space_id, ids[1], rng.standard_normal(8).astype(np.float32))
+    assert index.query("fake", store.file_vector(space_id, ids[1]), 1)[0][0] == ids[1]
+    assert builds == []

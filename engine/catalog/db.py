@@ -84,6 +84,7 @@ class Catalog:
         self._timeout = timeout
         self._readers: list[sqlite3.Connection] = []  # see readers()
         self._readers_lock = threading.Lock()
+        self._closed = False
         if not self.read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves (see transaction()).
@@ -161,6 +162,7 @@ class Catalog:
 
     def close(self) -> None:
         with self._readers_lock:
+            self._closed = True
             for reader in self._readers:
                 reader.close()
             self._readers.clear()
@@ -185,7 +187,11 @@ class Catalog:
             yield lent
         finally:
             with self._readers_lock:
-                self._readers.extend(lent)
+                if self._closed:  # closed meanwhile: nothing to lend them to again
+                    for reader in lent:
+                        reader.close()
+                else:
+                    self._readers.extend(lent)
 
     def __enter__(self) -> Catalog:
         return self

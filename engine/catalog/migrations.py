@@ -198,6 +198,25 @@ def m005_word_prefixes(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m006_vector_versions(conn: sqlite3.Connection) -> None:
+    # The space's generation at which each file vector was stored: a search index brought
+    # up to date in memory (engine/search/similar.py) tells a vector stored again from the
+    # one it holds by it. A rowid cannot: SQLite gives the newest deleted row's rowid (and
+    # file id) to the next row. Vectors from before are version 0.
+    conn.execute("ALTER TABLE file_vectors ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
+    # Read for every vector of a space at once: from this index, not the rows with their
+    # blobs (a gigabyte at a million files).
+    conn.execute("CREATE INDEX file_vectors_versions ON file_vectors(space_id, file_id, version)")
+    conn.execute("DROP TRIGGER file_vectors_insert")
+    conn.execute(
+        "CREATE TRIGGER file_vectors_insert AFTER INSERT ON file_vectors BEGIN "
+        "UPDATE spaces SET generation = generation + 1 WHERE id = NEW.space_id; "
+        "UPDATE file_vectors SET version = "
+        "(SELECT generation FROM spaces WHERE id = NEW.space_id) WHERE rowid = NEW.rowid; END"
+    )
+
+
 def _run_statements(conn: sqlite3.Connection, script: str) -> None:
     # executescript() would commit our open transaction; run statements one by one instead.
     for statement in script.split(";\n"):

@@ -1,4 +1,5 @@
-"""sqlite-utils, imported without pandas. Any thread (imported once, at catalog import).
+"""sqlite-utils, imported without pandas. Imported once, with the catalog, on the main
+thread at start (another thread importing pandas at that moment would be refused it).
 
 sqlite-utils imports pandas whenever it is installed (Ray's data library brings it) only
 to map pandas' Timestamp to a column type when inserting data frames, which the catalog

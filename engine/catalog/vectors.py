@@ -161,29 +161,29 @@ class VectorStore:
 
         return self._per_generation("ids", space_id, ids)
 
-    def vector_rows(self, space_id: int) -> tuple[np.ndarray, np.ndarray]:
-        """(file ids ascending, the rowid of each one's vector row) for the space: a
-        vector stored again gets a new rowid, so a search index can tell what changed
-        since it was built (engine/search/similar.py). Read once per generation."""
+    def vector_versions(self, space_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(file ids ascending, the version each one's vector was stored at: the space's
+        generation then) for the space, so a search index can tell what changed since it
+        was built (engine/search/similar.py). Read once per generation."""
 
         def rows() -> tuple[np.ndarray, np.ndarray]:
             listed = self.catalog.conn.execute(
-                "SELECT group_concat(file_id, ','), group_concat(rowid, ',') FROM "
-                "(SELECT file_id, rowid FROM file_vectors WHERE space_id = ? ORDER BY file_id)",
+                "SELECT group_concat(file_id, ','), group_concat(version, ',') FROM "
+                "(SELECT file_id, version FROM file_vectors WHERE space_id = ? ORDER BY file_id)",
                 (space_id,),
             ).fetchone()
-            if not listed[0]:
-                empty = np.zeros(0, dtype=np.int64)
-                return empty, empty
-            ids = np.fromstring(listed[0], dtype=np.int64, sep=",")
-            rowids = np.fromstring(listed[1], dtype=np.int64, sep=",")
-            if np.any(np.diff(ids) <= 0):  # SQLite does not promise group_concat's order
-                order = np.argsort(ids, kind="stable")
-                ids, rowids = ids[order], rowids[order]
-            ids.flags.writeable = rowids.flags.writeable = False
-            return ids, rowids
+            ids = np.zeros(0, dtype=np.int64)
+            versions = np.zeros(0, dtype=np.int64)
+            if listed[0]:
+                ids = np.fromstring(listed[0], dtype=np.int64, sep=",")
+                versions = np.fromstring(listed[1], dtype=np.int64, sep=",")
+                if np.any(np.diff(ids) <= 0):  # SQLite does not promise group_concat's order
+                    order = np.argsort(ids, kind="stable")
+                    ids, versions = ids[order], versions[order]
+            ids.flags.writeable = versions.flags.writeable = False
+            return ids, versions
 
-        return self._per_generation("rows", space_id, rows)
+        return self._per_generation("versions", space_id, rows)
 
     def _per_generation(self, what: str, space_id: int, read: Callable[[], Any]) -> Any:
         """`read()`, remembered for this catalog until the space's generation changes.

@@ -11,7 +11,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
@@ -155,6 +155,8 @@ def _all_top_matches(
         try:
             work(catalog.conn)
         finally:
+            # Every helper done before its connection goes back to the pool.
+            wait(helpers)
             for helper in helpers:
                 helper.result()  # a helper's QueryError reaches the caller
         assert all(rows is not None for rows in found)  # every expression was read

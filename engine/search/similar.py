@@ -74,8 +74,8 @@ class _Loaded:
     mean: np.ndarray | None
     std: np.ndarray | None
     whiten: np.ndarray | None = None  # (dim, dim): standardised -> whitened coordinates
-    # What the index holds: file ids ascending and the catalog rows (file_vectors rowids)
-    # their vectors came from, so a vector stored again (new rowid) is seen as changed.
+    # What the index holds: file ids ascending and the versions of their vectors
+    # (VectorStore.vector_versions), so a vector stored again is seen as changed.
     rows: tuple[np.ndarray, np.ndarray] | None = None
     stamp: dict[str, Any] | None = None  # what it was built as (see _get)
     changed: int = 0  # vectors added, changed or removed since the last full build
@@ -99,8 +99,15 @@ class SimilarIndex:
             )
         generation = self.store.generation(space["id"])
         cached = self._loaded.get(space_name)
-        if cached and (cached.generation == generation or time.monotonic() < cached.resting_until):
+        if cached and cached.generation == generation:
             return space["id"], cached
+        if (
+            cached is not None
+            and time.monotonic() < cached.resting_until
+            and cached.stamp is not None
+            and (cached.stamp["identity"], cached.stamp["dim"]) == (space["identity"], space["dim"])
+        ):
+            return space["id"], cached  # resting: see UPDATE_PACE
         standardized = space_name in STANDARDIZED
         count = self.store.embedded_count(space["id"])
         whitened = standardized and count >= MIN_WHITEN_FILES
@@ -114,7 +121,7 @@ class SimilarIndex:
         stats_path = self.index_dir / f"{space_name}.files.stats.npz"
         if cached is not None and cached.rows is not None and saved.stamp() != stamp:
             began = time.monotonic()
-            now = self.store.vector_rows(space["id"])
+            now = self.store.vector_versions(space["id"])
             updated = self._updated(space["id"], cached, now, stamp)
             if updated is not None:
                 took = time.monotonic() - began
@@ -133,7 +140,7 @@ class SimilarIndex:
         # Read by track() for a loaded index (0.25 s at a million files).
         rows: tuple[np.ndarray, np.ndarray] | None = None
         if index is None:
-            rows = self.store.vector_rows(space["id"])  # first: what the build then holds
+            rows = self.store.vector_versions(space["id"])  # first: what the build then holds
             ids, vectors = self.store.all_file_vectors(space["id"])
             if len(ids) and standardized:
                 # Standardise each dimension over the library (see engine.models.spaces).
@@ -146,6 +153,12 @@ class SimilarIndex:
             if len(ids):
                 self._save(space_name, loaded)
         else:
+            if cached is not None and cached.rows is not None:
+                # Replacing a tracked index (another process saved a newer one): go on
+                # tracking, or the next change would rebuild it.
+                rows = self.store.vector_versions(space["id"])
+                if self.store.generation(space["id"]) != generation:
+                    rows = None
             loaded = _Loaded(generation, index, mean, std, whiten, rows, stamp)
         self._loaded[space_name] = loaded
         return space["id"], loaded
@@ -188,7 +201,7 @@ class SimilarIndex:
         know; built ones do). Call on the owning thread when idle: Library.warm."""
         space_id, loaded = self._get(space_name)
         if loaded.rows is None:
-            rows = self.store.vector_rows(space_id)
+            rows = self.store.vector_versions(space_id)
             if self.store.generation(space_id) == loaded.generation:
                 loaded.rows = rows
 
@@ -199,7 +212,7 @@ class SimilarIndex:
         rows: tuple[np.ndarray, np.ndarray],
         stamp: dict[str, Any],
     ) -> _Loaded | None:
-        """`loaded` brought up to `rows` (the catalog's file ids and rowids now) in memory,
+        """`loaded` brought up to `rows` (the catalog's file ids and versions now) in memory,
         or None when it should be rebuilt instead: too much changed, or the index's kind
         or whitening would differ. Standardised with the statistics it was built with."""
 
@@ -209,14 +222,14 @@ class SimilarIndex:
         # Same model, dimensions, standardisation, whitening and index type, or rebuilt.
         if loaded.rows is None or loaded.stamp is None or kind(loaded.stamp) != kind(stamp):
             return None
-        old_ids, old_rowids = loaded.rows
-        ids, rowids = rows
-        # Rows that are gone or were stored again (a new rowid), and rows that are new.
+        old_ids, old_versions = loaded.rows
+        ids, versions = rows
+        # Vectors that are gone or were stored again (a new version), and new ones.
         at = np.searchsorted(ids, old_ids)
         inside = at < len(ids)
         kept = np.zeros(len(old_ids), dtype=bool)
         kept[inside] = (ids[at[inside]] == old_ids[inside]) & (
-            rowids[at[inside]] == old_rowids[inside]
+            versions[at[inside]] == old_versions[inside]
         )
         removed = old_ids[~kept]
         added = np.setdiff1d(ids, old_ids[kept], assume_unique=True)

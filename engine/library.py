@@ -367,12 +367,16 @@ class Library:
         the indexing process: the app that opens the library next loads it instead of
         building it (minutes at a million files; meanwhile the running app follows
         the changes in memory, engine/search/similar.py)."""
+        for name in self._embedded_spaces():
+            self._similar_index().save(name)
+
+    def _embedded_spaces(self) -> list[str]:
+        """The names of the spaces that hold at least one vector."""
         from engine.catalog.vectors import VectorStore
 
         store = VectorStore(self.catalog)
-        for row in self.catalog.query("SELECT id, name FROM spaces"):
-            if store.embedded_count(row["id"]):
-                self._similar_index().save(row["name"])
+        rows = self.catalog.query("SELECT id, name FROM spaces")
+        return [row["name"] for row in rows if store.embedded_count(row["id"])]
 
     def _similar_index(self) -> SimilarIndex:
         _load_query_modules()
@@ -706,12 +710,8 @@ class Library:
         space = self.text_space()
         if space is not None and hasattr(space, "embed_text"):
             space.embed_text(["warm up"])  # the encoder's first call allocates
-        from engine.catalog.vectors import VectorStore
-
-        store = VectorStore(self.catalog)
-        for row in self.catalog.query("SELECT id, name FROM spaces"):
-            if store.embedded_count(row["id"]):
-                self._similar_index().track(row["name"])  # loads it, and follows changes
+        for name in self._embedded_spaces():
+            self._similar_index().track(name)  # loads it, and follows changes
 
     def check(self) -> dict[str, Any]:
         """Verify the library without changing it: the catalog (SQLite's integrity and

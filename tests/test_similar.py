@@ -628,6 +628,23 @@ def test_windows_of_many_files_equal_each_files_windows_and_bad_blobs_are_refuse
             from_blobs(bad)
 
 
+def _tones_with_vectors(tmp_path, library, files, stored, seed, space="fake"):
+    """A library of `files` short tones in tmp_path/many (f00.wav...), the first `stored`
+    of them with random 8-d vectors in `space`: (store, space id, file ids, rng)."""
+    root = tmp_path / "many"
+    for i in range(files):
+        write(root / f"f{i:02d}.wav", tone(0.1, freq=200 + 10 * i), 8000)
+    library.add_folders([root])
+    library.scan(workers=1)
+    store = VectorStore(library.catalog)
+    space_id = store.ensure_space(space, "test-identity", 8)
+    ids = [r[0] for r in library.catalog.conn.execute("SELECT id FROM files ORDER BY id")]
+    rng = np.random.default_rng(seed)
+    for file_id in ids[:stored]:
+        store.store(space_id, file_id, rng.standard_normal(8).astype(np.float32))
+    return store, space_id, ids, rng
+
+
 @pytest.mark.parametrize(("space_name", "ivf"), [("fake", False), ("aisfx", False), ("fake", True)])
 def test_the_index_follows_small_changes_in_memory_and_rebuilds_for_large_ones(
     tmp_path, library, monkeypatch, space_name, ivf
@@ -637,21 +654,11 @@ def test_the_index_follows_small_changes_in_memory_and_rebuilds_for_large_ones(
     finds them; a change of more than UPDATE_SHARE of the library rebuilds it."""
     import engine.search.similar as similar
 
-    root = tmp_path / "many"
-    for i in range(24):
-        write(root / f"f{i:02d}.wav", tone(0.1, freq=200 + 10 * i), 8000)
-    library.add_folders([root])
-    library.scan(workers=1)
-    store = VectorStore(library.catalog)
-    space_id = store.ensure_space(space_name, "test-identity", 8)
-    ids = [r[0] for r in library.catalog.conn.execute("SELECT id FROM files ORDER BY id")]
-    rng = np.random.default_rng(0)
+    store, space_id, ids, rng = _tones_with_vectors(tmp_path, library, 24, 20, 0, space_name)
     if ivf:  # the IVF kind from 10 files (its lists hold the ids themselves)
         real = similar.build_index
         monkeypatch.setattr(similar, "IVF_THRESHOLD", 10)
         monkeypatch.setattr(similar, "build_index", lambda i, v: real(i, v, ivf_threshold=10))
-    for file_id in ids[:20]:
-        store.store(space_id, file_id, rng.standard_normal(8).astype(np.float32))
     index = similar.SimilarIndex(library.catalog, library.dir)
     index.query(space_name, rng.standard_normal(8).astype(np.float32), 5)  # built
     builds: list[int] = []
@@ -692,17 +699,7 @@ def test_a_loaded_saved_index_follows_changes_once_tracked(tmp_path, library, mo
     calls it); until then a change rebuilds it, after it the change is applied."""
     import engine.search.similar as similar
 
-    root = tmp_path / "many"
-    for i in range(12):
-        write(root / f"f{i:02d}.wav", tone(0.1, freq=200 + 10 * i), 8000)
-    library.add_folders([root])
-    library.scan(workers=1)
-    store = VectorStore(library.catalog)
-    space_id = store.ensure_space("fake", "test-identity", 8)
-    ids = [r[0] for r in library.catalog.conn.execute("SELECT id FROM files ORDER BY id")]
-    rng = np.random.default_rng(1)
-    for file_id in ids[:10]:
-        store.store(space_id, file_id, rng.standard_normal(8).astype(np.float32))
+    store, space_id, ids, rng = _tones_with_vectors(tmp_path, library, 12, 10, 1)
     similar.SimilarIndex(library.catalog, library.dir).space_id("fake")  # built and saved
     builds: list[int] = []
     real_build = similar.build_index
@@ -730,17 +727,7 @@ def test_a_slow_update_rests_before_the_next_so_typing_does_not_pay_each_change(
     meanwhile queries use the index as it is, and after it the next change is applied."""
     import engine.search.similar as similar
 
-    root = tmp_path / "many"
-    for i in range(12):
-        write(root / f"f{i:02d}.wav", tone(0.1, freq=200 + 10 * i), 8000)
-    library.add_folders([root])
-    library.scan(workers=1)
-    store = VectorStore(library.catalog)
-    space_id = store.ensure_space("fake", "test-identity", 8)
-    ids = [r[0] for r in library.catalog.conn.execute("SELECT id FROM files ORDER BY id")]
-    rng = np.random.default_rng(2)
-    for file_id in ids[:9]:
-        store.store(space_id, file_id, rng.standard_normal(8).astype(np.float32))
+    store, space_id, ids, rng = _tones_with_vectors(tmp_path, library, 12, 9, 2)
     index = similar.SimilarIndex(library.catalog, library.dir)
     index.space_id("fake")
     clock = [0.0]
@@ -770,17 +757,8 @@ def test_a_new_file_taking_the_newest_deleted_rows_place_is_seen_as_new(
     version), and an index replaced by a newer saved one keeps following changes."""
     import engine.search.similar as similar
 
+    store, space_id, ids, rng = _tones_with_vectors(tmp_path, library, 12, 12, 3)
     root = tmp_path / "many"
-    for i in range(12):
-        write(root / f"f{i:02d}.wav", tone(0.1, freq=200 + 10 * i), 8000)
-    library.add_folders([root])
-    library.scan(workers=1)
-    store = VectorStore(library.catalog)
-    space_id = store.ensure_space("fake", "test-identity", 8)
-    ids = [r[0] for r in library.catalog.conn.execute("SELECT id FROM files ORDER BY id")]
-    rng = np.random.default_rng(3)
-    for file_id in ids:
-        store.store(space_id, file_id, rng.standard_normal(8).astype(np.float32))
     index = similar.SimilarIndex(library.catalog, library.dir)
     index.track("fake")
     newest = library.catalog.file_by_path(str(root / "f11.wav"))

@@ -133,8 +133,7 @@ def _all_top_matches(
 ) -> list[list[tuple[int, float, str]]]:
     """`_top_matches` of each expression, in their order; several at once on the
     catalog's readers when there are several and cores to spare. Owning thread only."""
-    if len(expressions) == 1 or _HELPERS == 0:
-        return [_top_matches(catalog.conn, e, conditions, params, need) for e in expressions]
+    # No readers for one expression, on one core, or inside a transaction: read in turn.
     with catalog.readers(min(_HELPERS, len(expressions) - 1)) as readers:
         if not readers:
             return [_top_matches(catalog.conn, e, conditions, params, need) for e in expressions]

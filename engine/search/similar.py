@@ -117,8 +117,8 @@ class SimilarIndex:
             "whitened": [WHITEN_SHRINK, WHITEN_POWER] if whitened else None,
             "index": IVF_KIND if count >= IVF_THRESHOLD else "flat",
         }  # fmt: skip
-        saved = SavedIndex(self.index_dir / f"{space_name}.files.faiss")
-        stats_path = self.index_dir / f"{space_name}.files.stats.npz"
+        saved = self._saved(space_name)
+        stats_path = self._stats_path(space_name)
         if cached is not None and cached.rows is not None and saved.stamp() != stamp:
             began = time.monotonic()
             now = self.store.vector_versions(space["id"])
@@ -137,8 +137,11 @@ class SimilarIndex:
                 index = None
             else:
                 mean, std, whiten = stats
-        # Read by track() for a loaded index (0.25 s at a million files).
+        # What the index holds: known for a build; for a loaded one, read by track()
+        # (0.25 s at a million files), or here when it replaces a tracked index (another
+        # process saved a newer one), which would otherwise rebuild on the next change.
         rows: tuple[np.ndarray, np.ndarray] | None = None
+        built = index is None
         if index is None:
             rows = self.store.vector_versions(space["id"])  # first: what the build then holds
             ids, vectors = self.store.all_file_vectors(space["id"])
@@ -149,19 +152,21 @@ class SimilarIndex:
             if whitened and mean is not None:
                 whiten = whitening(data)
             index = build_index(ids, data) if len(ids) else build_index(ids, np.zeros((0, 1)))
-            loaded = _Loaded(generation, index, mean, std, whiten, rows, stamp)
-            if len(ids):
-                self._save(space_name, loaded)
-        else:
-            if cached is not None and cached.rows is not None:
-                # Replacing a tracked index (another process saved a newer one): go on
-                # tracking, or the next change would rebuild it.
-                rows = self.store.vector_versions(space["id"])
-                if self.store.generation(space["id"]) != generation:
-                    rows = None
-            loaded = _Loaded(generation, index, mean, std, whiten, rows, stamp)
+        elif cached is not None and cached.rows is not None:
+            rows = self.store.vector_versions(space["id"])
+            if self.store.generation(space["id"]) != generation:
+                rows = None
+        loaded = _Loaded(generation, index, mean, std, whiten, rows, stamp)
+        if built and index.ntotal:
+            self._save(space_name, loaded)
         self._loaded[space_name] = loaded
         return space["id"], loaded
+
+    def _saved(self, space_name: str) -> SavedIndex:
+        return SavedIndex(self.index_dir / f"{space_name}.files.faiss")
+
+    def _stats_path(self, space_name: str) -> Path:
+        return self.index_dir / f"{space_name}.files.stats.npz"
 
     def _save(self, space_name: str, loaded: _Loaded) -> None:
         """Write the index and its statistics beside the catalog under its stamp."""
@@ -175,9 +180,9 @@ class SimilarIndex:
                 }  # fmt: skip
                 if loaded.whiten is not None:
                     parts["whiten"] = loaded.whiten
-                with written(self.index_dir / f"{space_name}.files.stats.npz") as tmp:
+                with written(self._stats_path(space_name)) as tmp:
                     np.savez(tmp, **parts)
-            SavedIndex(self.index_dir / f"{space_name}.files.faiss").save(loaded.index, stamp)
+            self._saved(space_name).save(loaded.index, stamp)
         except OSError as exc:  # read-only library or full disk: a cache, not needed
             log.warning("the search index stays in memory only: %s", exc)
 
@@ -187,7 +192,7 @@ class SimilarIndex:
         is never saved (a later process would keep updating it and drift). Owning thread;
         the indexing process calls it when done, so the app's next start loads it."""
         _, loaded = self._get(space_name)
-        if SavedIndex(self.index_dir / f"{space_name}.files.faiss").stamp() == loaded.stamp:
+        if self._saved(space_name).stamp() == loaded.stamp:
             return
         if loaded.changed:
             self._loaded.pop(space_name, None)

@@ -100,12 +100,9 @@ class SavedIndex:
         """The saved index when its stamp equals `stamp` and the file holds what the stamp
         says (checked on its size before reading, then on its contents), else None. A
         stamp with "count" and "dim" bounds what reading may allocate."""
+        if self.stamp() != stamp:
+            return None  # none yet, unreadable, or of another catalog state
         try:
-            if self.stamp_path.stat().st_size > 65_536:
-                return None
-            saved = json.loads(self.stamp_path.read_text())
-            if saved != stamp:
-                return None
             count, dim = stamp.get("count"), stamp.get("dim")
             if count is not None and dim is not None:
                 # Vectors and ids, IVF lists and centroids: never near twice this.

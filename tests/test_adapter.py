@@ -227,6 +227,33 @@ def test_library_learns_searches_and_uses_an_adapter_from_elsewhere(tmp_path, li
 
 
 @needs_encoder
+def test_a_text_query_in_a_fresh_process_never_imports_torch(tmp_path, library):
+    """Importing torch was about 1 s of the first query at 1M files: a text query (hybrid
+    and content) in a new process must answer without it, as the app's query side does."""
+    import subprocess
+    import sys
+
+    build(tmp_path, library, FakeAisfx())
+    library.adapt(AdaptOptions(steps=40, dim=16))
+    library.close()
+    script = (
+        "import sys, cli\n"
+        "from engine.library import Library\n"
+        "lib = Library(sys.argv[1]); lib.adapt_on_demand = False\n"
+        "hybrid = [r.name for r in lib.search('bird song', 5)]\n"
+        "content = [r.name for r in lib.search('sparrow singing', 12, mode='content')]\n"
+        "lib.close()\n"
+        "print(len(hybrid), 'pcv637.wav' in content, 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(library.dir)],
+        capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["5", "True", "False"]
+
+
+@needs_encoder
 def test_cli_adapt_and_hidden_eval(tmp_path, library, capsys):
     import main
 
@@ -374,7 +401,7 @@ def test_hybrid_relevance_is_a_calibrated_chance_and_matches_come_first(tmp_path
 
 
 @needs_encoder
-def test_the_plain_torch_minilm_gives_the_vectors_transformers_gives():
+def test_the_numpy_minilm_gives_the_vectors_transformers_gives():
     """engine/models/minilm.py must be BertModel's arithmetic: the encoder's identity (and
     every adapter saved with it) depends on it."""
     import torch

@@ -195,7 +195,7 @@ def test_embedding_runs_with_one_blas_thread_and_restores_it(library, fake_libra
 
 
 def test_the_blas_limit_leaves_a_blas_inside_torch_alone(monkeypatch):
-    import engine.models.cpu_lanes as lanes
+    import engine.models.blas as lanes
 
     torch_dir = Path(torch.__file__).resolve().parent
     libs = [

@@ -114,7 +114,7 @@ class EmbedActor:
     Ray worker process; its batches arrive one at a time."""
 
     def __init__(self, space_names: list[str], device: str) -> None:
-        from engine.models.cpu_lanes import numpy_blas
+        from engine.models.blas import numpy_blas
         from engine.models.spaces import make_space
 
         numpy_blas().limit(limits=1)  # the model uses the actor's cores, not numpy

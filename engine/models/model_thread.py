@@ -1,11 +1,12 @@
 """One plain Python thread for the torch models that answer queries (any thread may call).
 
 In the desktop app, torch work called directly on the query thread (a QThread) hung or
-crashed the whole app: loading the sentence encoder deadlocked (gdb: torch's
+crashed the whole app: loading the sentence encoder, then in torch, deadlocked (gdb: torch's
 THPVariable_make_subclass waiting, through pybind11's gil_scoped_acquire, for the GIL
 its own thread held, the GUI thread queued behind it), and loading aisfx for find-similar
 segfaulted in torch.load. The same calls on a threading.Thread work, so every query-side
-model call is handed to this one thread: models are built, used and kept there.
+torch call is handed to this one thread: torch models are built, used and kept there.
+(The sentence encoder is numpy now and runs on the thread that asks.)
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ in the indexing process; the CLI runs one on the main thread.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import math
@@ -73,21 +72,6 @@ class IndexReport:
 # progress(stage, snapshot): stage is "scanning", "embedding" or "learning-<part>"; the
 # snapshot is a ScanProgress, EmbedProgress or AdaptProgress (files_done, files_total).
 IndexProgress = Callable[[str, Any], None]
-
-
-@functools.cache
-def _load_query_modules() -> None:
-    """Import the torch-using query modules on the model thread (engine/models/model_thread.py).
-
-    engine.search.similar imports torchaudio, whose import-time torch ops crashed the app when
-    they ran on the query QThread (a segfault in torchaudio/compliance/kaldi.py). Once
-    per process: later searches skip the three hops to the model thread.
-    """
-    from engine.models import model_thread
-
-    model_thread.load_modules(
-        "engine.models.spaces", "engine.search.similar", "engine.search.hybrid"
-    )
 
 
 class Library:
@@ -317,10 +301,8 @@ class Library:
         best first, each with its best-matching moment when the space has windows."""
         import soundfile as sf
 
-        from engine.models import model_thread
-
-        _load_query_modules()
         from engine.catalog.vectors import VectorStore
+        from engine.models import model_thread
         from engine.search.similar import best_moments, embed_clip, online_hits, to_results
 
         for bound in (start, end):
@@ -379,7 +361,6 @@ class Library:
         return [row["name"] for row in rows if store.embedded_count(row["id"])]
 
     def _similar_index(self) -> SimilarIndex:
-        _load_query_modules()
         from engine.search.similar import SimilarIndex
 
         if self._similar is None:
@@ -415,8 +396,6 @@ class Library:
         """
         if mode not in ("auto", "keyword", "content"):
             raise ValueError(f"unknown search mode {mode!r}")
-        if mode != "keyword":
-            _load_query_modules()
         space = self.text_space() if mode != "keyword" else None
         if space is None:
             if mode == "content":
@@ -706,7 +685,6 @@ class Library:
         """Load what searches need (the text space with its models, each space's search
         index) so the first query does not wait for them. Any time; call on the owning
         thread. Nothing happens for what the library does not have yet."""
-        _load_query_modules()
         space = self.text_space()
         if space is not None and hasattr(space, "embed_text"):
             space.embed_text(["warm up"])  # the encoder's first call allocates

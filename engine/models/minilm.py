@@ -2,7 +2,7 @@
 safetensors. The same arithmetic as transformers' BertModel (tests compare the vectors),
 without importing torch or transformers: a text query then needs neither, and importing
 torch alone cost about 1 s of the first query (docs/measurements.md, first query).
-Any thread; one call at a time per instance is not required (it keeps no state).
+Any thread, several at once (a call keeps no state).
 """
 
 from __future__ import annotations
@@ -149,13 +149,13 @@ class MiniLM:
             "embeddings.LayerNorm.weight": (width,),
             "embeddings.LayerNorm.bias": (width,),
         }  # fmt: skip
-        dims = {"intermediate.dense": (width, inner), "output.dense": (inner, width)}
+        # (out, in) of each linear part, as stored; the others are width x width.
+        stored = {"intermediate.dense": (inner, width), "output.dense": (width, inner)}
         for i in range(int(config["num_hidden_layers"])):
             p = f"encoder.layer.{i}."
             for part in _LAYER_PARTS:
-                fan_out, fan_in = dims.get(part, (width, width))[::-1]
-                shapes[f"{p}{part}.weight"] = (fan_out, fan_in)
-                shapes[f"{p}{part}.bias"] = (fan_out,)
+                shapes[f"{p}{part}.weight"] = stored.get(part, (width, width))
+                shapes[f"{p}{part}.bias"] = (shapes[f"{p}{part}.weight"][0],)
             for norm in _NORMS:
                 shapes[f"{p}{norm}.weight"] = (width,)
                 shapes[f"{p}{norm}.bias"] = (width,)

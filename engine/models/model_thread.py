@@ -28,16 +28,6 @@ def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return _EXECUTOR.submit(fn, *args, **kwargs).result()
 
 
-def load_modules(*names: str) -> None:
-    """Import modules on the model thread, so their import-time torch code (torchaudio
-    runs torch ops as it loads) never runs on a QThread. Then importing them anywhere
-    is a dictionary lookup. Any thread; blocks until imported."""
-    import importlib
-
-    for name in names:
-        run(importlib.import_module, name)
-
-
 class OnModelThread:
     """A proxy whose method calls run on the model thread; other attributes pass through."""
 

@@ -120,6 +120,16 @@ SETTINGS: dict[str, Setting] = {
             "audio output device for audition (empty: the system default)",
         ),
         Setting("autoplay", None, "true", "play each result as it is selected"),
+        Setting(
+            "write_on_edit", "SONARIUM_WRITE_ON_EDIT", "false",
+            "write metadata edits into the audio files as they are made (false: the "
+            "catalog keeps them until they are written on purpose)",
+        ),
+        Setting(
+            "keep_mtime", "SONARIUM_KEEP_MTIME", "true",
+            "keep an audio file's modification time when metadata is written into it "
+            "(some DAWs and sync tools go by it)",
+        ),
     )
 }  # fmt: skip
 
@@ -134,6 +144,11 @@ def value(name: str) -> str:
         raw = raw.lower()
         return raw if raw in setting.choices else setting.default
     return raw or setting.default
+
+
+def enabled(name: str) -> bool:
+    """A yes/no setting's value: true, yes, on or 1 (any case) mean yes."""
+    return value(name).lower() in ("true", "yes", "on", "1")
 
 
 def export(name: str, raw: str | None) -> None:

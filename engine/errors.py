@@ -5,7 +5,9 @@
     │   ├── CatalogUnusable         the catalog is damaged or from a newer Sonarium (never written)
     │   ├── CannotWrite             the library's folder is read-only or its disk is full
     │   ├── NotIndexed              the sounds a request needs are not embedded (yet)
-    │   └── FileUnreadable          an audio file given to a request cannot be read
+    │   ├── FileUnreadable          an audio file given to a request cannot be read
+    │   └── FileNotWritable         metadata cannot go into an audio file (read-only,
+    │                               offline, a format Sonarium cannot write, damaged)
     ├── QueryError                  a malformed query (also a ValueError)
     ├── ModelUnavailable            a model's weights are missing, unreachable or unsafe
     ├── NothingToLearn              too few described files to learn text search from
@@ -53,6 +55,11 @@ class ClusterUnusable(LibraryError):
 
 class FileUnreadable(LibraryError):
     """An audio file given to a request (find similar, info) cannot be read."""
+
+
+class FileNotWritable(LibraryError):
+    """Metadata cannot be written into an audio file: it is read-only or offline, of a
+    format Sonarium cannot write, or damaged. The file was not touched."""
 
 
 class QueryError(SonariumError, ValueError):

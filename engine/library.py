@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine import config
 from engine.catalog.db import Catalog
 from engine.catalog.paths import catalog_path, os_path, resolve_library_dir, shown, to_catalog
 from engine.config import DEFAULT_SIMILAR_SPACE, SPACE_NAMES
@@ -562,6 +563,93 @@ class Library:
     def counts(self) -> dict[str, int]:
         """How many files the library holds, by state (indexed, unreadable, ...)."""
         return self.catalog.counts()
+
+    # -- metadata: edits in the catalog, written into files on purpose -----------------
+
+    def edit(
+        self,
+        files: list[int | str | os.PathLike[str]],
+        changes: dict[str, object],
+        *,
+        append: bool = False,
+    ) -> dict[str, Any]:
+        """Set (or append to) metadata fields of library files, as one undoable batch;
+        searchable at once. A CatID from the library's UCS table also sets its category
+        and subcategory when they are not given. With the write-on-edit setting the
+        files are written too ("write" in the answer, as write_metadata reports).
+        Returns {"batch", "files", "changes"}; a bad value is a LibraryError."""
+        from engine.catalog import edits
+
+        changes = dict(changes)
+        catid = next((v for k, v in changes.items() if k.lower() in ("catid", "ucs_catid")), None)
+        table = self.ucs_table()
+        if catid and table is not None:
+            entry = table.by_catid.get(str(catid).strip())
+            if entry is None:
+                raise LibraryError(f"{catid} is not a CatID of the library's UCS table")
+            changes.setdefault("category", entry.category)
+            changes.setdefault("subcategory", entry.subcategory)
+        ids = self._file_ids(files)
+        try:
+            result = edits.set_fields(self.catalog, ids, changes, append=append)
+        except ValueError as exc:
+            raise LibraryError(str(exc)) from exc
+        if result["changes"] and config.enabled("write_on_edit"):
+            result["write"] = self.write_metadata(list[int | str | os.PathLike[str]](ids))
+        return result
+
+    def undo_edit(self) -> dict[str, Any] | None:
+        """Take back the newest batch of edits (None when there is none)."""
+        from engine.catalog import edits
+
+        return edits.undo(self.catalog)
+
+    def redo_edit(self) -> dict[str, Any] | None:
+        """Apply again the batch of edits undone last (None when there is none)."""
+        from engine.catalog import edits
+
+        return edits.redo(self.catalog)
+
+    def edit_history(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest batches of edits, newest first."""
+        from engine.catalog import edits
+
+        return edits.history(self.catalog, limit)
+
+    def metadata(self, path: str | os.PathLike[str] | int) -> dict[str, Any]:
+        """A library file's editable fields ("fields": name -> shown value), its edits
+        (who, when, written when) and whether a write into the file is pending."""
+        from engine.catalog import edits
+
+        file_id = self._file_ids([path])[0]
+        row = self.catalog.file_by_id(file_id)
+        assert row is not None
+        mine = edits.edits_of(self.catalog, file_id)
+        return {
+            "id": file_id,
+            "path": row["path"],
+            "fields": edits.fields_of(row),
+            "edits": mine,
+            "pending_write": bool(edits.pending_writes(self.catalog, [file_id])),
+        }
+
+    def write_metadata(
+        self,
+        files: list[int | str | os.PathLike[str]] | None = None,
+        *,
+        dry_run: bool = False,
+        progress: Callable[[int, int, str], None] | None = None,
+    ) -> dict[str, Any]:
+        """Write the catalog's metadata into audio files (``files``, else every file whose
+        edits are not written yet), each verified before it replaces the original.
+        Returns {"written", "failed": [{"path", "error"}], "pending"}; resumable."""
+        from engine.curate.batch import write_files
+
+        ids = None if files is None else self._file_ids(files)
+        return write_files(
+            self.catalog, ids, keep_mtime=config.enabled("keep_mtime"), dry_run=dry_run,
+            progress=progress,
+        )  # fmt: skip
 
     # -- collections ---------------------------------------------------------------------
 

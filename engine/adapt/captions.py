@@ -177,7 +177,7 @@ def catalog_file_texts(catalog, hidden: set[int] | None = None) -> list[FileText
     out = []
     for row in catalog.query(
         "SELECT f.id, f.name, f.folder, r.path AS root, f.description, f.ixml_note, "
-        "f.embedded_tags, f.ucs_catid FROM files f JOIN roots r ON r.id = f.root_id "
+        "f.embedded_tags, f.ucs_catid, f.keywords FROM files f JOIN roots r ON r.id = f.root_id "
         "WHERE f.status = 'ok' ORDER BY f.id"
     ):
         if row["id"] in hidden:
@@ -188,10 +188,13 @@ def catalog_file_texts(catalog, hidden: set[int] | None = None) -> list[FileText
         embedded = json.loads(row["embedded_tags"]) if row["embedded_tags"] else {}
         file_tags = list(tags.get(row["id"], []))
         # Embedded tags that describe the sound (title, comment, genre), not who made it.
-        for key in ("title", "comment", "genre", "description", "keywords", "subject"):
+        # (Description and keywords have their columns, which user edits change.)
+        for key in ("title", "comment", "genre", "subject"):
             value = embedded.get(key) if isinstance(embedded, dict) else None
             if isinstance(value, str):
                 file_tags.append(value)
+        if row["keywords"]:
+            file_tags.append(row["keywords"])
         desc = " ".join(x for x in (row["description"], row["ixml_note"]) if x)
         out.append(
             FileText(row["id"], row["name"], parts, desc, tuple(file_tags), row["ucs_catid"] or "")

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from engine.catalog.fields import FIELDS, is_field_tag, stored
 from engine.catalog.migrations import apply_migrations, check_known, pending_migrations
 from engine.catalog.paths import words_text
 from engine.catalog.sidefiles import written
@@ -68,7 +69,8 @@ FILE_COLUMNS = (
     "rms_db", "status", "error", "scanned_at", "description", "originator",
     "origination_date", "ixml_note", "ixml_project", "ixml_scene", "ixml_take",
     "embedded_tags", "ucs_catid", "ucs_category", "ucs_subcategory", "ucs_fx_name",
-    "ucs_creator", "ucs_source",
+    "ucs_creator", "ucs_source", "keywords", "designer", "library", "rating",
+    "ucs_user_category", "ucs_vendor_category", "originator_reference",
 )  # fmt: skip
 
 
@@ -341,6 +343,7 @@ class Catalog:
             else:
                 cur = c.execute(f"INSERT INTO files ({cols}) VALUES ({marks})", params)
                 file_id = int(cur.lastrowid or 0)
+            self._apply_edits(file_id)
             if peaks is None:
                 c.execute("DELETE FROM peaks WHERE file_id = ?", (file_id,))
             else:
@@ -350,6 +353,19 @@ class Catalog:
                 )
             self._refresh_fts(file_id)
             return file_id
+
+    def _apply_edits(self, file_id: int) -> None:
+        """Put the user's metadata edits back over a freshly scanned row (inside the
+        caller's transaction): what the user set outlives what the file says."""
+        c = self.conn
+        for name, value in c.execute(
+            "SELECT field, value FROM metadata_edits WHERE file_id = ?", (file_id,)
+        ).fetchall():
+            f = FIELDS.get(name)
+            if f is not None:  # a field a newer build knew: kept, not shown
+                c.execute(
+                    f"UPDATE files SET {f.column} = ? WHERE id = ?", (stored(f, value), file_id)
+                )
 
     def move_file(self, file_id: int, path: str, root_id: int, size: int, mtime_ns: int) -> None:
         """Point a row at its renamed/moved file without re-decoding it (nothing when the
@@ -414,8 +430,9 @@ class Catalog:
         description = " ".join(
             str(v)
             for v in (
-                row["description"], row["ixml_note"], row["ixml_project"], row["ixml_scene"],
-                row["originator"], *embedded.values(),
+                row["description"], row["keywords"], row["ixml_note"], row["ixml_project"],
+                row["ixml_scene"], row["originator"], row["designer"], row["library"],
+                *(v for k, v in embedded.items() if not is_field_tag(k)),
             )
             if v
         )  # fmt: skip
@@ -426,6 +443,8 @@ class Catalog:
                 row["ucs_category"],
                 row["ucs_subcategory"],
                 row["ucs_fx_name"],
+                row["ucs_user_category"],
+                row["ucs_vendor_category"],
             )
             if v
         )

@@ -217,6 +217,50 @@ def m006_vector_versions(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m007_metadata_edits(conn: sqlite3.Connection) -> None:
+    # The fields a user edits that no column held yet (engine/catalog/fields.py), read
+    # from the files' own metadata too, so what Sonarium writes into a file reads back.
+    for column, kind in (
+        ("keywords", "TEXT"), ("designer", "TEXT"), ("library", "TEXT"), ("rating", "INTEGER"),
+        ("ucs_user_category", "TEXT"), ("ucs_vendor_category", "TEXT"),
+        ("originator_reference", "TEXT"),
+    ):  # fmt: skip
+        conn.execute(f"ALTER TABLE files ADD COLUMN {column} {kind}")
+    # metadata_edits: what the user set, per file and field ("" = cleared on purpose); a
+    # rescan re-applies it over what the file says. written_at: when it last went into
+    # the file (NULL or older than edited_at: a write is pending; that is the resumable
+    # journal of a batch write). edit_journal: every change, in batches, for undo/redo.
+    _run_statements(
+        conn,
+        """
+        CREATE TABLE metadata_edits (
+            file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+            field TEXT NOT NULL,
+            value TEXT NOT NULL,
+            edited_at REAL NOT NULL,
+            editor TEXT NOT NULL,
+            written_at REAL,
+            PRIMARY KEY (file_id, field)
+        );
+        CREATE INDEX metadata_edits_pending ON metadata_edits(written_at);
+        CREATE TABLE edit_journal (
+            id INTEGER PRIMARY KEY,
+            batch INTEGER NOT NULL,
+            file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+            field TEXT NOT NULL,
+            old_edit TEXT,
+            old_shown TEXT,
+            new_value TEXT NOT NULL,
+            at REAL NOT NULL,
+            editor TEXT NOT NULL,
+            undone INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX edit_journal_batch ON edit_journal(batch)
+        """,
+    )
+
+
 def _run_statements(conn: sqlite3.Connection, script: str) -> None:
     # executescript() would commit our open transaction; run statements one by one instead.
     for statement in script.split(";\n"):

@@ -76,10 +76,13 @@ def hide_metadata(catalog: Catalog, hidden: set[int]) -> None:
                 "ixml_note = NULL, ixml_project = NULL, ixml_scene = NULL, ixml_take = NULL, "
                 "embedded_tags = NULL, ucs_catid = NULL, ucs_category = NULL, "
                 "ucs_subcategory = NULL, ucs_fx_name = NULL, ucs_creator = NULL, "
-                "ucs_source = NULL WHERE id = ?",
+                "ucs_source = NULL, keywords = NULL, designer = NULL, library = NULL, "
+                "ucs_user_category = NULL, ucs_vendor_category = NULL, "
+                "originator_reference = NULL WHERE id = ?",
                 (f"{file_id}.{ext}", file_id),
             )
             c.execute("DELETE FROM user_tags WHERE file_id = ?", (file_id,))
+            c.execute("DELETE FROM metadata_edits WHERE file_id = ?", (file_id,))
             catalog._refresh_fts(file_id)
 
 

@@ -192,7 +192,10 @@ def analyze(path: str | Path, root_id: int, ucs_table: UcsTable | None = None) -
     )
     meta = read_metadata(p)
     tags = meta.pop("embedded_tags", {})
-    base.update(meta)
+    for key, value in meta.items():
+        # A UCS file name's fields come first; the file's metadata fills the rest.
+        if not (key.startswith("ucs_") and base.get(key)):
+            base[key] = value
     base["embedded_tags"] = _json(tags) if tags else None
     return Analysis(base, peaks.finish())
 

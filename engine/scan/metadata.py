@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import mutagen
+import mutagen.easyid3
 
+from engine.catalog.fields import BY_TAG, clean, stored
 from engine.catalog.paths import open_binary, os_path
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,7 @@ def _parse_bext(body: bytes, out: dict[str, Any]) -> None:
         return
     out["description"] = _text(body[0:256]) or None
     out["originator"] = _text(body[256:288]) or None
+    out["originator_reference"] = _text(body[288:320]) or None
     date, clock = _text(body[320:330]), _text(body[330:338])
     out["origination_date"] = (date + (" " + clock if clock else "")) or None
 
@@ -97,6 +100,41 @@ def _parse_ixml(body: bytes, out: dict[str, Any]) -> None:
         node = root.find(tag)
         if node is not None and node.text and node.text.strip():
             out[key] = node.text.strip()
+    user = root.find("USER")
+    if user is not None:
+        _named_fields({child.tag: child.text or "" for child in user}, out)
+
+
+# The fields another tool (or Sonarium) wrote under their tag names (engine/catalog/
+# fields.py), as iXML USER elements, Vorbis comments or ID3 TXXX frames.
+_BY_TAG = BY_TAG
+
+
+# Easy ID3 shows only the keys it knows: the fields are TXXX frames named by their tags
+# (as other tools write them), read and written through the same easy interface.
+for _tag in BY_TAG:
+    if _tag.lower() not in mutagen.easyid3.EasyID3.valid_keys:
+        mutagen.easyid3.EasyID3.RegisterTXXXKey(_tag.lower(), _tag)
+
+
+def _named_fields(values: dict[str, str], out: dict[str, Any]) -> None:
+    """Catalog columns from tag-named values; a value the field refuses is left out, and
+    what the file's own chunks said (bext's description) stays first."""
+    for name, text in values.items():
+        f = _BY_TAG.get(str(name).upper().removeprefix("TXXX:"))
+        if f is None or not isinstance(text, str):
+            continue
+        try:
+            value = stored(f, clean(f, text))
+        except ValueError:
+            continue
+        have = out.get(f.column)
+        if value is not None and (
+            not have or (isinstance(value, str) and len(value) > len(str(have))
+                         and value.startswith(str(have)))
+        ):  # fmt: skip
+            # bext's fixed fields cut long values: the whole one, written beside, wins.
+            out[f.column] = value
 
 
 def _parse_info(body: bytes, out: dict[str, Any]) -> None:
@@ -141,6 +179,10 @@ def read_metadata(path: Path) -> dict[str, Any]:
     of a catalog path (engine.catalog.paths)."""
     fields = read_riff_chunks(path) if path.suffix.lower() in (".wav", ".wave", ".bwf") else {}
     tags = read_tags(path)
-    tags.update(fields.pop("info", {}))
-    fields["embedded_tags"] = tags
+    info = fields.pop("info", {})
+    tags.update(info)
+    _named_fields(tags, fields)
+    if info.get("keywords") and not fields.get("keywords"):
+        fields["keywords"] = info["keywords"]  # RIFF INFO IKEY
+    fields["embedded_tags"] = tags  # all of them, as the file has them
     return fields

@@ -5,12 +5,14 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
-# PortAudio for playback; the rest are what Qt's xcb/offscreen platforms load.
+# PortAudio for playback; then what Qt's xcb/offscreen platforms load; exiftool and
+# mediainfo read back, as independent readers, the metadata the tests write into files.
 APT_PACKAGES=(
   libportaudio2 libsndfile1 libegl1 libgl1 libglib2.0-0 libfontconfig1 libdbus-1-3
   libxkbcommon0 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1
   libxcb-image0 libxcb-render-util0 libxcb-shape0 libxcb-randr0 libxcb-xinerama0
   libxcb-xkb1 libasound2-plugins alsa-utils
+  libimage-exiftool-perl mediainfo
 )
 
 install_system_packages() {

@@ -11,7 +11,9 @@ from engine import config
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from cli.metadata import with_default_action
+
+    args = build_parser().parse_args(with_default_action(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -44,14 +44,26 @@ def space_option(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cli import app, collections, evaluate, find, indexing, knowledge, library, models
+    from cli import (
+        app,
+        collections,
+        evaluate,
+        find,
+        indexing,
+        knowledge,
+        library,
+        metadata,
+        models,
+    )  # fmt: skip
 
     common = argparse.ArgumentParser(add_help=False)
     _add_globals(common, suppress=True)
     parser = argparse.ArgumentParser(prog="sonarium", description="Sonarium sound-library browser.")
     _add_globals(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (indexing, find, evaluate, library, collections, models, knowledge, app):
+    for module in (
+        indexing, find, evaluate, library, metadata, collections, models, knowledge, app,
+    ):  # fmt: skip
         module.register(sub, common)
     return parser
 

@@ -33,7 +33,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from engine.catalog.paths import resolve_library_dir
 from engine.config import RESULT_PAGE
-from engine.errors import NotIndexed, SonariumError
+from engine.errors import LibraryError, NotIndexed, SonariumError
 from engine.library import Library
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -225,6 +225,76 @@ class _QueryWorker(QObject):
         finally:
             self.do_status()
 
+    # How many selected files the editor reads fields of (a larger selection is edited
+    # all the same: its fields show as several values).
+    METADATA_READ_LIMIT = 2000
+
+    def do_metadata(self, file_ids: list) -> None:
+        """The editable fields of the selected files: a field's value, or None where the
+        files differ; "pending": how many have edits not written into them."""
+        assert self._library is not None
+        ids = list(file_ids)
+        fields: dict[str, str | None] = {}
+        names: list[str] = []
+        pending = 0
+        for file_id in ids[: self.METADATA_READ_LIMIT]:
+            try:
+                meta = self._library.metadata(file_id)
+            except LibraryError:
+                continue  # removed from the library meanwhile
+            names.append(os.path.basename(meta["path"]))
+            pending += meta["pending_write"]
+            for name, value in meta["fields"].items():
+                if name not in fields:
+                    fields[name] = value
+                elif fields[name] != value:
+                    fields[name] = None
+        if len(ids) > self.METADATA_READ_LIMIT:
+            fields = dict.fromkeys(fields)
+        self.outbox.post("metadata", {"ids": ids, "fields": fields, "pending": pending,
+                                      "names": names})  # fmt: skip
+
+    def do_edit(self, file_ids: list, changes: dict, append: bool) -> None:
+        assert self._library is not None
+        try:
+            result = self._library.edit(list(file_ids), dict(changes), append=append)
+            if result["batch"] is None:
+                self.outbox.post("message", "Nothing changed (the files already say so)")
+            else:
+                text = f"Changed {result['changes']} fields of {result['files']} files"
+                if "write" in result:
+                    text += "; " + _written_text(result["write"])
+                self.outbox.post("message", text)
+        finally:
+            self._after_edit(file_ids)
+
+    def do_write(self, file_ids: list) -> None:
+        assert self._library is not None
+        try:
+            report = self._library.write_metadata(list(file_ids) or None)
+            self.outbox.post("message", _written_text(report))
+            self.outbox.post("written", report)
+        finally:
+            self._after_edit(file_ids)
+
+    def do_undo(self, file_ids: list, redo: bool) -> None:
+        assert self._library is not None
+        try:
+            result = self._library.redo_edit() if redo else self._library.undo_edit()
+            verb = "Redid" if redo else "Undid"
+            self.outbox.post(
+                "message",
+                f"Nothing to {verb[:-2].lower()}" if result is None else
+                f"{verb} {result['changes']} changes to {result['files']} files",
+            )  # fmt: skip
+        finally:
+            self._after_edit(file_ids)
+
+    def _after_edit(self, file_ids: list) -> None:
+        self.do_metadata(file_ids)
+        for file_id in list(file_ids)[:1]:
+            self.do_detail(file_id)
+
     def do_remove(self, path: str) -> None:
         assert self._library is not None
         try:
@@ -244,6 +314,14 @@ class _QueryWorker(QObject):
             self._library.close()
             self._library = None
         self.stopped.set()
+
+
+def _written_text(report: dict) -> str:
+    """A write report as the status bar says it."""
+    text = f"Wrote metadata into {len(report['written'])} files"
+    if report["failed"]:
+        text += f"; {len(report['failed'])} not written: {report['failed'][0]['error']}"
+    return text
 
 
 class _IndexWorker(QObject):
@@ -353,6 +431,8 @@ class EngineBridge(QObject):
     overviews_ready = Signal(object)
     detail_ready = Signal(object)
     clip_ready = Signal(object)
+    metadata_ready = Signal(object)  # the selected files' fields (do_metadata)
+    written = Signal(object)  # a write_metadata report
     checked = Signal(object)  # Library.check()'s result
     message = Signal(str)
     index_progressed = Signal(object)
@@ -401,6 +481,8 @@ class EngineBridge(QObject):
             "overviews": self.overviews_ready.emit,
             "detail": self.detail_ready.emit,
             "clip": self.clip_ready.emit,
+            "metadata": self.metadata_ready.emit,
+            "written": self.written.emit,
             "checked": self.checked.emit,
             "message": self.message.emit,
             "progress": self.index_progressed.emit,
@@ -483,6 +565,24 @@ class EngineBridge(QObject):
 
     def delete_collection(self, name: str) -> None:
         self._ask("delete_collection", name)
+
+    def request_metadata(self, file_ids: list[int]) -> None:
+        self._ask("metadata", list(file_ids))
+
+    def edit(self, file_ids: list[int], changes: dict[str, str], append: bool = False) -> None:
+        """Set fields on files in the catalog (one undoable batch); answered by a message
+        and the files' fields again."""
+        self._ask("edit", list(file_ids), dict(changes), append)
+
+    def write_metadata(self, file_ids: list[int]) -> None:
+        """Write the files' metadata into them (every pending file when empty)."""
+        self._ask("write", list(file_ids))
+
+    def undo_edit(self, file_ids: list[int]) -> None:
+        self._ask("undo", list(file_ids), False)
+
+    def redo_edit(self, file_ids: list[int]) -> None:
+        self._ask("undo", list(file_ids), True)
 
     def export_clip(self, source: str, start: float, end: float) -> None:
         self._ask("clip", source, start, end)

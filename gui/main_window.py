@@ -38,6 +38,7 @@ from gui.detail_pane import DetailPane
 from gui.file_urls import file_url, local_path
 from gui.filters import FilterBar
 from gui.library_panel import LibraryPanel
+from gui.metadata_editor import MetadataEditor
 from gui.results_model import COLUMNS, ResultsModel
 from gui.waveform_delegate import MiniWaveformDelegate
 
@@ -159,6 +160,11 @@ class MainWindow(QMainWindow):
         dock.setObjectName("library")
         dock.setWidget(self.library_panel)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+        self.metadata_editor = MetadataEditor()
+        meta_dock = QDockWidget("Metadata", self)
+        meta_dock.setObjectName("metadata")
+        meta_dock.setWidget(self.metadata_editor)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, meta_dock)
         self._build_menus()
         self._build_shortcuts()
 
@@ -192,6 +198,7 @@ class MainWindow(QMainWindow):
         self.search_field.returnPressed.connect(self._remember_query)
         self.filters.changed.connect(self._debounce.start)
         self.results.selectionModel().currentRowChanged.connect(self._on_current_changed)
+        self.results.selectionModel().selectionChanged.connect(self._on_selection_changed)
         self.results.verticalScrollBar().valueChanged.connect(self._overview_timer.start)
         self.results.doubleClicked.connect(lambda _i: self.play_from_start())
         self.results.customContextMenuRequested.connect(self._context_menu)
@@ -208,6 +215,11 @@ class MainWindow(QMainWindow):
         self.bridge.overviews_ready.connect(self._on_overviews)
         self.bridge.detail_ready.connect(self._on_detail)
         self.bridge.clip_ready.connect(self._on_clip)
+        self.bridge.metadata_ready.connect(self._on_metadata)
+        self.metadata_editor.apply_requested.connect(self.bridge.edit)
+        self.metadata_editor.write_requested.connect(self.bridge.write_metadata)
+        self.metadata_editor.undo_requested.connect(self.undo_edit)
+        self.metadata_editor.redo_requested.connect(self.redo_edit)
         self.bridge.index_progressed.connect(self.library_panel.set_progress)
         self.bridge.index_finished.connect(self._on_index_finished)
 
@@ -267,6 +279,21 @@ class MainWindow(QMainWindow):
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
         file_menu.addAction(quit_action)
+        edit_menu = self.menuBar().addMenu("&Edit")
+        for text, keys, slot in (
+            ("Undo metadata edit", QKeySequence.StandardKey.Undo, self.undo_edit),
+            ("Redo metadata edit", QKeySequence.StandardKey.Redo, self.redo_edit),
+        ):
+            action = QAction(text, self)
+            action.setShortcut(keys)
+            action.triggered.connect(slot)
+            edit_menu.addAction(action)
+        write = QAction("Write metadata to files", self)
+        write.setToolTip(
+            "Write the selected files' metadata into them (all pending: none selected)"
+        )
+        write.triggered.connect(lambda: self.bridge.write_metadata(self.selected_ids()))
+        edit_menu.addAction(write)
         help_menu = self.menuBar().addMenu("&Help")
         about = QAction("About Sonarium", self)
         about.triggered.connect(lambda: QMessageBox.about(self, "About Sonarium", ABOUT))
@@ -398,6 +425,19 @@ class MainWindow(QMainWindow):
         self._current["favorite"] = row["favorite"]
         self._current["collections"] = row.get("collections", [])
         self.detail.show_file(row, (self._current.get("start"), self._current.get("end")))
+
+    def _on_selection_changed(self, *_args) -> None:
+        self.bridge.request_metadata(self.selected_ids())
+
+    def _on_metadata(self, payload: dict) -> None:
+        if sorted(payload["ids"]) == sorted(self.selected_ids()):
+            self.metadata_editor.show_selection(payload)
+
+    def undo_edit(self) -> None:
+        self.bridge.undo_edit(self.selected_ids())
+
+    def redo_edit(self) -> None:
+        self.bridge.redo_edit(self.selected_ids())
 
     def play_from_start(self) -> None:
         result = self.current_result()

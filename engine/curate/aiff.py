@@ -19,6 +19,7 @@ _TEXT = {b"NAME": "fx_name", b"AUTH": "designer", b"ANNO": "description"}
 
 def read_chunks(f: BinaryIO, file_size: int) -> tuple[bytes, list[tuple[bytes, int, int]]]:
     """(form type, [(id, body offset, size)]) of an AIFF file; NotWritable when damaged."""
+    f.seek(0)
     head = f.read(12)
     if len(head) < 12 or head[:4] != b"FORM" or head[8:12] not in (b"AIFF", b"AIFC"):
         raise NotWritable("not an AIFF file (no FORM AIFF header)")

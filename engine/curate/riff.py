@@ -69,6 +69,7 @@ class Layout:
 
 def read_layout(f: BinaryIO, file_size: int) -> Layout:
     """The chunks of a WAV file, validated: NotWritable when they do not fit the file."""
+    f.seek(0)
     head = f.read(12)
     if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64", b"BW64") or head[8:12] != b"WAVE":
         raise NotWritable("not a WAV file (no RIFF/RF64 WAVE header)")
@@ -268,6 +269,14 @@ def rewrite(src: BinaryIO, dst: BinaryIO, file_size: int, values: Mapping[str, s
         new_bodies[chunks.index(info)] = body
     elif body is not None:
         added.append((b"LIST", body))
+
+    # Bodies of even length: some readers (libsndfile's RF64 parser) ignore the pad byte
+    # after an odd-sized chunk. A newline ends iXML's text, a NUL bext's coding history.
+    for index, new_body in list(new_bodies.items()):
+        if new_body is not None and len(new_body) & 1:
+            new_bodies[index] = new_body + (b"\n" if chunks[index].cid == b"iXML" else b"\x00")
+    added = [(cid, b + (b"\n" if cid == b"iXML" else b"\x00") if len(b) & 1 else b)
+             for cid, b in added]  # fmt: skip
 
     # The pieces in order: ("copy", chunk) or ("new", id, body); new chunks before data.
     pieces: list[tuple[str, Chunk | None, bytes, bytes]] = []

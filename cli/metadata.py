@@ -1,0 +1,198 @@
+"""meta: a file's editable metadata; set fields on many files, undo/redo, write into files."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cli.output import ProgressBar, print_json, printable
+from cli.parser import open_library
+from engine.catalog.fields import FIELDS
+
+ACTIONS = ("show", "set", "write", "undo", "redo", "history")
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "meta", parents=[common],
+        help="show and edit files' metadata, write it into the files (meta FILE shows one)",
+    )  # fmt: skip
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+
+    a = actions.add_parser("show", parents=[common], help="a file's fields and edits")
+    a.add_argument("file", metavar="FILE")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_show)
+
+    a = actions.add_parser(
+        "set", parents=[common], help="set fields of files in the catalog (one undoable batch)"
+    )
+    a.add_argument("files", nargs="+", metavar="FILE")
+    a.add_argument(
+        "--field", action="append", required=True, metavar="NAME=VALUE", type=_assignment,
+        help=f"a field and its value ('' clears); fields: {', '.join(FIELDS)}",
+    )  # fmt: skip
+    a.add_argument("--append", action="store_true", help="add to what the fields hold")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_set)
+
+    a = actions.add_parser(
+        "write", parents=[common], help="write the catalog's metadata into the audio files"
+    )
+    a.add_argument("files", nargs="*", metavar="FILE")
+    a.add_argument("--all", action="store_true", help="every file with edits not yet written")
+    a.add_argument("--dry-run", action="store_true", help="list what would be written")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_write)
+
+    for name, func, text in (
+        ("undo", cmd_undo, "take back the newest batch of edits"),
+        ("redo", cmd_redo, "apply again the batch undone last"),
+    ):
+        a = actions.add_parser(name, parents=[common], help=text)
+        a.add_argument("--json", action="store_true")
+        a.set_defaults(func=func)
+
+    a = actions.add_parser("history", parents=[common], help="the newest batches of edits")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_history)
+    p.set_defaults(func=lambda args: _usage(p))
+
+
+def with_default_action(argv: list[str]) -> list[str]:
+    """``meta FILE`` means ``meta show FILE``: the action inserted where it is left out."""
+    for i, token in enumerate(argv):
+        if token != "meta" or (i and argv[i - 1].startswith("-") and argv[i - 1] != "-v"
+                               and argv[i - 1] != "--verbose"):  # fmt: skip
+            continue
+        rest = argv[i + 1 :]
+        if rest and rest[0] not in ACTIONS and not rest[0].startswith("-"):
+            return [*argv[: i + 1], "show", *rest]
+        return argv
+    return argv
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _assignment(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, not {text!r}")
+    return name.strip(), value
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with open_library(args) as library:
+        meta = library.metadata(args.file)
+    if args.json:
+        print_json(meta)
+        return 0
+    print(printable(meta["path"]))
+    for name, value in meta["fields"].items():
+        edit = meta["edits"].get(name)
+        mark = ""
+        if edit is not None:
+            written = edit["written_at"] is not None and edit["written_at"] >= edit["edited_at"]
+            mark = f"  (edited by {edit['editor']}, {'written' if written else 'not written yet'})"
+        if value or edit is not None:
+            print(f"{FIELDS[name].label:>28}: {printable(value)}{mark}")
+    if meta["pending_write"]:
+        print("edits not in the file yet: sonarium meta write FILE")
+    return 0
+
+
+def cmd_set(args: argparse.Namespace) -> int:
+    changes = dict(args.field)
+    with open_library(args) as library:
+        result = library.edit(args.files, changes, append=args.append)
+    if args.json:
+        print_json(result)
+        return 0
+    if result["batch"] is None:
+        print("nothing changed (the files already say so)")
+    else:
+        print(f"{result['changes']} changes to {result['files']} files (batch {result['batch']}; "
+              "'sonarium meta undo' takes it back)")  # fmt: skip
+    if "write" in result:
+        _print_write(result["write"], False)
+    return 0
+
+
+def cmd_write(args: argparse.Namespace) -> int:
+    if not args.files and not args.all:
+        print("name the files to write, or --all for every file with edits not yet written")
+        return 2
+    with open_library(args) as library, ProgressBar(args.json, "writing") as bar:
+        result = library.write_metadata(
+            None if args.all and not args.files else args.files,
+            dry_run=args.dry_run,
+            progress=lambda done, total, path: bar.update(_Progress(done, total)),
+        )
+    if args.json:
+        print_json(result)
+        return 1 if result["failed"] else 0
+    _print_write(result, args.dry_run)
+    return 1 if result["failed"] else 0
+
+
+class _Progress:
+    """What ProgressBar reads from a snapshot."""
+
+    def __init__(self, done: int, total: int) -> None:
+        self.files_done, self.files_total = done, total
+
+
+def _print_write(result: dict[str, Any], dry_run: bool) -> None:
+    if dry_run:
+        for path in result["pending"]:
+            print(f"would write {printable(path)}")
+        print(f"{len(result['pending'])} files would be written")
+        return
+    for failure in result["failed"]:
+        print(f"not written: {printable(failure['error'])}")
+    print(f"{len(result['written'])} files written, {len(result['failed'])} not")
+
+
+def cmd_undo(args: argparse.Namespace) -> int:
+    with open_library(args) as library:
+        result = library.undo_edit()
+    return _print_batch(args, result, "undid", "nothing to undo")
+
+
+def cmd_redo(args: argparse.Namespace) -> int:
+    with open_library(args) as library:
+        result = library.redo_edit()
+    return _print_batch(args, result, "redid", "nothing to redo")
+
+
+def _print_batch(args: argparse.Namespace, result: dict | None, verb: str, empty: str) -> int:
+    if args.json:
+        print_json(result)
+    elif result is None:
+        print(empty)
+    else:
+        print(f"{verb} batch {result['batch']}: {result['changes']} changes to "
+              f"{result['files']} files (write them into the files again: sonarium meta "
+              "write --all)")  # fmt: skip
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    import time
+
+    with open_library(args) as library:
+        batches = library.edit_history()
+    if args.json:
+        print_json(batches)
+        return 0
+    if not batches:
+        print("no edits yet: sonarium meta set FILE... --field NAME=VALUE")
+    for b in batches:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(b["at"]))
+        state = " (undone)" if b["undone"] else ""
+        print(f"batch {b['batch']}  {when}  {printable(b['editor'])}: "
+              f"{b['changes']} changes, {b['files']} files{state}")  # fmt: skip
+    return 0

@@ -1,0 +1,506 @@
+"""Metadata edits in the catalog and written into files: searchable at once, undoable,
+kept through rescans and moves; written into WAV/BWF/RF64, AIFF, FLAC, Ogg, Opus and MP3
+with every other byte of the file kept, checked by independent readers (exiftool,
+mediainfo, mutagen, soundfile); read-only, offline, unknown and damaged files refused
+untouched; a full disk, a kill mid-batch and files past 4 GiB."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mutagen
+import numpy as np
+import pytest
+import soundfile as sf
+
+from engine.curate import riff
+from engine.curate.write import write_fields
+from engine.errors import CannotWrite, LibraryError
+from tests.audio_factory import noise, tone, write
+from tests.conftest import ROOT
+from tests.test_metadata import bwf, chunk
+
+EXIFTOOL = shutil.which("exiftool")
+MEDIAINFO = shutil.which("mediainfo")
+needs_exiftool = pytest.mark.skipif(
+    EXIFTOOL is None and not os.environ.get("CI"), reason="exiftool is not installed"
+)
+needs_mediainfo = pytest.mark.skipif(
+    MEDIAINFO is None and not os.environ.get("CI"), reason="mediainfo is not installed"
+)
+
+FIELDS = {
+    "description": "Metal door slam with a long tail, close perspective",
+    "keywords": "door, slam, metal",
+    "notes": "recorded at the old factory — ünïcode",
+    "designer": "Ann Designer",
+    "library": "Factory SFX",
+    "rating": "4",
+    "catid": "DOORMetl",
+    "category": "DOORS",
+    "subcategory": "METAL",
+    "fx_name": "Slam Long Tail",
+    "creator_id": "AD",
+    "source_id": "FSFX",
+    "originator": "Sonarium test",
+    "originator_reference": "REF-0001",
+    "origination_date": "2026-12-03 10:11:12",
+}
+
+
+def exiftool(path: Path) -> dict:
+    out = subprocess.run(
+        [EXIFTOOL or "exiftool", "-j", "-a", "-G1", "-charset", "riff=utf8", str(path)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return json.loads(out)[0]
+
+
+def chunks_of(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(id, body) of every top-level chunk of a RIFF file's bytes."""
+    out, pos = [], 12
+    while pos + 8 <= len(data):
+        cid, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+        out.append((cid, data[pos + 8 : pos + 8 + size]))
+        pos += 8 + size + (size & 1)
+    return out
+
+
+def rich_wav(path: Path) -> Path:
+    """A BWF with bext, an iXML holding elements Sonarium does not own, INFO with ICOP,
+    and chunks after the audio (cue, an odd-sized private chunk) to keep byte for byte."""
+    data = bwf(
+        "Old description", "Recorder X", "2020-01-02", "03:04:05",
+        ixml="<BWFXML><IXML_VERSION>1.5</IXML_VERSION><PROJECT>Proj</PROJECT><SPEED>"
+        "<NOTE>pulled down</NOTE></SPEED><USER><MYTOOL>keep me</MYTOOL></USER>"
+        "</BWFXML>",
+        info={b"ICOP": "(c) someone", b"INAM": "old name"},
+    )  # fmt: skip
+    data += chunk(b"cue ", b"\x01\x00\x00\x00" + bytes(range(24))) + chunk(b"zzzz", b"odd")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data[:4] + struct.pack("<I", len(data) - 8) + data[8:])
+    return path
+
+
+@pytest.fixture
+def scanned(tmp_path, library):
+    root = tmp_path / "sfx"
+    rich_wav(root / "door.wav")
+    write(root / "plain.wav", noise(0.3), 48000, subtype="PCM_24")
+    write(root / "a.flac", noise(0.3, seed=1), 44100)
+    write(root / "b.aiff", noise(0.3, channels=2, seed=2), 44100, subtype="PCM_24")
+    write(root / "c.ogg", noise(1.0, seed=3), 44100)
+    write(root / "d.opus", noise(1.0, seed=4), 48000, format="OGG", subtype="OPUS")
+    write(root / "e.mp3", noise(1.0, seed=5), 44100)
+    library.add_folders([root])
+    library.scan(workers=1)
+    return root
+
+
+def cli(library_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *args, "--library", str(library_dir)],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+
+
+def samples(path: Path) -> np.ndarray:
+    return sf.read(str(path), dtype="int32", always_2d=True)[0]
+
+
+# -- edits in the catalog ------------------------------------------------------------------
+
+
+def test_an_edit_is_searchable_at_once_undoable_and_survives_rescans_and_moves(scanned, library):
+    door = scanned / "plain.wav"
+    result = library.edit([door], {"description": "creaky hinge squeal", "rating": "3"})
+    assert result == {"batch": 1, "files": 1, "changes": 2}
+    assert [r.name for r in library.search("hinge squeal", mode="keyword")] == ["plain.wav"]
+    meta = library.metadata(door)
+    assert meta["fields"]["description"] == "creaky hinge squeal" and meta["pending_write"]
+    assert meta["edits"]["rating"]["value"] == "3" and meta["edits"]["rating"]["editor"]
+
+    os.utime(door, ns=(time.time_ns(), time.time_ns()))  # the scanner reads it again
+    library.scan(workers=1)
+    assert library.metadata(door)["fields"]["description"] == "creaky hinge squeal"
+    moved = scanned / "moved" / "renamed.wav"
+    moved.parent.mkdir()
+    door.rename(moved)
+    library.scan(workers=1)
+    assert library.metadata(moved)["fields"]["rating"] == "3"
+    assert [r.name for r in library.search("hinge", mode="keyword")] == ["renamed.wav"]
+
+    assert library.undo_edit() == {"batch": 1, "files": 1, "changes": 2}
+    assert library.search("hinge", mode="keyword") == []
+    assert library.metadata(moved)["fields"]["description"] == ""
+    assert library.undo_edit() is None
+    assert library.redo_edit()["changes"] == 2
+    assert [r.name for r in library.search("hinge", mode="keyword")] == ["renamed.wav"]
+    assert library.redo_edit() is None
+
+
+def test_many_files_at_once_append_and_a_new_edit_ends_redo(scanned, library):
+    files = [scanned / "a.flac", scanned / "c.ogg"]
+    library.edit(files, {"keywords": "rain, wet"})
+    library.edit(files, {"keywords": "Wet, drops"}, append=True)
+    for f in files:
+        assert library.metadata(f)["fields"]["keywords"] == "rain, wet, drops"
+    assert library.edit(files, {"keywords": "rain"}, append=True)["batch"] is None  # had it
+    library.undo_edit()
+    library.edit(files, {"library": "Weather"})
+    assert library.redo_edit() is None  # the undone append cannot come back now
+    history = library.edit_history()
+    assert [h["batch"] for h in history] == [3, 1] and history[0]["files"] == 2
+
+
+def test_bad_values_are_refused_and_nothing_changes(scanned, library):
+    f = scanned / "a.flac"
+    for changes in ({"rating": "7"}, {"origination_date": "2026-13-01"}, {"colour": "red"},
+                    {"originator": "x" * 33}):  # fmt: skip
+        with pytest.raises(LibraryError):
+            library.edit([f], changes)
+    assert library.edit_history() == []
+    with pytest.raises(LibraryError, match="not a file of the library"):
+        library.edit([scanned / "nope.wav"], {"rating": "1"})
+
+
+def test_a_ucs_catid_fills_its_category_from_the_table(scanned, library, tmp_path):
+    table = tmp_path / "ucs.csv"
+    table.write_text("CatID,Category,SubCategory\nDOORMetl,DOORS,METAL\n", encoding="utf-8")
+    library.set_ucs_table(str(table))
+    library.edit([scanned / "a.flac"], {"catid": "DOORMetl"})
+    fields = library.metadata(scanned / "a.flac")["fields"]
+    assert (fields["category"], fields["subcategory"]) == ("DOORS", "METAL")
+    with pytest.raises(LibraryError, match="not a CatID"):
+        library.edit([scanned / "a.flac"], {"catid": "NOPEWhat"})
+
+
+# -- writing into files --------------------------------------------------------------------
+
+
+@needs_exiftool
+def test_a_bwf_is_written_with_every_other_chunk_kept_and_exiftool_reads_it(scanned, library):
+    door = scanned / "door.wav"
+    before = door.read_bytes()
+    stamp = os.stat(door).st_mtime_ns
+    library.edit([door], FIELDS)
+    report = library.write_metadata([door])
+    assert report["written"] == [str(door)] and not report["failed"]
+    after = door.read_bytes()
+    old, new = chunks_of(before), chunks_of(after)
+    own = {b"bext", b"iXML", b"LIST"}
+    assert [c for c in old if c[0] not in own] == [c for c in new if c[0] not in own]
+    assert [c[0] for c in new] == [c[0] for c in old]  # same chunks, same order
+    assert np.array_equal(samples(door), sf.read(__import__("io").BytesIO(before),
+                                                 dtype="int32", always_2d=True)[0])  # fmt: skip
+    assert os.stat(door).st_mtime_ns == stamp  # kept (the default)
+    assert not [p for p in scanned.iterdir() if p.name.startswith(".")]  # no temporaries
+
+    tags = exiftool(door)
+    assert tags["RIFF:Description"] == FIELDS["description"]
+    assert tags["RIFF:Originator"] == FIELDS["originator"]
+    assert tags["RIFF:OriginatorReference"] == FIELDS["originator_reference"]
+    assert tags["RIFF:DateTimeOriginal"] == "2026:12:03 10:11:12"
+    assert tags["RIFF:Comment"] == FIELDS["description"]
+    assert tags["RIFF:Keywords"] == FIELDS["keywords"]
+    assert tags["RIFF:Title"] == FIELDS["fx_name"]
+    assert tags["RIFF:Artist"] == FIELDS["designer"]
+    assert tags["RIFF:Genre"] == FIELDS["category"]
+    assert tags["RIFF:Copyright"] == "(c) someone"  # INFO items Sonarium does not own stay
+    assert tags["XML:BwfxmlNote"] == FIELDS["notes"]
+    assert tags["XML:BwfxmlUserCatid"] == "DOORMetl"
+    assert tags["XML:BwfxmlUserCategoryfull"] == "DOORS-METAL"
+    assert tags["XML:BwfxmlUserFxname"] == FIELDS["fx_name"]
+    assert tags["XML:BwfxmlUserMytool"] == "keep me"  # elements we do not own stay
+    assert tags["XML:BwfxmlProject"] == "Proj"
+    assert tags["XML:BwfxmlSpeedNote"] == "pulled down"
+
+    library.scan(workers=1)  # nothing to re-read: the catalog took the new size and time
+    assert library.metadata(door)["pending_write"] is False
+    fresh = library.info(door)
+    assert fresh["description"] == FIELDS["description"] and fresh["rating"] == 4
+
+
+def test_what_is_written_reads_back_in_a_fresh_library(scanned, library, tmp_path):
+    """Every format: the file alone carries the fields (a new library reads them all),
+    its audio decodes to the very same samples, and mutagen reads the tags."""
+    names = ["door.wav", "plain.wav", "a.flac", "b.aiff", "c.ogg", "d.opus", "e.mp3"]
+    before = {n: samples(scanned / n) for n in names}
+    library.edit([scanned / n for n in names], FIELDS)
+    report = library.write_metadata()
+    assert sorted(Path(p).name for p in report["written"]) == sorted(names)
+    from engine.library import Library
+
+    with Library(tmp_path / "second") as fresh:
+        fresh.add_folders([scanned])
+        fresh.scan(workers=1)
+        for n in names:
+            assert np.array_equal(samples(scanned / n), before[n]), n
+            assert (
+                fresh.metadata(scanned / n)["fields"] == library.metadata(scanned / n)["fields"]
+            ), n
+    assert mutagen.File(scanned / "a.flac")["DESCRIPTION"] == [FIELDS["description"]]
+    assert mutagen.File(scanned / "c.ogg")["CATID"] == ["DOORMetl"]
+    assert mutagen.File(scanned / "d.opus")["FXNAME"] == [FIELDS["fx_name"]]
+    assert str(mutagen.File(scanned / "e.mp3").tags["TXXX:KEYWORDS"]) == FIELDS["keywords"]
+    assert mutagen.File(scanned / "e.mp3").tags.version[:2] == (2, 4)
+    assert str(mutagen.File(scanned / "b.aiff").tags["TXXX:DESIGNER"]) == FIELDS["designer"]
+
+
+@needs_mediainfo
+@needs_exiftool
+def test_aiff_text_chunks_are_read_by_mediainfo_and_exiftool(scanned, library):
+    aiff = scanned / "b.aiff"
+    library.edit([aiff], {"description": "thunder roll", "designer": "Bo", "fx_name": "Roll"})
+    assert library.write_metadata([aiff])["written"]
+    tags = exiftool(aiff)
+    assert tags["AIFF:Name"] == "Roll" and tags["AIFF:Author"] == "Bo"
+    assert tags["AIFF:Annotation"] == "thunder roll"
+    info = subprocess.run([MEDIAINFO or "mediainfo", "--Output=JSON", str(aiff)],
+                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "thunder roll" in info and "Bo" in info
+    wav = scanned / "plain.wav"
+    library.edit([wav], {"description": "wind gust", "keywords": "wind"})
+    library.write_metadata([wav])
+    info = subprocess.run([MEDIAINFO or "mediainfo", "--Output=JSON", str(wav)],
+                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "wind gust" in info
+
+
+def test_clearing_a_field_removes_it_from_the_file(scanned, library):
+    door = scanned / "door.wav"
+    library.edit([door], {"keywords": "k1", "designer": "Zed"})
+    library.write_metadata([door])
+    library.edit([door], {"keywords": "", "description": ""})
+    library.write_metadata([door])
+    data = door.read_bytes()
+    assert b"Zed" in data and b"k1" not in data and b"Old description" not in data
+
+
+def test_an_ixml_that_is_not_xml_is_left_as_it_was(tmp_path):
+    path = tmp_path / "bad_ixml.wav"
+    data = bwf("d", ixml="<BWFXML><NOTE>unclosed")
+    path.write_bytes(data)
+    write_fields(str(path), {"description": "new", "keywords": "k"})
+    assert dict(chunks_of(path.read_bytes()))[b"iXML"] == b"<BWFXML><NOTE>unclosed"
+
+
+def test_files_that_cannot_be_written_are_reported_and_untouched(scanned, library, tmp_path):
+    odd = scanned / "raw.w64"
+    write(odd, tone(0.2), 44100, format="W64")
+    truncated = scanned / "cut.wav"
+    full = (scanned / "plain.wav").read_bytes()
+    truncated.write_bytes(full[:-5000])
+    locked = scanned / "a.flac"
+    library.scan(workers=1)
+    locked.chmod(0o444)
+    targets = [odd, truncated, locked, scanned / "c.ogg"]
+    before = {p: p.read_bytes() for p in targets}
+    library.edit(targets, {"description": "x"})
+    (scanned / "c.ogg").rename(tmp_path / "away.ogg")  # gone before the write (offline)
+    report = library.write_metadata()
+    errors = {Path(f["path"]).name: f["error"] for f in report["failed"]}
+    assert "cannot write metadata into .w64" in errors["raw.w64"]
+    assert "shorter than its header" in errors["cut.wav"]
+    assert "read-only" in errors["a.flac"]
+    assert "not there" in errors["c.ogg"]
+    for p in (odd, truncated, locked):
+        assert p.read_bytes() == before[p]
+    assert library.metadata(locked)["pending_write"]  # still due, once it can be written
+    assert not [p for p in scanned.iterdir() if p.name.startswith(".")]
+
+
+def test_a_full_disk_stops_the_batch_and_leaves_every_file_whole(tmp_path, library):
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root on Linux")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)]).returncode:
+        pytest.skip("this machine refuses tmpfs mounts")
+    try:
+        for i in range(3):
+            write(disk / f"s{i}.wav", noise(1.0, seed=i), 44100)  # 88 KB each
+        library.add_folders([disk])
+        library.scan(workers=1)
+        with contextlib.suppress(OSError), open(disk / "filler", "wb") as f:
+            while True:
+                f.write(bytes(4096))
+                f.flush()
+        before = {p: p.read_bytes() for p in disk.glob("s*.wav")}
+        library.edit(list(before), {"description": "full"})
+        with pytest.raises(CannotWrite, match="full"):
+            library.write_metadata()
+        assert {p: p.read_bytes() for p in before} == before
+        assert not [p for p in disk.iterdir() if p.name.startswith(".")]
+        (disk / "filler").unlink()
+        assert len(library.write_metadata()["written"]) == 3  # room again: resumes
+    finally:
+        subprocess.run(["umount", str(disk)])
+
+
+def test_a_read_only_mount_is_reported_not_touched(tmp_path, library):
+    from tests.test_readonly_and_full import _read_only_mount
+
+    folder = tmp_path / "ro_src"
+    write(folder / "x.wav", tone(0.2), 44100)
+    with _read_only_mount(folder) as mounted:
+        library.add_folders([mounted])
+        library.scan(workers=1)
+        library.edit([mounted / "x.wav"], {"description": "x"})
+        report = library.write_metadata()
+        assert "read-only" in report["failed"][0]["error"]
+
+
+def _sparse_wav(path: Path, data_bytes: int, form: bytes = b"RIFF") -> None:
+    """A 16-bit mono WAV whose data chunk is ``data_bytes`` of silence, as a sparse file
+    (RF64 with ds64 when ``form`` says so; else a plain RIFF with a JUNK placeholder)."""
+    fmt = chunk(b"fmt ", struct.pack("<HHIIHH", 1, 1, 48000, 96000, 2, 16))
+    if form == b"RF64":
+        head = chunk(b"ds64", struct.pack("<QQQI", 0, data_bytes, data_bytes // 2, 0))
+        size_field = 0xFFFFFFFF
+    else:
+        head = chunk(b"JUNK", bytes(28))
+        size_field = data_bytes
+    body = head + fmt + b"data" + struct.pack("<I", size_field)
+    total = 12 + len(body) + data_bytes
+    riff_size = 0xFFFFFFFF if form == b"RF64" else total - 8
+    header = form + struct.pack("<I", riff_size) + b"WAVE"
+    if form == b"RF64":
+        body = chunk(b"ds64", struct.pack("<QQQI", total - 8, data_bytes, data_bytes // 2, 0))
+        body += fmt + b"data" + struct.pack("<I", 0xFFFFFFFF)
+    with open(path, "wb") as f:
+        f.write(header + body)
+        f.write(b"\x01\x02")  # a first sample that is not silence
+        f.truncate(total)
+
+
+def test_files_past_4_gib_are_rf64_and_a_riff_that_outgrows_4_gib_becomes_one(tmp_path):
+    """Sparse files of 4 GiB of silence (the copy keeps the holes): a real RF64 takes new
+    metadata; a RIFF a few bytes under the limit is upgraded to RF64 by it."""
+    if shutil.disk_usage(tmp_path).free < 1 << 30:
+        pytest.skip("under 1 GiB free for the sparse files' metadata")
+    big = tmp_path / "big.wav"
+    _sparse_wav(big, (1 << 32) + 4096, b"RF64")
+    frames = sf.info(str(big)).frames
+    write_fields(str(big), {"description": "a long drone", "keywords": "drone"})
+    info = sf.info(str(big))
+    assert info.frames == frames and info.format == "RF64"
+    with open(big, "rb") as f:
+        assert f.read(4) == b"RF64"
+        got = riff.read_layout(f, os.path.getsize(big))
+    assert [c.cid for c in got.chunks][:2] == [b"ds64", b"fmt "]
+    data = next(c for c in got.chunks if c.cid == b"data")
+    assert data.size == (1 << 32) + 4096
+
+    near = tmp_path / "near.wav"
+    _sparse_wav(near, 0xFFFFFFFF - 200)
+    frames = sf.info(str(near)).frames
+    write_fields(str(near), {"description": "x" * 4096})  # no longer fits a RIFF
+    with open(near, "rb") as f:
+        assert f.read(4) == b"RF64"
+        got = riff.read_layout(f, os.path.getsize(near))
+    assert got.chunks[0].cid == b"ds64" and b"JUNK" not in [c.cid for c in got.chunks]
+    assert sf.info(str(near)).frames == frames
+    from engine.scan.metadata import read_metadata
+
+    assert read_metadata(near)["description"] == "x" * 4096
+
+
+def test_a_batch_killed_mid_write_leaves_old_or_new_files_and_resumes(tmp_path, library_dir):
+    """SIGKILL `meta write --all` while it writes (timed by the catalog marking files
+    written); every file is then its old self or a complete new one, and the next run
+    writes exactly the rest."""
+    root = tmp_path / "batch"
+    originals = {}
+    for i in range(40):
+        path = write(root / f"n{i:02d}.wav", noise(6.0, seed=i), 44100)  # 530 KB each
+        originals[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert cli(library_dir, "add", str(root), "--no-embed").returncode == 0
+    assert (
+        cli(
+            library_dir, "meta", "set", *map(str, originals), "--field", "description=wind"
+        ).returncode
+        == 0
+    )
+    catalog = library_dir / "catalog.sqlite"
+    env = {**os.environ, "SONARIUM_LIBRARY": str(library_dir)}
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), "meta", "write", "--all"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    written = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        with (
+            contextlib.closing(sqlite3.connect(f"file:{catalog}?mode=ro", uri=True)) as c,
+            contextlib.suppress(sqlite3.OperationalError),
+        ):
+            written = c.execute(
+                "SELECT COUNT(*) FROM metadata_edits WHERE written_at IS NOT NULL"
+            ).fetchone()[0]
+        if written >= 5:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait(30)
+    if proc.returncode != -signal.SIGKILL:
+        pytest.skip("the batch finished before the kill could land")
+    for path, digest in originals.items():
+        if hashlib.sha256(path.read_bytes()).hexdigest() != digest:  # a new file: whole
+            assert np.array_equal(samples(path), sf.read(str(path), dtype="int32",
+                                                         always_2d=True)[0])  # fmt: skip
+            assert b"wind" in path.read_bytes()[:4096]
+    done = cli(library_dir, "meta", "write", "--all", "--json")
+    assert done.returncode == 0, done.stderr
+    rest = json.loads(done.stdout)["written"]
+    assert 0 < len(rest) <= 40 - written
+    for path in originals:
+        assert sf.info(str(path)).frames == 6 * 44100
+        assert b"wind" in path.read_bytes()[:4096]
+    again = json.loads(cli(library_dir, "meta", "write", "--all", "--json").stdout)
+    assert again["written"] == []
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+def test_the_meta_commands(scanned, library_dir):
+    door = str(scanned / "door.wav")
+    out = cli(library_dir, "meta", door)
+    assert out.returncode == 0 and "Old description" in out.stdout
+    bad = cli(library_dir, "meta", "set", door, "--field", "rating=9")
+    assert bad.returncode == 2 and "rating must be" in bad.stderr
+    ok = cli(library_dir, "meta", "set", door, str(scanned / "a.flac"), "--field", "keywords=k1",
+                 "--field", "Description=from the cli")  # fmt: skip
+    assert ok.returncode == 0 and "4 changes to 2 files" in ok.stdout
+    shown = json.loads(cli(library_dir, "meta", "show", door, "--json").stdout)
+    assert shown["fields"]["description"] == "from the cli" and shown["pending_write"]
+    dry = cli(library_dir, "meta", "write", "--all", "--dry-run")
+    assert "2 files would be written" in dry.stdout
+    assert "2 files written" in cli(library_dir, "meta", "write", "--all").stdout
+    assert b"from the cli" in Path(door).read_bytes()
+    assert "batch 1" in cli(library_dir, "meta", "history").stdout
+    assert "undid batch 1" in cli(library_dir, "meta", "undo").stdout
+    assert json.loads(cli(library_dir, "meta", door, "--json").stdout)["fields"]["keywords"] == ""
+    assert "redid batch 1" in cli(library_dir, "meta", "redo").stdout
+    assert "nothing to redo" in cli(library_dir, "meta", "redo").stdout
+    assert cli(library_dir, "meta", "write").returncode == 2  # neither files nor --all
+
+
+def test_write_on_edit_writes_as_the_edit_is_made(scanned, library, monkeypatch):
+    monkeypatch.setenv("SONARIUM_WRITE_ON_EDIT", "true")
+    result = library.edit([scanned / "a.flac"], {"description": "at once"})
+    assert result["write"]["written"] == [str(scanned / "a.flac")]
+    assert mutagen.File(scanned / "a.flac")["DESCRIPTION"] == ["at once"]
+    assert not library.metadata(scanned / "a.flac")["pending_write"]

@@ -1,0 +1,100 @@
+"""The metadata editor in the window (offscreen): the selected files' fields, a change
+set on several files at once, undo, and Write to files read back by other readers."""
+
+import mutagen
+
+from tests.requires import requires
+
+pytestmark = requires("pytestqt", "PySide6")
+
+from PySide6.QtCore import QItemSelectionModel  # noqa: E402
+
+from gui.metadata_editor import SEVERAL  # noqa: E402
+from tests import test_gui  # noqa: E402
+from tests.test_gui import names, search  # noqa: E402
+
+# The window over the small library of tests/test_gui.py.
+sounds = test_gui.sounds
+window = test_gui.window
+
+
+def select(qtbot, window, wanted):
+    """Select the rows named ``wanted`` and wait for the editor to show their fields."""
+    selection = window.results.selectionModel()
+    rows = [names(window).index(n) for n in wanted]
+    with qtbot.waitSignal(
+        window.bridge.metadata_ready, timeout=10000,
+        check_params_cb=lambda p: len(p["ids"]) == len(wanted),
+    ):  # fmt: skip
+        selection.clearSelection()
+        for row in rows:
+            index = window.model.index(row, 0)
+            flags = (
+                QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+            )
+            selection.select(index, flags)
+    qtbot.waitUntil(lambda: len(window.metadata_editor.file_ids) == len(wanted), timeout=5000)
+
+
+def message(qtbot, window, start):
+    return qtbot.waitSignal(
+        window.bridge.message, timeout=10000, check_params_cb=lambda m: m.startswith(start)
+    )
+
+
+def test_edit_several_files_undo_and_write_them(qtbot, window, sounds):
+    editor = window.metadata_editor
+    wav, flac = "door_slam.wav", "door creak ü.flac"
+    select(qtbot, window, [wav])
+    editor.set_text("rating", "2")
+    with message(qtbot, window, "Changed 1 fields of 1 files"):
+        editor.apply_button.click()
+
+    select(qtbot, window, [wav, flac])
+    assert editor.editors["rating"].placeholderText() == SEVERAL  # the two files differ
+    assert editor.text("rating") == ""
+    editor.set_text("description", "squeaky hinge, slow")
+    editor.set_text("keywords", "hinge")
+    with message(qtbot, window, "Changed 4 fields of 2 files"):
+        editor.apply_button.click()
+    qtbot.waitUntil(lambda: "2 of these files" in editor.pending.text(), timeout=5000)
+    search(qtbot, window, "squeaky")
+    assert sorted(names(window)) == sorted([wav, flac])
+
+    with message(qtbot, window, "Undid 4 changes to 2 files"):
+        window.undo_edit()
+    search(qtbot, window, "squeaky")
+    assert names(window) == []
+    with message(qtbot, window, "Redid 4 changes"):
+        window.redo_edit()
+    search(qtbot, window, "squeaky")
+    select(qtbot, window, [wav, flac])
+    assert editor.text("description") == "squeaky hinge, slow"  # the same on both
+
+    with qtbot.waitSignal(window.bridge.written, timeout=20000) as written:
+        editor.write_button.click()
+    assert sorted(written.args[0]["written"]) == sorted(str(sounds / n) for n in (wav, flac))
+    assert mutagen.File(sounds / flac)["DESCRIPTION"] == ["squeaky hinge, slow"]
+    assert b"squeaky hinge, slow" in (sounds / wav).read_bytes()
+    qtbot.waitUntil(lambda: editor.pending.text() == "", timeout=5000)
+
+
+def test_a_bad_value_is_said_and_nothing_changes(qtbot, window):
+    editor = window.metadata_editor
+    select(qtbot, window, ["door_slam.wav"])
+    editor.set_text("origination_date", "yesterday")
+    with message(qtbot, window, "origination_date must be a date"):
+        editor.apply_button.click()
+    select(qtbot, window, ["door_slam.wav"])
+    assert editor.text("origination_date") == ""
+
+
+def test_with_nothing_selected_the_editor_is_disabled(qtbot, window):
+    select(qtbot, window, ["door_slam.wav"])
+    assert window.metadata_editor.apply_button.isEnabled()
+    with qtbot.waitSignal(
+        window.bridge.metadata_ready, timeout=10000, check_params_cb=lambda p: p["ids"] == []
+    ):
+        window.results.selectionModel().clear()
+    assert not window.metadata_editor.apply_button.isEnabled()
+    assert not window.metadata_editor.editors["description"].isEnabled()

@@ -9,7 +9,7 @@ from cli.output import ProgressBar, print_json, printable
 from cli.parser import open_library
 from engine.catalog.fields import FIELDS
 
-ACTIONS = ("show", "set", "write", "undo", "redo", "history")
+ACTIONS = ("show", "set", "write", "undo", "redo", "history", "export", "import")
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -52,6 +52,22 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         a = actions.add_parser(name, parents=[common], help=text)
         a.add_argument("--json", action="store_true")
         a.set_defaults(func=func)
+
+    a = actions.add_parser(
+        "export", parents=[common], help="the metadata of the library (or a query) as CSV"
+    )
+    a.add_argument("out", metavar="OUT.csv")
+    a.add_argument("query", nargs="*", metavar="QUERY", help="only this query's matches")
+    a.set_defaults(func=cmd_export)
+
+    a = actions.add_parser(
+        "import", parents=[common], help="metadata from a CSV: preview, then --apply"
+    )
+    a.add_argument("csv", metavar="IN.csv")
+    a.add_argument("--apply", action="store_true", help="make the changes (one undoable batch)")
+    a.add_argument("--write", action="store_true", help="then write the changed files")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_import)
 
     a = actions.add_parser("history", parents=[common], help="the newest batches of edits")
     a.add_argument("--json", action="store_true")
@@ -195,4 +211,47 @@ def cmd_history(args: argparse.Namespace) -> int:
         state = " (undone)" if b["undone"] else ""
         print(f"batch {b['batch']}  {when}  {printable(b['editor'])}: "
               f"{b['changes']} changes, {b['files']} files{state}")  # fmt: skip
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    query = " ".join(args.query) or None
+    with open_library(args) as library:
+        rows = library.export_metadata(args.out, query)
+    print(f"{rows} files written to {printable(args.out)}")
+    return 0
+
+
+PREVIEW_LINES = 50  # changes listed before "... and N more"
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    if args.write and not args.apply:
+        print("--write needs --apply (look at the preview first: run without either)")
+        return 2
+    with open_library(args) as library:
+        plan = library.import_metadata(args.csv, apply=args.apply, write=args.write)
+    if args.json:
+        print_json(plan)
+        return 0
+    for change in plan["preview"][:PREVIEW_LINES]:
+        print(f"{printable(change['path'])}: {change['field']}: "
+              f"{printable(change['old']) or '(empty)'} -> {printable(change['new'])}")  # fmt: skip
+    if len(plan["preview"]) > PREVIEW_LINES:
+        print(f"... and {len(plan['preview']) - PREVIEW_LINES} more changes")
+    for row in plan["unmatched"][:PREVIEW_LINES]:
+        print(f"line {row['line']}: not matched: {printable(row['name'])} ({row['reason']})")
+    for row in plan["invalid"][:PREVIEW_LINES]:
+        print(f"line {row['line']}: not imported: {printable(row['reason'])}")
+    if plan["ignored"]:
+        print(f"columns that are no field (ignored): {', '.join(plan['ignored'])}")
+    print(f"{plan['rows']} rows: {plan['matched']} matched, {len(plan['unmatched'])} not; "
+          f"{len(plan['preview'])} changes to {plan['files']} files")  # fmt: skip
+    if not args.apply:
+        if plan["preview"]:
+            print("nothing changed yet: add --apply to make these changes (--write too)")
+    elif plan.get("batch"):
+        print(f"applied as batch {plan['batch']} ('sonarium meta undo' takes it back)")
+    if "write" in plan:
+        _print_write(plan["write"], False)
     return 0

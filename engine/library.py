@@ -651,6 +651,45 @@ class Library:
             progress=progress,
         )  # fmt: skip
 
+    def export_metadata(
+        self,
+        out: str | os.PathLike[str],
+        query: str | None = None,
+        files: list[int | str | os.PathLike[str]] | None = None,
+    ) -> int:
+        """Write the metadata of the library's files (or of a query's results, or of
+        ``files``) to a CSV with the columns other tools use; returns the rows written."""
+        from engine.curate.csv_io import QUERY_ROWS, export_csv
+
+        ids: list[int] | None = None
+        if files is not None:
+            ids = self._file_ids(files)
+        elif query:  # its matches, not the "more that sound alike" after them
+            ids = [r.id for r in self.search(query, limit=QUERY_ROWS) if r.match]
+        return export_csv(self.catalog, out, ids)
+
+    def import_metadata(
+        self, path: str | os.PathLike[str], *, apply: bool = False, write: bool = False
+    ) -> dict[str, Any]:
+        """Read a metadata CSV (matched by path, else file name) and say what it changes
+        ("preview", "unmatched", "invalid"...: engine/curate/csv_io.plan_import); with
+        ``apply`` make those changes as one undoable batch ("batch"), with ``write``
+        also write the changed files ("write", as write_metadata reports)."""
+        from engine.catalog.edits import set_many
+        from engine.curate.csv_io import plan_import
+
+        try:
+            plan = plan_import(self.catalog, path)
+        except (OSError, ValueError, UnicodeError) as exc:
+            raise LibraryError(f"cannot import {os.fspath(path)}: {exc}") from exc
+        changes = plan.pop("changes")
+        plan["files"] = len(changes)
+        if apply and changes:
+            plan["batch"] = set_many(self.catalog, changes)["batch"]
+            if write:
+                plan["write"] = self.write_metadata(list[int | str | os.PathLike[str]](changes))
+        return plan
+
     # -- collections ---------------------------------------------------------------------
 
     def collections(self) -> list[dict[str, Any]]:

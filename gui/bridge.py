@@ -290,6 +290,29 @@ class _QueryWorker(QObject):
         finally:
             self._after_edit(file_ids)
 
+    def do_export(self, path: str, file_ids: list) -> None:
+        assert self._library is not None
+        rows = self._library.export_metadata(path, files=list(file_ids) or None)
+        self.outbox.post("message", f"Exported the metadata of {rows} files to {path}")
+
+    def do_import(self, path: str, apply: bool, write: bool, file_ids: list) -> None:
+        """The plan of a CSV import (posted as "import_plan"), or with ``apply`` the
+        import made (and with ``write`` written into the files)."""
+        assert self._library is not None
+        try:
+            plan = self._library.import_metadata(path, apply=apply, write=write)
+            plan["path"] = path
+            if not apply:
+                self.outbox.post("import_plan", plan)
+                return
+            text = f"Imported {len(plan['preview'])} changes to {plan['files']} files"
+            if "write" in plan:
+                text += "; " + _written_text(plan["write"])
+            self.outbox.post("message", text)
+        finally:
+            if apply:
+                self._after_edit(file_ids)
+
     def _after_edit(self, file_ids: list) -> None:
         self.do_metadata(file_ids)
         for file_id in list(file_ids)[:1]:
@@ -432,6 +455,7 @@ class EngineBridge(QObject):
     detail_ready = Signal(object)
     clip_ready = Signal(object)
     metadata_ready = Signal(object)  # the selected files' fields (do_metadata)
+    import_planned = Signal(object)  # what a CSV import would change (do_import)
     written = Signal(object)  # a write_metadata report
     checked = Signal(object)  # Library.check()'s result
     message = Signal(str)
@@ -482,6 +506,7 @@ class EngineBridge(QObject):
             "detail": self.detail_ready.emit,
             "clip": self.clip_ready.emit,
             "metadata": self.metadata_ready.emit,
+            "import_plan": self.import_planned.emit,
             "written": self.written.emit,
             "checked": self.checked.emit,
             "message": self.message.emit,
@@ -577,6 +602,17 @@ class EngineBridge(QObject):
     def write_metadata(self, file_ids: list[int]) -> None:
         """Write the files' metadata into them (every pending file when empty)."""
         self._ask("write", list(file_ids))
+
+    def export_metadata(self, path: str, file_ids: list[int]) -> None:
+        """Write a CSV of the files' metadata (the whole library when none)."""
+        self._ask("export", path, list(file_ids))
+
+    def import_metadata(
+        self, path: str, apply: bool = False, write: bool = False,
+        file_ids: list[int] | None = None,
+    ) -> None:  # fmt: skip
+        """Plan a CSV import (answered by import_planned), or make it with ``apply``."""
+        self._ask("import", path, apply, write, list(file_ids or []))
 
     def undo_edit(self, file_ids: list[int]) -> None:
         self._ask("undo", list(file_ids), False)

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QCompleter,
     QDockWidget,
+    QFileDialog,
     QHeaderView,
     QInputDialog,
     QLineEdit,
@@ -37,6 +38,7 @@ from gui.bridge import EngineBridge
 from gui.detail_pane import DetailPane
 from gui.file_urls import file_url, local_path
 from gui.filters import FilterBar
+from gui.import_dialog import ImportDialog
 from gui.library_panel import LibraryPanel
 from gui.metadata_editor import MetadataEditor
 from gui.results_model import COLUMNS, ResultsModel
@@ -216,6 +218,7 @@ class MainWindow(QMainWindow):
         self.bridge.detail_ready.connect(self._on_detail)
         self.bridge.clip_ready.connect(self._on_clip)
         self.bridge.metadata_ready.connect(self._on_metadata)
+        self.bridge.import_planned.connect(self.show_import_plan)
         self.metadata_editor.apply_requested.connect(self.bridge.edit)
         self.metadata_editor.write_requested.connect(self.bridge.write_metadata)
         self.metadata_editor.undo_requested.connect(self.undo_edit)
@@ -268,6 +271,13 @@ class MainWindow(QMainWindow):
         add = QAction("Add folder…", self)
         add.triggered.connect(self.library_panel._choose_folder)
         file_menu.addAction(add)
+        export = QAction("Export metadata to CSV…", self)
+        export.setToolTip("The selected files' metadata (none selected: the whole library)")
+        export.triggered.connect(self.export_csv)
+        file_menu.addAction(export)
+        import_csv = QAction("Import metadata from CSV…", self)
+        import_csv.triggered.connect(self.import_csv)
+        file_menu.addAction(import_csv)
         check = QAction("Check library", self)
         check.setToolTip("Verify the catalog and the files beside it (reads everything)")
         check.triggered.connect(self.check_library)
@@ -432,6 +442,34 @@ class MainWindow(QMainWindow):
     def _on_metadata(self, payload: dict) -> None:
         if sorted(payload["ids"]) == sorted(self.selected_ids()):
             self.metadata_editor.show_selection(payload)
+
+    def export_csv(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export metadata", "metadata.csv", "CSV files (*.csv)"
+        )
+        if path:
+            ids = [i.row() for i in self.results.selectionModel().selectedRows()]
+            self.bridge.export_metadata(path, [self.model.result(r)["id"] for r in ids])
+
+    def import_csv(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Import metadata", "", "CSV files (*.csv *.txt);;All files (*)"
+        )
+        if path:
+            self.bridge.import_metadata(path)
+
+    def show_import_plan(self, plan: dict) -> None:
+        """The import's preview; Apply (and write) makes it."""
+        dialog = ImportDialog(plan, self)
+        self._import_dialog = dialog  # for tests and for it to outlive this call
+        dialog.finished.connect(lambda _result: self._import_chosen(dialog, plan["path"]))
+        dialog.open()
+
+    def _import_chosen(self, dialog: ImportDialog, path: str) -> None:
+        if dialog.choice is not None:
+            self.bridge.import_metadata(
+                path, apply=True, write=dialog.choice == "write", file_ids=self.selected_ids()
+            )
 
     def undo_edit(self) -> None:
         self.bridge.undo_edit(self.selected_ids())

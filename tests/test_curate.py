@@ -504,3 +504,90 @@ def test_write_on_edit_writes_as_the_edit_is_made(scanned, library, monkeypatch)
     assert result["write"]["written"] == [str(scanned / "a.flac")]
     assert mutagen.File(scanned / "a.flac")["DESCRIPTION"] == ["at once"]
     assert not library.metadata(scanned / "a.flac")["pending_write"]
+
+
+# -- CSV round-trips -----------------------------------------------------------------------
+
+
+def test_csv_export_has_the_columns_other_tools_use(scanned, library, tmp_path):
+    library.edit([scanned / "a.flac"], {"description": 'rain, "heavy"\non a roof'})
+    out = tmp_path / "all.csv"
+    assert library.export_metadata(out) == 7
+    raw = out.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # a BOM: spreadsheets then read UTF-8
+    import csv
+
+    rows = list(csv.DictReader(out.open(encoding="utf-8-sig", newline="")))
+    assert list(rows[0])[:18] == [
+        "Filename", "Path", "Description", "Keywords", "Category", "SubCategory", "CatID",
+        "FXName", "CreatorID", "SourceID", "Designer", "Library", "Notes", "Rating",
+        "Duration", "SampleRate", "BitDepth", "Channels",
+    ]  # fmt: skip
+    flac = next(r for r in rows if r["Filename"] == "a.flac")
+    assert flac["Description"] == 'rain, "heavy"\non a roof' and flac["SampleRate"] == "44100"
+    assert library.export_metadata(tmp_path / "q.csv", query="rain roof") == 1
+    assert library.export_metadata(tmp_path / "s.csv", files=[scanned / "b.aiff"]) == 1
+
+
+def test_csv_import_previews_then_applies_as_one_undoable_batch(scanned, library, tmp_path):
+    (scanned / "sub").mkdir()
+    write(scanned / "sub" / "plain.wav", tone(0.2), 44100)  # a second plain.wav
+    library.scan(workers=1)
+    csv_file = tmp_path / "in.csv"
+    lines = [
+        "Filename;Path;Description;Rating;Colour;Keywords",
+        f';{scanned / "a.flac"};"café; by the sea";3;blue;"sea, café"',
+        'c.ogg;;"two\nlines";;;',
+        "plain.wav;;ambiguous;;;",
+        "ghost.wav;;nobody;;;",
+        "e.mp3;;;9;;",
+    ]
+    csv_file.write_bytes(("\r\n".join(lines) + "\r\n").encode("cp1252"))
+    before = library.metadata(scanned / "a.flac")["fields"]
+    plan = library.import_metadata(csv_file)
+    assert library.metadata(scanned / "a.flac")["fields"] == before  # a preview only
+    assert plan["rows"] == 5 and plan["matched"] == 3 and plan["files"] == 2
+    assert plan["ignored"] == ["Colour"]
+    assert {(c["field"], c["new"]) for c in plan["preview"]} == {
+        ("description", "café; by the sea"), ("rating", "3"), ("keywords", "sea, café"),
+        ("description", "two\nlines"),
+    }  # fmt: skip
+    reasons = {u["name"]: u["reason"] for u in plan["unmatched"]}
+    assert "2 files of the library have this name" in reasons["plain.wav"]
+    assert "no file" in reasons["ghost.wav"]
+    assert "rating must be" in plan["invalid"][0]["reason"]
+
+    done = library.import_metadata(csv_file, apply=True, write=True)
+    assert done["batch"] == 1 and len(done["write"]["written"]) == 2
+    assert mutagen.File(scanned / "a.flac")["DESCRIPTION"] == ["café; by the sea"]
+    assert library.metadata(scanned / "c.ogg")["fields"]["description"] == "two\nlines"
+    assert library.undo_edit()["changes"] == 4
+    assert library.metadata(scanned / "a.flac")["fields"] == before
+
+
+def test_csv_import_refuses_what_it_cannot_read(scanned, library, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Description,Rating\nx,1\n", encoding="utf-8")
+    with pytest.raises(LibraryError, match="neither a Path nor a Filename"):
+        library.import_metadata(bad)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("", encoding="utf-8")
+    with pytest.raises(LibraryError, match="empty"):
+        library.import_metadata(empty)
+    with pytest.raises(LibraryError, match="cannot import"):
+        library.import_metadata(tmp_path / "missing.csv")
+
+
+def test_the_csv_commands(scanned, library_dir, tmp_path):
+    out = tmp_path / "out.csv"
+    done = cli(library_dir, "meta", "export", str(out))
+    assert done.returncode == 0 and "7 files written" in done.stdout
+    text = out.read_text(encoding="utf-8-sig").replace(",Old description,", ",New words,")
+    out.write_text(text, encoding="utf-8-sig")
+    preview = cli(library_dir, "meta", "import", str(out))
+    assert "description: Old description -> New words" in preview.stdout
+    assert "add --apply" in preview.stdout
+    assert cli(library_dir, "meta", "import", str(out), "--write").returncode == 2
+    applied = cli(library_dir, "meta", "import", str(out), "--apply", "--write")
+    assert "applied as batch 1" in applied.stdout and "1 files written" in applied.stdout
+    assert b"New words" in (scanned / "door.wav").read_bytes()

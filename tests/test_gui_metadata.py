@@ -98,3 +98,33 @@ def test_with_nothing_selected_the_editor_is_disabled(qtbot, window):
         window.results.selectionModel().clear()
     assert not window.metadata_editor.apply_button.isEnabled()
     assert not window.metadata_editor.editors["description"].isEnabled()
+
+
+def test_export_and_import_a_csv_through_the_window(qtbot, window, sounds, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    out = tmp_path / "meta.csv"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), ""))
+    window.results.selectionModel().clear()
+    with message(qtbot, window, "Exported the metadata of 3 files"):
+        window.export_csv()
+    text = out.read_text(encoding="utf-8-sig").replace("\r\n", "\n")
+    lines = text.splitlines()
+    assert lines[0].startswith("Filename,Path,Description,Keywords,Category")
+    header = lines[0].split(",")
+    edited = [lines[0]]
+    for line in lines[1:]:
+        cells = line.split(",")
+        cells[header.index("Description")] = "rusty gate" if "door" in line else ""
+        edited.append(",".join(cells))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(out), ""))
+    out.write_text("\n".join(edited) + "\n", encoding="utf-8")
+    with qtbot.waitSignal(window.bridge.import_planned, timeout=10000) as planned:
+        window.import_csv()
+    assert planned.args[0]["files"] == 2 and planned.args[0]["unmatched"] == []
+    dialog = window._import_dialog
+    with message(qtbot, window, "Imported 2 changes to 2 files; Wrote metadata into 2"):
+        dialog.write_button.click()
+    assert b"rusty gate" in (sounds / "door_slam.wav").read_bytes()
+    search(qtbot, window, "rusty gate")
+    assert sorted(names(window)) == ["door creak ü.flac", "door_slam.wav"]

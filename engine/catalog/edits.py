@@ -44,20 +44,35 @@ def set_fields(
     ``changes`` maps field names (engine/catalog/fields.py) to values; "" clears. Values
     are validated first (ValueError, nothing written). Returns {"batch", "files",
     "changes"}: the batch is None when nothing differed from what the files had."""
-    cleaned = [(f, clean(f, v)) for f, v in _fields(changes)]
-    ids = sorted(set(int(i) for i in file_ids))
+    return set_many(catalog, dict.fromkeys(file_ids, changes), append=append, who=who)
+
+
+def set_many(
+    catalog: Catalog,
+    changes: Mapping[int, Mapping[str, object]],
+    *,
+    append: bool = False,
+    who: str | None = None,
+) -> dict[str, Any]:
+    """Each file its own changes (file id -> {field: value}), all as one undoable batch
+    (a CSV import); otherwise as set_fields."""
+    cleaned = {
+        int(file_id): [(f, clean(f, v)) for f, v in _fields(fields)]
+        for file_id, fields in changes.items()
+    }
     who = who or editor()
     now = time.time()
     with catalog.transaction() as c:
         batch = int(c.execute("SELECT COALESCE(MAX(batch), 0) + 1 FROM edit_journal").fetchone()[0])
         changed_files: set[int] = set()
         count = 0
-        for file_id in _existing(c, ids):
+        for file_id in _existing(c, sorted(cleaned)):
+            wanted = cleaned[file_id]
             row = c.execute(
-                f"SELECT {', '.join(f.column for f, _ in cleaned)} FROM files WHERE id = ?",
+                f"SELECT {', '.join(f.column for f, _ in wanted)} FROM files WHERE id = ?",
                 (file_id,),
             ).fetchone()
-            for (f, value), before in zip(cleaned, row, strict=True):
+            for (f, value), before in zip(wanted, row, strict=True):
                 new = _appended(f, shown(before), value) if append else value
                 if new == shown(before):
                     continue  # already so: nothing to change or write

@@ -1,4 +1,5 @@
-"""meta: a file's editable metadata; set fields on many files, undo/redo, write into files."""
+"""meta: a file's editable metadata; set fields on many files, undo/redo, write into files,
+CSV export/import. rename: files to UCS names, with a preview and undo."""
 
 from __future__ import annotations
 
@@ -73,6 +74,67 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_history)
     p.set_defaults(func=lambda args: _usage(p))
+
+
+def register_rename(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "rename", parents=[common],
+        help="rename files to UCS names (a preview; --apply renames, --undo takes it back)",
+    )  # fmt: skip
+    p.add_argument("files", nargs="*", metavar="FILE")
+    p.add_argument("--ucs", action="store_true", required=False,
+                   help="CatID_FXName_CreatorID_SourceID.ext from the files' fields")  # fmt: skip
+    p.add_argument("--creator", metavar="ID", help="CreatorID for files that have none")
+    p.add_argument("--source", metavar="ID", help="SourceID for files that have none")
+    p.add_argument("--apply", action="store_true", help="rename (else only the preview)")
+    p.add_argument("--undo", action="store_true", help="give the last renamed batch its names")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_rename)
+
+
+def cmd_rename(args: argparse.Namespace) -> int:
+    import os
+
+    if args.undo:
+        with open_library(args) as library:
+            result = library.undo_rename()
+        if args.json:
+            print_json(result)
+        elif result is None:
+            print("nothing to undo")
+        else:
+            print(f"gave {result['renamed']} files back their names (batch {result['batch']})")
+            for f in result["failed"]:
+                print(f"not renamed back: {printable(f['path'])}: {printable(f['error'])}")
+        return 0
+    if not args.ucs or not args.files:
+        print("usage: sonarium rename --ucs FILE... [--apply] (or --undo)")
+        return 2
+    with open_library(args) as library:
+        out = library.rename_ucs(
+            args.files, apply=args.apply, creator=args.creator, source=args.source
+        )
+    if args.json:
+        print_json(out)
+        return 0
+    for entry in out["plan"]:
+        old = printable(os.path.basename(entry["old"]))
+        if entry["action"] == "rename":
+            print(f"{old} -> {printable(os.path.basename(entry['new']))}")
+        elif entry["action"] == "skip":
+            print(f"{old}: not renamed: {entry['reason']}")
+    counts = {a: sum(e["action"] == a for e in out["plan"]) for a in ("rename", "keep", "skip")}
+    print(f"{counts['rename']} to rename, {counts['keep']} named so already, "
+          f"{counts['skip']} not renamed")  # fmt: skip
+    if "result" in out:
+        result = out["result"]
+        for f in result["failed"]:
+            print(f"not renamed: {printable(f['path'])}: {printable(f['error'])}")
+        print(f"renamed {result['renamed']} files (batch {result['batch']}; "
+              "'sonarium rename --undo' takes it back)")  # fmt: skip
+    elif counts["rename"]:
+        print("nothing renamed yet: add --apply")
+    return 0
 
 
 def with_default_action(argv: list[str]) -> list[str]:

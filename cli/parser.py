@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         indexing, find, evaluate, library, metadata, collections, models, knowledge, app,
     ):  # fmt: skip
         module.register(sub, common)
+    metadata.register_rename(sub, common)
     return parser
 
 

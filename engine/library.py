@@ -690,6 +690,32 @@ class Library:
                 plan["write"] = self.write_metadata(list[int | str | os.PathLike[str]](changes))
         return plan
 
+    def rename_ucs(
+        self,
+        files: list[int | str | os.PathLike[str]],
+        *,
+        apply: bool = False,
+        creator: str | None = None,
+        source: str | None = None,
+    ) -> dict[str, Any]:
+        """UCS names for files (``CatID_FXName_CreatorID_SourceID.ext``, from their
+        fields; ``creator``/``source`` where a file has none): {"plan": [{"id", "old",
+        "new", "action", "reason"}]}; with ``apply`` the files are renamed too ("result":
+        {"batch", "renamed", "failed"}), keeping everything the catalog holds of them."""
+        from engine.curate.rename import apply_renames, plan_renames
+
+        plan = plan_renames(self.catalog, self._file_ids(files), creator=creator, source=source)
+        out: dict[str, Any] = {"plan": plan}
+        if apply:
+            out["result"] = apply_renames(self.catalog, plan)
+        return out
+
+    def undo_rename(self) -> dict[str, Any] | None:
+        """Give the newest batch of renamed files their old names (None: nothing to undo)."""
+        from engine.curate.rename import undo_renames
+
+        return undo_renames(self.catalog)
+
     # -- collections ---------------------------------------------------------------------
 
     def collections(self) -> list[dict[str, Any]]:

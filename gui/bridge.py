@@ -313,6 +313,31 @@ class _QueryWorker(QObject):
             if apply:
                 self._after_edit(file_ids)
 
+    def do_rename(self, file_ids: list, apply: bool, creator: str, source: str) -> None:
+        """A UCS rename's plan (posted as "rename_plan"), or with ``apply`` the renames."""
+        assert self._library is not None
+        out = self._library.rename_ucs(
+            list(file_ids), apply=apply, creator=creator or None, source=source or None
+        )
+        if not apply:
+            self.outbox.post("rename_plan", out["plan"])
+            return
+        result = out["result"]
+        text = f"Renamed {result['renamed']} files to UCS names"
+        if result["failed"]:
+            text += f"; {len(result['failed'])} not: {result['failed'][0]['error']}"
+        self.outbox.post("message", text)
+        self.outbox.post("renamed", result)
+
+    def do_undo_rename(self) -> None:
+        assert self._library is not None
+        result = self._library.undo_rename()
+        if result is None:
+            self.outbox.post("message", "No rename to undo")
+            return
+        self.outbox.post("message", f"Gave {result['renamed']} files back their names")
+        self.outbox.post("renamed", result)
+
     def _after_edit(self, file_ids: list) -> None:
         self.do_metadata(file_ids)
         for file_id in list(file_ids)[:1]:
@@ -456,6 +481,8 @@ class EngineBridge(QObject):
     clip_ready = Signal(object)
     metadata_ready = Signal(object)  # the selected files' fields (do_metadata)
     import_planned = Signal(object)  # what a CSV import would change (do_import)
+    rename_planned = Signal(object)  # a UCS rename's plan (do_rename)
+    renamed = Signal(object)  # files were renamed (or back): their paths changed
     written = Signal(object)  # a write_metadata report
     checked = Signal(object)  # Library.check()'s result
     message = Signal(str)
@@ -507,6 +534,8 @@ class EngineBridge(QObject):
             "clip": self.clip_ready.emit,
             "metadata": self.metadata_ready.emit,
             "import_plan": self.import_planned.emit,
+            "rename_plan": self.rename_planned.emit,
+            "renamed": self.renamed.emit,
             "written": self.written.emit,
             "checked": self.checked.emit,
             "message": self.message.emit,
@@ -613,6 +642,15 @@ class EngineBridge(QObject):
     ) -> None:  # fmt: skip
         """Plan a CSV import (answered by import_planned), or make it with ``apply``."""
         self._ask("import", path, apply, write, list(file_ids or []))
+
+    def rename_ucs(
+        self, file_ids: list[int], apply: bool = False, creator: str = "", source: str = ""
+    ) -> None:
+        """Plan (answered by rename_planned) or, with ``apply``, do a UCS rename."""
+        self._ask("rename", list(file_ids), apply, creator, source)
+
+    def undo_rename(self) -> None:
+        self._ask("undo_rename")
 
     def undo_edit(self, file_ids: list[int]) -> None:
         self._ask("undo", list(file_ids), False)

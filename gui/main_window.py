@@ -41,6 +41,7 @@ from gui.filters import FilterBar
 from gui.import_dialog import ImportDialog
 from gui.library_panel import LibraryPanel
 from gui.metadata_editor import MetadataEditor
+from gui.rename_dialog import RenameDialog
 from gui.results_model import COLUMNS, ResultsModel
 from gui.waveform_delegate import MiniWaveformDelegate
 
@@ -219,6 +220,9 @@ class MainWindow(QMainWindow):
         self.bridge.clip_ready.connect(self._on_clip)
         self.bridge.metadata_ready.connect(self._on_metadata)
         self.bridge.import_planned.connect(self.show_import_plan)
+        self.bridge.rename_planned.connect(self._on_rename_plan)
+        # The shown results hold the old paths: ask again (play and drag need the new).
+        self.bridge.renamed.connect(lambda _result: self.run_search())
         self.metadata_editor.apply_requested.connect(self.bridge.edit)
         self.metadata_editor.write_requested.connect(self.bridge.write_metadata)
         self.metadata_editor.undo_requested.connect(self.undo_edit)
@@ -298,6 +302,12 @@ class MainWindow(QMainWindow):
             action.setShortcut(keys)
             action.triggered.connect(slot)
             edit_menu.addAction(action)
+        rename = QAction("Rename selected to UCS…", self)
+        rename.triggered.connect(self.rename_selected)
+        edit_menu.addAction(rename)
+        undo_rename = QAction("Undo rename", self)
+        undo_rename.triggered.connect(self.bridge.undo_rename)
+        edit_menu.addAction(undo_rename)
         write = QAction("Write metadata to files", self)
         write.setToolTip(
             "Write the selected files' metadata into them (all pending: none selected)"
@@ -471,6 +481,27 @@ class MainWindow(QMainWindow):
                 path, apply=True, write=dialog.choice == "write", file_ids=self.selected_ids()
             )
 
+    def rename_selected(self) -> None:
+        """Rename to UCS: a preview dialog first (the plan comes from the query thread)."""
+        ids = self.selected_ids()
+        if not ids:
+            return
+        dialog = RenameDialog(self)
+        self._rename_dialog = dialog
+        dialog.preview_requested.connect(
+            lambda creator, source: self.bridge.rename_ucs(ids, False, creator, source)
+        )
+        dialog.rename_requested.connect(
+            lambda creator, source: self.bridge.rename_ucs(ids, True, creator, source)
+        )
+        dialog.open()
+        self.bridge.rename_ucs(ids)
+
+    def _on_rename_plan(self, plan: list) -> None:
+        dialog = getattr(self, "_rename_dialog", None)
+        if dialog is not None and dialog.isVisible():
+            dialog.show_plan(plan)
+
     def undo_edit(self) -> None:
         self.bridge.undo_edit(self.selected_ids())
 
@@ -572,6 +603,7 @@ class MainWindow(QMainWindow):
         menu.addAction("Copy path", self.copy_path)
         menu.addAction("Tag…", self.tag_current)
         menu.addAction("Favorite\tF", self.toggle_favorite)
+        menu.addAction("Rename to UCS…", self.rename_selected)
         self._collection_menus(menu, result)
         menu.popup(self.results.viewport().mapToGlobal(pos))
 

@@ -591,3 +591,86 @@ def test_the_csv_commands(scanned, library_dir, tmp_path):
     applied = cli(library_dir, "meta", "import", str(out), "--apply", "--write")
     assert "applied as batch 1" in applied.stdout and "1 files written" in applied.stdout
     assert b"New words" in (scanned / "door.wav").read_bytes()
+
+
+# -- UCS renaming --------------------------------------------------------------------------
+
+
+def test_fifty_files_renamed_to_ucs_and_back_keep_everything(tmp_path, library):
+    root = tmp_path / "untidy"
+    for i in range(50):
+        write(root / f"take {i:02d}.wav", noise(0.1, seed=i), 44100)
+    taken = "DOORMetl_Slam_AD_LIB.wav"
+    write(root / taken, tone(0.1), 44100)  # a name already taken
+    library.add_folders([root])
+    library.scan(workers=1)
+    files = [root / f"take {i:02d}.wav" for i in range(50)]
+    library.edit(files[:25], {"catid": "DOORMetl", "fx_name": "Slam", "creator_id": "AD"})
+    library.edit(files[25:], {"catid": "DOORWood", "fx_name": "Creak_Open/Slow"})
+    first = library.catalog.file_by_path(str(files[0]))
+    library.catalog.add_tags(first["id"], ["keeper"])
+    library.set_favorite(first["id"], True)
+
+    preview = library.rename_ucs(files, source="LIB")
+    assert all(e["action"] == "rename" for e in preview["plan"][:25])
+    assert sorted(os.listdir(root)) == sorted(
+        [p.name for p in files] + ["DOORMetl_Slam_AD_LIB.wav"]
+    )
+    skipped = [e for e in preview["plan"] if e["action"] == "skip"]
+    assert len(skipped) == 25 and "no CreatorID" in skipped[0]["reason"]
+
+    done = library.rename_ucs(files, source="LIB", creator="XY", apply=True)
+    assert done["result"]["renamed"] == 50 and not done["result"]["failed"]
+    names = sorted(os.listdir(root))
+    assert "DOORMetl_Slam 02_AD_LIB.wav" in names and "DOORMetl_Slam 26_AD_LIB.wav" in names
+    assert "DOORWood_Creak Open Slow_XY_LIB.wav" in names  # separators made spaces
+    assert "DOORWood_Creak Open Slow 25_XY_LIB.wav" in names
+    assert len(names) == 51
+    row = library.catalog.file_by_id(first["id"])
+    assert row["name"] == "DOORMetl_Slam 02_AD_LIB.wav"
+    assert library.catalog.tags_of(first["id"]) == ["keeper"]
+    assert library.catalog.is_favorite(first["id"])
+    report = library.scan(workers=1)  # the renames are known: nothing to read again
+    assert (report.added, report.updated, report.moved, report.unchanged) == (0, 0, 0, 51)
+    assert library.catalog.file_by_id(first["id"])["path"] == row["path"]
+    assert [r.name for r in library.search("keeper", mode="keyword")] == [row["name"]]
+
+    back = library.undo_rename()
+    assert back["renamed"] == 50 and not back["failed"]
+    assert sorted(os.listdir(root)) == sorted(
+        [p.name for p in files] + ["DOORMetl_Slam_AD_LIB.wav"]
+    )
+    assert library.catalog.file_by_id(first["id"])["path"] == str(files[0])
+    assert library.undo_rename() is None
+
+
+def test_a_rename_never_replaces_a_file(tmp_path, library):
+    root = tmp_path / "r"
+    write(root / "a.wav", tone(0.1), 44100)
+    library.add_folders([root])
+    library.scan(workers=1)
+    library.edit([root / "a.wav"], {"catid": "AIRBrst", "fx_name": "Puff", "creator_id": "A",
+                                    "source_id": "B"})  # fmt: skip
+    plan = library.rename_ucs([root / "a.wav"])["plan"]
+    (root / "AIRBrst_Puff_A_B.wav").write_bytes(b"someone else's file")  # appears meanwhile
+    from engine.curate.rename import apply_renames
+
+    result = apply_renames(library.catalog, plan)
+    assert result["renamed"] == 0 and "exists already" in result["failed"][0]["error"]
+    assert (root / "AIRBrst_Puff_A_B.wav").read_bytes() == b"someone else's file"
+    assert (root / "a.wav").exists()
+
+
+def test_the_rename_command(scanned, library_dir):
+    door = str(scanned / "door.wav")
+    assert cli(library_dir, "meta", "set", door, "--field", "catid=DOORMetl", "--field",
+               "fx_name=Slam").returncode == 0  # fmt: skip
+    preview = cli(library_dir, "rename", "--ucs", door, "--creator", "AD", "--source", "SFX")
+    assert "door.wav -> DOORMetl_Slam_AD_SFX.wav" in preview.stdout
+    assert "add --apply" in preview.stdout and (scanned / "door.wav").exists()
+    done = cli(library_dir, "rename", "--ucs", door, "--creator", "AD", "--source", "SFX",
+               "--apply")  # fmt: skip
+    assert "renamed 1 files" in done.stdout and (scanned / "DOORMetl_Slam_AD_SFX.wav").exists()
+    assert "gave 1 files back" in cli(library_dir, "rename", "--undo").stdout
+    assert (scanned / "door.wav").exists()
+    assert cli(library_dir, "rename", door).returncode == 2  # --ucs is the only kind

@@ -128,3 +128,29 @@ def test_export_and_import_a_csv_through_the_window(qtbot, window, sounds, tmp_p
     assert b"rusty gate" in (sounds / "door_slam.wav").read_bytes()
     search(qtbot, window, "rusty gate")
     assert sorted(names(window)) == ["door creak ü.flac", "door_slam.wav"]
+
+
+def test_rename_to_ucs_through_the_window_and_undo(qtbot, window, sounds):
+    select(qtbot, window, ["door_slam.wav"])
+    editor = window.metadata_editor
+    editor.set_text("catid", "DOORMetl")
+    editor.set_text("fx_name", "Slam Hard")
+    with message(qtbot, window, "Changed 2 fields"):
+        editor.apply_button.click()
+    with qtbot.waitSignal(window.bridge.rename_planned, timeout=10000) as planned:
+        window.rename_selected()
+    assert planned.args[0][0]["action"] == "skip"  # no CreatorID/SourceID yet
+    dialog = window._rename_dialog
+    assert not dialog.rename_button.isEnabled()
+    dialog.creator.setText("AD")
+    dialog.source.setText("TEST")
+    with qtbot.waitSignal(window.bridge.rename_planned, timeout=10000):
+        dialog.preview_button.click()
+    assert dialog.table.item(0, 1).text() == "DOORMetl_Slam Hard_AD_TEST.wav"
+    with qtbot.waitSignal(window.bridge.results_ready, timeout=10000):
+        dialog.rename_button.click()
+    assert (sounds / "DOORMetl_Slam Hard_AD_TEST.wav").exists()
+    assert "DOORMetl_Slam Hard_AD_TEST.wav" in names(window)
+    with qtbot.waitSignal(window.bridge.results_ready, timeout=10000):
+        window.bridge.undo_rename()
+    assert (sounds / "door_slam.wav").exists() and "door_slam.wav" in names(window)

@@ -211,6 +211,14 @@ class AdaptedTextSpace:
         total = self._total(ids, self._standardise(raw), text, query)
         return {int(f): float(s) for f, s in zip(ids, total, strict=True)}
 
+    def category_log_probs(self, file_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids that have vectors, (n, c) log P(category | sound)) over the category
+        knowledge's CatIDs (`categories.catids`); the space must have categories."""
+        ids, raw = self._vectors(np.array(file_ids, dtype=np.int64))
+        if len(ids) == 0:
+            return ids, np.zeros((0, 0), dtype=np.float32)
+        return ids, self._log_probs(ids, self._standardise(raw))
+
     def _log_probs(self, ids: np.ndarray, audio: np.ndarray) -> np.ndarray:
         """Category log-probabilities of these files, cached: they depend on the file alone,
         so typing the next letter reuses most of them."""

@@ -230,7 +230,8 @@ def m007_metadata_edits(conn: sqlite3.Connection) -> None:
     # metadata_edits: what the user set, per file and field ("" = cleared on purpose); a
     # rescan re-applies it over what the file says. written_at: when it last went into
     # the file (NULL or older than edited_at: a write is pending; that is the resumable
-    # journal of a batch write). edit_journal: every change, in batches, for undo/redo.
+    # journal of a batch write). edit_journal: every change, in batches, for undo/redo;
+    # rename_journal: every file renamed (UCS renaming), in batches, for undo.
     _run_statements(
         conn,
         """
@@ -256,7 +257,17 @@ def m007_metadata_edits(conn: sqlite3.Connection) -> None:
             editor TEXT NOT NULL,
             undone INTEGER NOT NULL DEFAULT 0
         );
-        CREATE INDEX edit_journal_batch ON edit_journal(batch)
+        CREATE INDEX edit_journal_batch ON edit_journal(batch);
+        CREATE TABLE rename_journal (
+            id INTEGER PRIMARY KEY,
+            batch INTEGER NOT NULL,
+            file_id INTEGER REFERENCES files(id) ON DELETE SET NULL,
+            old_path TEXT NOT NULL,
+            new_path TEXT NOT NULL,
+            at REAL NOT NULL,
+            undone INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX rename_journal_batch ON rename_journal(batch)
         """,
     )
 

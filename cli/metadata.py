@@ -137,6 +137,62 @@ def cmd_rename(args: argparse.Namespace) -> int:
     return 0
 
 
+def register_suggest(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "suggest", parents=[common],
+        help="UCS categories for files, from how they sound and their words (--accept sets them)",
+    )  # fmt: skip
+    p.add_argument("files", nargs="*", metavar="FILE")
+    p.add_argument("--uncategorised", action="store_true",
+                   help="every file of the library without a CatID")  # fmt: skip
+    p.add_argument(
+        "--accept",
+        action="store_true",
+        help="set each file's CatID to its best suggestion (one undoable batch)",
+    )
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="with --accept: only suggestions at least this sure (0 to 1)",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_suggest)
+
+
+def cmd_suggest(args: argparse.Namespace) -> int:
+    if not args.files and not args.uncategorised:
+        print("name the files, or --uncategorised for every file without a CatID")
+        return 2
+    with open_library(args) as library:
+        found = library.suggest_categories(None if args.uncategorised else args.files)
+        paths = {i: library.catalog.file_by_id(i)["path"] for i in found}
+        accepted = None
+        if args.accept:
+            chosen = {i: s[0] for i, s in found.items()
+                      if s and s[0]["confidence"] >= args.min_confidence}  # fmt: skip
+            accepted = library.accept_suggestions(chosen)
+    if args.json:
+        print_json({"suggestions": [{"path": paths[i], "suggestions": s} for i, s in found.items()],
+                    "accepted": accepted})  # fmt: skip
+        return 0
+    for file_id, suggestions in found.items():
+        shown = "  ".join(
+            f"{s['catid']}"
+            + (f" ({s['category']}/{s['subcategory']})" if s["category"] else "")
+            + f" {s['confidence']:.2f}"
+            for s in suggestions
+        )
+        print(f"{printable(paths[file_id])}: {shown}")
+    if not found:
+        print("no suggestions (files without embedded sounds get none: scan first)")
+    if accepted is not None:
+        print(f"set the CatID of {accepted['files']} files (batch {accepted['batch']}; "
+              "'sonarium meta undo' takes it back)")  # fmt: skip
+    return 0
+
+
 def with_default_action(argv: list[str]) -> list[str]:
     """``meta FILE`` means ``meta show FILE``: the action inserted where it is left out."""
     for i, token in enumerate(argv):

@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):  # fmt: skip
         module.register(sub, common)
     metadata.register_rename(sub, common)
+    metadata.register_suggest(sub, common)
     return parser
 
 

@@ -716,6 +716,61 @@ class Library:
 
         return undo_renames(self.catalog)
 
+    def suggest_categories(
+        self,
+        files: list[int | str | os.PathLike[str]] | None = None,
+        *,
+        use_words: bool = True,
+        exclude: set[int] | frozenset[int] = frozenset(),
+        top: int = 3,
+    ) -> dict[int, list[dict[str, Any]]]:
+        """file id -> its likeliest UCS CatIDs [{"catid", "category", "subcategory",
+        "confidence"}], from how it and its nearest sounds are named and how it sounds,
+        and (``use_words``) its own words; ``files`` None: every file without a CatID;
+        ``exclude``: files whose names are not read as neighbours (evaluation).
+        NotIndexed when the library has no embedded sounds or no category knowledge."""
+        from engine.curate.suggest import category_space, suggest
+
+        space = category_space(self.text_space())
+        if space is None:
+            raise NotIndexed(
+                "category suggestions need embedded sounds and the base knowledge (scan the "
+                "library; the base knowledge comes with Sonarium)"
+            )
+        if files is None:
+            ids = [r[0] for r in self.catalog.conn.execute(
+                "SELECT id FROM files WHERE status = 'ok' AND COALESCE(ucs_catid, '') = ''"
+            )]  # fmt: skip
+        else:
+            ids = self._file_ids(files)
+        return suggest(
+            self.catalog, space, self._similar_index(), self.ucs_table(), ids,
+            use_words=use_words, exclude=frozenset(exclude), top=top,
+        )  # fmt: skip
+
+    def accept_suggestions(
+        self, suggestions: dict[int, dict[str, Any]] | dict[int, str]
+    ) -> dict[str, Any]:
+        """Set each file's CatID to the one given ({file id: CatID or a suggestion}), with
+        its category and subcategory from the library's UCS table when it has one; one
+        undoable batch, as `edit` reports."""
+        from engine.catalog.edits import set_many
+
+        table = self.ucs_table()
+        changes: dict[int, dict[str, object]] = {}
+        for file_id, chosen in suggestions.items():
+            catid = str(chosen["catid"] if isinstance(chosen, dict) else chosen).strip()
+            entry = table.by_catid.get(catid) if table is not None else None
+            if table is not None and entry is None:
+                raise LibraryError(f"{catid} is not a CatID of the library's UCS table")
+            changes[int(file_id)] = {"catid": catid}
+            if entry is not None:
+                changes[int(file_id)] |= {"category": entry.category,
+                                          "subcategory": entry.subcategory}  # fmt: skip
+        if not changes:
+            return {"batch": None, "files": 0, "changes": 0}
+        return set_many(self.catalog, changes)
+
     # -- collections ---------------------------------------------------------------------
 
     def collections(self) -> list[dict[str, Any]]:

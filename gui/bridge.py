@@ -313,6 +313,37 @@ class _QueryWorker(QObject):
             if apply:
                 self._after_edit(file_ids)
 
+    # Selections larger than this get no suggestions on selecting (Edit menu: all of them).
+    SUGGEST_ON_SELECT = 50
+
+    def do_suggest(self, file_ids: list) -> None:
+        """Category suggestions for the selected files (posted as "suggestions"); none
+        when the library cannot make them yet."""
+        assert self._library is not None
+        ids = list(file_ids)[: self.SUGGEST_ON_SELECT]
+        try:
+            found = self._library.suggest_categories(ids) if ids else {}
+        except NotIndexed:
+            found = {}
+        self.outbox.post("suggestions", {"ids": list(file_ids), "suggestions": found})
+
+    def do_accept(self, file_ids: list, rank: int, min_confidence: float) -> None:
+        """Set each file's CatID to its suggestion number ``rank`` (0: the best), where it
+        is at least ``min_confidence`` sure; every file without a CatID when none given."""
+        assert self._library is not None
+        try:
+            found = self._library.suggest_categories(list(file_ids) or None)
+            chosen = {
+                f: s[rank] for f, s in found.items()
+                if len(s) > rank and s[rank]["confidence"] >= min_confidence
+            }  # fmt: skip
+            result = self._library.accept_suggestions(chosen)
+            self.outbox.post(
+                "message", f"Set the category of {result['files']} files from suggestions"
+            )
+        finally:
+            self._after_edit(file_ids)
+
     def do_rename(self, file_ids: list, apply: bool, creator: str, source: str) -> None:
         """A UCS rename's plan (posted as "rename_plan"), or with ``apply`` the renames."""
         assert self._library is not None
@@ -340,6 +371,7 @@ class _QueryWorker(QObject):
 
     def _after_edit(self, file_ids: list) -> None:
         self.do_metadata(file_ids)
+        self.do_suggest(file_ids)
         for file_id in list(file_ids)[:1]:
             self.do_detail(file_id)
 
@@ -482,6 +514,7 @@ class EngineBridge(QObject):
     metadata_ready = Signal(object)  # the selected files' fields (do_metadata)
     import_planned = Signal(object)  # what a CSV import would change (do_import)
     rename_planned = Signal(object)  # a UCS rename's plan (do_rename)
+    suggestions_ready = Signal(object)  # {"ids", "suggestions": {id: [...]}} (do_suggest)
     renamed = Signal(object)  # files were renamed (or back): their paths changed
     written = Signal(object)  # a write_metadata report
     checked = Signal(object)  # Library.check()'s result
@@ -535,6 +568,7 @@ class EngineBridge(QObject):
             "metadata": self.metadata_ready.emit,
             "import_plan": self.import_planned.emit,
             "rename_plan": self.rename_planned.emit,
+            "suggestions": self.suggestions_ready.emit,
             "renamed": self.renamed.emit,
             "written": self.written.emit,
             "checked": self.checked.emit,
@@ -642,6 +676,16 @@ class EngineBridge(QObject):
     ) -> None:  # fmt: skip
         """Plan a CSV import (answered by import_planned), or make it with ``apply``."""
         self._ask("import", path, apply, write, list(file_ids or []))
+
+    def request_suggestions(self, file_ids: list[int]) -> None:
+        self._ask("suggest", list(file_ids))
+
+    def accept_suggestion(
+        self, file_ids: list[int], rank: int = 0, min_confidence: float = 0.0
+    ) -> None:
+        """Set the files' CatIDs from their suggestions (every uncategorised file when
+        ``file_ids`` is empty)."""
+        self._ask("accept", list(file_ids), rank, min_confidence)
 
     def rename_ucs(
         self, file_ids: list[int], apply: bool = False, creator: str = "", source: str = ""

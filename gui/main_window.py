@@ -227,6 +227,10 @@ class MainWindow(QMainWindow):
         self.metadata_editor.write_requested.connect(self.bridge.write_metadata)
         self.metadata_editor.undo_requested.connect(self.undo_edit)
         self.metadata_editor.redo_requested.connect(self.redo_edit)
+        self.metadata_editor.accept_requested.connect(
+            lambda ids, rank: self.bridge.accept_suggestion(ids, rank)
+        )
+        self.bridge.suggestions_ready.connect(self._on_suggestions)
         self.bridge.index_progressed.connect(self.library_panel.set_progress)
         self.bridge.index_finished.connect(self._on_index_finished)
 
@@ -302,6 +306,10 @@ class MainWindow(QMainWindow):
             action.setShortcut(keys)
             action.triggered.connect(slot)
             edit_menu.addAction(action)
+        accept = QAction("Accept category suggestions…", self)
+        accept.setToolTip("For the selected files (none selected: every file without a CatID)")
+        accept.triggered.connect(self.accept_suggestions_above)
+        edit_menu.addAction(accept)
         rename = QAction("Rename selected to UCS…", self)
         rename.triggered.connect(self.rename_selected)
         edit_menu.addAction(rename)
@@ -330,6 +338,8 @@ class MainWindow(QMainWindow):
         results_key(Qt.Key.Key_Enter, self.play_from_start)
         results_key(Qt.Key.Key_L, self.detail.loop.toggle)
         results_key(Qt.Key.Key_F, self.toggle_favorite)
+        for rank, key in enumerate((Qt.Key.Key_1, Qt.Key.Key_2, Qt.Key.Key_3)):
+            results_key(key, lambda rank=rank: self.metadata_editor.accept(rank))
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, self.stop)
         QShortcut(QKeySequence("Ctrl+F"), self, self.focus_search)
         QShortcut(QKeySequence("Ctrl+Shift+R"), self, self.reveal_current)
@@ -448,6 +458,22 @@ class MainWindow(QMainWindow):
 
     def _on_selection_changed(self, *_args) -> None:
         self.bridge.request_metadata(self.selected_ids())
+        self.bridge.request_suggestions(self.selected_ids())
+
+    def _on_suggestions(self, payload: dict) -> None:
+        if sorted(payload["ids"]) == sorted(self.selected_ids()):
+            self.metadata_editor.show_suggestions(payload)
+
+    def accept_suggestions_above(self) -> None:
+        """Edit menu: the best suggestion for the selected files (none selected: every
+        file without a CatID) where it is at least as sure as asked."""
+        value, ok = QInputDialog.getDouble(
+            self, "Accept category suggestions",
+            "Set the best suggested category where it is at least this sure (0–1):",
+            0.5, 0.0, 1.0, 2,
+        )  # fmt: skip
+        if ok:
+            self.bridge.accept_suggestion(self.selected_ids(), 0, value)
 
     def _on_metadata(self, payload: dict) -> None:
         if sorted(payload["ids"]) == sorted(self.selected_ids()):

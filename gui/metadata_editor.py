@@ -32,6 +32,7 @@ class MetadataEditor(QWidget):
     write_requested = Signal(list)  # file ids
     undo_requested = Signal()
     redo_requested = Signal()
+    accept_requested = Signal(list, int)  # file ids, which suggestion (0: the best)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -75,6 +76,17 @@ class MetadataEditor(QWidget):
         self.undo_button = QPushButton("Undo")
         self.redo_button = QPushButton("Redo")
         self.pending = QLabel("")
+        # Category suggestions for files without a CatID: one button (and key) each.
+        self.suggest_label = QLabel("")
+        self.suggest_buttons = [QPushButton("") for _ in range(3)]
+        suggest_row = QHBoxLayout()
+        suggest_row.addWidget(self.suggest_label)
+        for rank, button in enumerate(self.suggest_buttons):
+            button.setVisible(False)
+            button.setToolTip(f"Set this category (key {rank + 1} in the results)")
+            button.clicked.connect(lambda _c=False, r=rank: self.accept(r))
+            suggest_row.addWidget(button)
+        suggest_row.addStretch(1)
         buttons = QHBoxLayout()
         for w in (self.append, self.apply_button, self.write_button, self.undo_button,
                   self.redo_button):  # fmt: skip
@@ -84,6 +96,7 @@ class MetadataEditor(QWidget):
         layout.addWidget(self.heading)
         layout.addWidget(scroll, 1)
         layout.addLayout(buttons)
+        layout.addLayout(suggest_row)
         layout.addWidget(self.pending)
 
         self.apply_button.clicked.connect(self.apply)
@@ -133,6 +146,34 @@ class MetadataEditor(QWidget):
         self.pending.setText(
             f"{pending} of these files have edits not written into them yet" if pending else ""
         )
+
+    def show_suggestions(self, payload: dict) -> None:
+        """The selected files' category suggestions: {"ids", "suggestions": {id: [{"catid",
+        "category", "subcategory", "confidence"}]}}; shown for files without a CatID."""
+        found = payload["suggestions"]
+        ids = [i for i in payload["ids"] if i in found]
+        uncategorised = not self._shown.get("catid")
+        for button in self.suggest_buttons:
+            button.setVisible(False)
+        self.suggest_label.setText("")
+        if not ids or not uncategorised:
+            return
+        if len(payload["ids"]) > 1:
+            self.suggest_label.setText("Suggested categories (each file its own):")
+            for rank, button in enumerate(self.suggest_buttons):
+                button.setText(f"{rank + 1}: each file's {'best' if rank == 0 else f'#{rank + 1}'}")
+                button.setVisible(True)
+            return
+        self.suggest_label.setText("Suggested:")
+        for rank, (button, s) in enumerate(zip(self.suggest_buttons, found[ids[0]], strict=False)):
+            name = f" {s['category']}/{s['subcategory']}" if s.get("category") else ""
+            button.setText(f"{rank + 1}: {s['catid']}{name} ({s['confidence']:.0%})")
+            button.setVisible(True)
+
+    def accept(self, rank: int) -> None:
+        """Take suggestion ``rank`` (0: the best) for the selected files."""
+        if self.file_ids and self.suggest_buttons[rank].isVisible():
+            self.accept_requested.emit(list(self.file_ids), rank)
 
     def changes(self) -> dict[str, str]:
         """The fields the user changed since the selection was shown."""

@@ -154,3 +154,22 @@ def test_rename_to_ucs_through_the_window_and_undo(qtbot, window, sounds):
     with qtbot.waitSignal(window.bridge.results_ready, timeout=10000):
         window.bridge.undo_rename()
     assert (sounds / "door_slam.wav").exists() and "door_slam.wav" in names(window)
+
+
+def test_suggested_categories_show_as_buttons_and_keys_take_them(qtbot, window):
+    editor = window.metadata_editor
+    select(qtbot, window, ["door_slam.wav"])
+    file_id = editor.file_ids[0]
+    found = [{"catid": c, "category": "", "subcategory": "", "confidence": p}
+             for c, p in (("DOORWood", 0.6), ("DOORMetl", 0.3), ("IMPTWood", 0.05))]  # fmt: skip
+    editor.show_suggestions({"ids": [file_id], "suggestions": {file_id: found}})
+    assert all(not b.isHidden() and b.text() for b in editor.suggest_buttons)
+    assert editor.suggest_buttons[1].text() == "2: DOORMetl (30%)"
+    taken = []
+    editor.accept_requested.disconnect()
+    editor.accept_requested.connect(lambda ids, rank: taken.append((ids, rank)))
+    window.results.setFocus()
+    qtbot.keyClick(window.results, "2")
+    assert taken == [([file_id], 1)]
+    editor.suggest_buttons[0].click()
+    assert taken[-1] == ([file_id], 0)

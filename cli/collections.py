@@ -1,4 +1,5 @@
-"""collection: named sets of library files (a reel, a spotting session, a client's picks)."""
+"""collection: named sets of library files (a reel, a spotting session, a client's picks):
+list, show, create, add, remove, rename, export (a folder copy), delete."""
 
 from __future__ import annotations
 
@@ -34,6 +35,23 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     a.add_argument("name", metavar="NAME")
     a.add_argument("files", nargs="+", metavar="FILE")
     a.set_defaults(func=cmd_remove)
+
+    a = actions.add_parser("create", parents=[common], help="make an empty collection")
+    a.add_argument("name", metavar="NAME")
+    a.set_defaults(func=cmd_create)
+
+    a = actions.add_parser("rename", parents=[common], help="give a collection another name")
+    a.add_argument("name", metavar="NAME")
+    a.add_argument("new_name", metavar="NEW_NAME")
+    a.set_defaults(func=cmd_rename)
+
+    a = actions.add_parser(
+        "export", parents=[common], help="copy a collection's files into a folder"
+    )
+    a.add_argument("name", metavar="NAME")
+    a.add_argument("folder", metavar="FOLDER")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_export)
 
     a = actions.add_parser("delete", parents=[common], help="forget a collection (not its files)")
     a.add_argument("name", metavar="NAME")
@@ -74,3 +92,31 @@ def cmd_delete(args: argparse.Namespace) -> int:
         library.delete_collection(args.name)
     print(f"deleted the collection {args.name} (its files stay in the library)")
     return 0
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    with open_library(args) as library:
+        library.create_collection(args.name)
+    print(f"collection {args.name.strip()} is there (add files: sonarium collection add)")
+    return 0
+
+
+def cmd_rename(args: argparse.Namespace) -> int:
+    with open_library(args) as library:
+        library.rename_collection(args.name, args.new_name)
+    print(f"renamed the collection {args.name} to {args.new_name.strip()}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from cli.output import print_json, printable
+
+    with open_library(args) as library:
+        result = library.export_collection(args.name, args.folder)
+    if args.json:
+        print_json(result)
+    else:
+        for f in result["failed"]:
+            print(f"not copied: {printable(f['path'])}: {printable(f['error'])}")
+        print(f"copied {len(result['copied'])} files into {printable(args.folder)}")
+    return 1 if result["failed"] else 0

@@ -10,7 +10,7 @@ from cli.output import ProgressBar, print_json, printable
 from cli.parser import open_library
 from engine.catalog.fields import FIELDS
 
-ACTIONS = ("show", "set", "write", "undo", "redo", "history", "export", "import")
+ACTIONS = ("show", "set", "write", "undo", "redo", "history", "export", "import", "categories")
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -69,6 +69,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     a.add_argument("--write", action="store_true", help="then write the changed files")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_import)
+
+    a = actions.add_parser(
+        "categories", parents=[common], help="the UCS categories of the library's files"
+    )
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_categories)
 
     a = actions.add_parser("history", parents=[common], help="the newest batches of edits")
     a.add_argument("--json", action="store_true")
@@ -372,4 +378,18 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"applied as batch {plan['batch']} ('sonarium meta undo' takes it back)")
     if "write" in plan:
         _print_write(plan["write"], False)
+    return 0
+
+
+def cmd_categories(args: argparse.Namespace) -> int:
+    with open_library(args) as library:
+        rows = library.ucs_categories()
+    if args.json:
+        print_json(rows)
+        return 0
+    if not rows:
+        print("no file has a UCS category yet (meta set, rename --ucs, or suggest --accept)")
+    for r in rows:
+        names = "/".join(n for n in (r["category"], r["subcategory"]) if n)
+        print(f"{r['files']:7d}  {r['catid']:<14} {printable(names)}")
     return 0

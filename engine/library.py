@@ -781,12 +781,7 @@ class Library:
         """Put library files (ids or paths) into the collection ``name``, made when new;
         returns how many files the collection holds now. Files not in the library are a
         LibraryError."""
-        name = name.strip()
-        if not name:
-            raise LibraryError("a collection needs a name")
-        if '"' in name:
-            # Names are typed in queries as col:"name", so a quote could never be found.
-            raise LibraryError('a collection name cannot contain a double quote (")')
+        name = self._collection_name(name)
         ids = self._file_ids(files)
         collection = self.catalog.create_collection(name)
         self.catalog.add_to_collection(collection, ids)
@@ -795,6 +790,49 @@ class Library:
     def remove_from_collection(self, name: str, files: list[int | str | os.PathLike[str]]) -> int:
         """Take files out of a collection (they stay in the library); returns how many."""
         return self.catalog.remove_from_collection(self._collection(name), self._file_ids(files))
+
+    def create_collection(self, name: str) -> None:
+        """Make an empty collection (nothing when one of that name exists)."""
+        self.catalog.create_collection(self._collection_name(name))
+
+    def rename_collection(self, name: str, new_name: str) -> None:
+        """Give a collection another name (LibraryError when that name is taken)."""
+        collection = self._collection(name)
+        new_name = self._collection_name(new_name)
+        other = self.catalog.collection_id(new_name)
+        if other is not None and other != collection:
+            raise LibraryError(f"there is a collection named {new_name!r} already")
+        self.catalog.rename_collection(collection, new_name)
+
+    def export_collection(self, name: str, folder: str | os.PathLike[str]) -> dict[str, Any]:
+        """Copy a collection's files into ``folder`` (made when missing), never replacing
+        a file there (a taken name gets a number); {"copied": [paths], "failed":
+        [{"path", "error"}]}."""
+        from engine.curate.copy import copy_files
+
+        ids = self.catalog.collection_files(self._collection(name))
+        rows = [self.catalog.file_by_id(i) for i in ids]
+        return copy_files([r["path"] for r in rows if r is not None], Path(folder))
+
+    def _collection_name(self, name: str) -> str:
+        name = name.strip()
+        if not name:
+            raise LibraryError("a collection needs a name")
+        if '"' in name:
+            # Names are typed in queries as col:"name", so a quote could never be found.
+            raise LibraryError('a collection name cannot contain a double quote (")')
+        return name
+
+    def ucs_categories(self) -> list[dict[str, Any]]:
+        """The CatIDs the library's files have (given, named or accepted suggestions),
+        with their category names and file counts, by category."""
+        table = self.ucs_table()
+        rows = self.catalog.ucs_categories()
+        for row in rows:
+            entry = table.by_catid.get(row["catid"]) if table is not None else None
+            if entry is not None and not row["category"]:
+                row["category"], row["subcategory"] = entry.category, entry.subcategory
+        return rows
 
     def delete_collection(self, name: str) -> None:
         """Forget a collection; its files stay in the library."""

@@ -217,6 +217,30 @@ class _QueryWorker(QObject):
         for file_id in file_ids:
             self.do_detail(file_id)
 
+    def do_collection(self, action: str, args: list) -> None:
+        """create (name), rename (old, new) or export (name, folder) a collection."""
+        assert self._library is not None
+        try:
+            if action == "create":
+                self._library.create_collection(args[0])
+                self.outbox.post("message", f"Made the collection {args[0]}")
+            elif action == "rename":
+                self._library.rename_collection(args[0], args[1])
+                self.outbox.post("message", f"Renamed {args[0]} to {args[1]}")
+            elif action == "export":
+                result = self._library.export_collection(args[0], args[1])
+                text = f"Copied {len(result['copied'])} files of {args[0]} into {args[1]}"
+                if result["failed"]:
+                    text += f"; {len(result['failed'])} not: {result['failed'][0]['error']}"
+                self.outbox.post("message", text)
+                self.outbox.post("collection_exported", result)
+        finally:
+            self.do_status()
+
+    def do_categories(self) -> None:
+        assert self._library is not None
+        self.outbox.post("categories", self._library.ucs_categories())
+
     def do_delete_collection(self, name: str) -> None:
         assert self._library is not None
         try:
@@ -372,6 +396,7 @@ class _QueryWorker(QObject):
     def _after_edit(self, file_ids: list) -> None:
         self.do_metadata(file_ids)
         self.do_suggest(file_ids)
+        self.do_categories()
         for file_id in list(file_ids)[:1]:
             self.do_detail(file_id)
 
@@ -515,6 +540,8 @@ class EngineBridge(QObject):
     import_planned = Signal(object)  # what a CSV import would change (do_import)
     rename_planned = Signal(object)  # a UCS rename's plan (do_rename)
     suggestions_ready = Signal(object)  # {"ids", "suggestions": {id: [...]}} (do_suggest)
+    categories_ready = Signal(object)  # Library.ucs_categories()
+    collection_exported = Signal(object)  # {"copied", "failed"}
     renamed = Signal(object)  # files were renamed (or back): their paths changed
     written = Signal(object)  # a write_metadata report
     checked = Signal(object)  # Library.check()'s result
@@ -569,6 +596,8 @@ class EngineBridge(QObject):
             "import_plan": self.import_planned.emit,
             "rename_plan": self.rename_planned.emit,
             "suggestions": self.suggestions_ready.emit,
+            "categories": self.categories_ready.emit,
+            "collection_exported": self.collection_exported.emit,
             "renamed": self.renamed.emit,
             "written": self.written.emit,
             "checked": self.checked.emit,
@@ -579,6 +608,7 @@ class EngineBridge(QObject):
         self._query_thread.start()
         self._index_thread.start()
         self.refresh_status()
+        self.request_categories()
         self._ask("warm")  # in the background: the window shows meanwhile
 
     def _drain(self) -> None:
@@ -653,6 +683,19 @@ class EngineBridge(QObject):
 
     def delete_collection(self, name: str) -> None:
         self._ask("delete_collection", name)
+
+    def create_collection(self, name: str) -> None:
+        self._ask("collection", "create", [name])
+
+    def rename_collection(self, name: str, new_name: str) -> None:
+        self._ask("collection", "rename", [name, new_name])
+
+    def export_collection(self, name: str, folder: str) -> None:
+        """Copy a collection's files into a folder (answered by collection_exported)."""
+        self._ask("collection", "export", [name, folder])
+
+    def request_categories(self) -> None:
+        self._ask("categories")
 
     def request_metadata(self, file_ids: list[int]) -> None:
         self._ask("metadata", list(file_ids))
@@ -735,6 +778,7 @@ class EngineBridge(QObject):
             self.message.emit(summary["error"])
         self.index_finished.emit(summary)
         self.refresh_status()
+        self.request_categories()
 
     def shutdown(self) -> None:
         """Stop indexing, close the engine and stop its threads; safe to call twice."""

@@ -1,9 +1,10 @@
 """Library panel: folders with file counts, add/remove/rescan, indexing progress, errors,
-and the collections (click one to show its files)."""
+the collections (click one to show its files; drop results on one to add them; new,
+rename, export as a folder copy, delete) and the UCS categories with their counts."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QFileDialog,
@@ -16,6 +17,8 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
+    QTreeWidget,
+    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -30,6 +33,35 @@ def format_eta(seconds: float | None) -> str:
     return f"{seconds // 60}:{seconds % 60:02d} left" if seconds >= 60 else f"{seconds}s left"
 
 
+class CollectionList(QListWidget):
+    """The collections, taking dropped results (file URLs): ``files_dropped(row, paths)``."""
+
+    files_dropped = Signal(int, list)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setAcceptDrops(True)
+        self.setDropIndicatorShown(True)
+
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dragMoveEvent(self, event) -> None:
+        item = self.itemAt(event.position().toPoint())
+        if event.mimeData().hasUrls() and item is not None:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event) -> None:
+        item = self.itemAt(event.position().toPoint())
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if item is not None and paths:
+            self.files_dropped.emit(self.row(item), paths)
+            event.acceptProposedAction()
+
+
 class LibraryPanel(QWidget):
     """GUI thread only. Emits requests; the window forwards them to the bridge."""
 
@@ -41,6 +73,11 @@ class LibraryPanel(QWidget):
     pause_toggled = Signal(bool)
     collection_chosen = Signal(str)
     collection_delete_requested = Signal(str)
+    collection_create_requested = Signal(str)
+    collection_rename_requested = Signal(str, str)  # old name, new name
+    collection_export_requested = Signal(str, str)  # name, folder
+    collection_files_dropped = Signal(str, list)  # name, file paths
+    category_chosen = Signal(str)  # a query (cat:CATID or cat:"CATEGORY")
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -65,9 +102,12 @@ class LibraryPanel(QWidget):
         self.errors_button.setEnabled(False)
         self._errors: list[dict] = []
         self.folder_paths: list[str] = []
-        self.collections = QListWidget()
+        self.collections = CollectionList()
         self.collections.setSelectionMode(QListWidget.SelectionMode.SingleSelection)
-        self.collections.setToolTip("Click to show a collection's files")
+        self.collections.setToolTip(
+            "Click to show a collection's files (select them all there to drag them into a "
+            "DAW); drop results on one to add them"
+        )
         self.collections.setMaximumHeight(140)
         self.forget_offline_button = QPushButton("Forget offline files (0)")
         self.forget_offline_button.setToolTip(
@@ -75,9 +115,21 @@ class LibraryPanel(QWidget):
             "favorites (reconnect a drive or share first if they should come back)"
         )
         self.forget_offline_button.setEnabled(False)
-        self.delete_collection_button = QPushButton("Delete collection")
+        self.delete_collection_button = QPushButton("Delete")
         self.delete_collection_button.setEnabled(False)
+        self.new_collection_button = QPushButton("New…")
+        self.rename_collection_button = QPushButton("Rename…")
+        self.export_collection_button = QPushButton("Export files…")
+        self.export_collection_button.setToolTip("Copy the collection's files into a folder")
+        for b in (self.rename_collection_button, self.export_collection_button):
+            b.setEnabled(False)
         self.collection_names: list[str] = []
+        self.categories = QTreeWidget()
+        self.categories.setHeaderLabels(["UCS category", "Files"])
+        self.categories.setToolTip("Click a category or subcategory to show its files")
+        self.categories.setMaximumHeight(200)
+        # (category text, subcategory text or "") -> its query; not item data (see below)
+        self._category_queries: dict[tuple[str, str], str] = {}
 
         buttons = QHBoxLayout()
         for b in (self.add_button, self.remove_button, self.rescan_button):
@@ -94,7 +146,13 @@ class LibraryPanel(QWidget):
         layout.addWidget(self.forget_offline_button)
         layout.addWidget(QLabel("Collections"))
         layout.addWidget(self.collections)
-        layout.addWidget(self.delete_collection_button)
+        collection_buttons = QHBoxLayout()
+        for b in (self.new_collection_button, self.rename_collection_button,
+                  self.export_collection_button, self.delete_collection_button):  # fmt: skip
+            collection_buttons.addWidget(b)
+        layout.addLayout(collection_buttons)
+        layout.addWidget(QLabel("Categories"))
+        layout.addWidget(self.categories)
 
         self.add_button.clicked.connect(self._choose_folder)
         self.remove_button.clicked.connect(self._remove_selected)
@@ -103,10 +161,83 @@ class LibraryPanel(QWidget):
         self.errors_button.clicked.connect(self.show_errors)
         self.forget_offline_button.clicked.connect(self.forget_offline_requested)
         self.collections.itemClicked.connect(self._on_collection_clicked)
-        self.collections.currentRowChanged.connect(
-            lambda row: self.delete_collection_button.setEnabled(row >= 0)
-        )
+        self.collections.currentRowChanged.connect(self._on_collection_row)
         self.delete_collection_button.clicked.connect(self._delete_selected_collection)
+        self.new_collection_button.clicked.connect(self._new_collection)
+        self.rename_collection_button.clicked.connect(self._rename_collection)
+        self.export_collection_button.clicked.connect(self._export_collection)
+        self.collections.files_dropped.connect(self._on_files_dropped)
+        self.categories.itemClicked.connect(self._on_category_clicked)
+
+    def _on_collection_row(self, row: int) -> None:
+        for b in (self.delete_collection_button, self.rename_collection_button,
+                  self.export_collection_button):  # fmt: skip
+            b.setEnabled(row >= 0)
+
+    def selected_collection(self) -> str | None:
+        row = self.collections.currentRow()
+        return self.collection_names[row] if 0 <= row < len(self.collection_names) else None
+
+    def _new_collection(self) -> None:
+        from PySide6.QtWidgets import QInputDialog
+
+        name, ok = QInputDialog.getText(self, "New collection", "Name:")
+        if ok and name.strip():
+            self.collection_create_requested.emit(name.strip())
+
+    def _rename_collection(self) -> None:
+        from PySide6.QtWidgets import QInputDialog
+
+        old = self.selected_collection()
+        if old is None:
+            return
+        name, ok = QInputDialog.getText(self, "Rename collection", "New name:", text=old)
+        if ok and name.strip() and name.strip() != old:
+            self.collection_rename_requested.emit(old, name.strip())
+
+    def _export_collection(self) -> None:
+        name = self.selected_collection()
+        if name is None:
+            return
+        folder = QFileDialog.getExistingDirectory(self, f"Copy the files of {name} into")
+        if folder:
+            self.collection_export_requested.emit(name, folder)
+
+    def _on_files_dropped(self, row: int, paths: list) -> None:
+        if 0 <= row < len(self.collection_names):
+            self.collection_files_dropped.emit(self.collection_names[row], list(paths))
+
+    def set_categories(self, rows: list[dict]) -> None:
+        """The UCS categories the files have: Category > SubCategory (CatID), with counts."""
+        self.categories.clear()
+        self._category_queries = {}
+        tops: dict[str, QTreeWidgetItem] = {}
+        totals: dict[str, int] = {}
+        for r in rows:
+            category = r["category"] or r["catid"]
+            top = tops.get(category)
+            if top is None:
+                top = tops[category] = QTreeWidgetItem([printable(category), ""])
+                self.categories.addTopLevelItem(top)
+                self._category_queries[(top.text(0), "")] = (
+                    f'cat:"{category}"' if r["category"] else f"cat:{r['catid']}"
+                )
+            totals[category] = totals.get(category, 0) + int(r["files"])
+            label = f"{r['subcategory']} ({r['catid']})" if r["subcategory"] else r["catid"]
+            child = QTreeWidgetItem([printable(label), str(r["files"])])
+            child.setTextAlignment(1, Qt.AlignmentFlag.AlignRight)
+            top.addChild(child)
+            self._category_queries[(top.text(0), child.text(0))] = f"cat:{r['catid']}"
+        for category, top in tops.items():
+            top.setText(1, str(totals[category]))
+            top.setTextAlignment(1, Qt.AlignmentFlag.AlignRight)
+
+    def _on_category_clicked(self, item: QTreeWidgetItem) -> None:
+        parent = item.parent()
+        key = (parent.text(0), item.text(0)) if parent is not None else (item.text(0), "")
+        query = self._category_queries.get(key)
+        if query:
+            self.category_chosen.emit(query)
 
     def _on_collection_clicked(self, item: QListWidgetItem) -> None:
         row = self.collections.row(item)
@@ -148,7 +279,7 @@ class LibraryPanel(QWidget):
         self.collections.clear()
         for c in status.get("collections", []):
             self.collections.addItem(QListWidgetItem(f"{c['name']} ({c['files']})"))
-        self.delete_collection_button.setEnabled(False)
+        self._on_collection_row(-1)
         self._errors = list(status["errors"])
         self.errors_button.setText(f"Unreadable files ({len(self._errors)})")
         self.errors_button.setEnabled(bool(self._errors))

@@ -245,6 +245,12 @@ class MainWindow(QMainWindow):
         self.library_panel.pause_toggled.connect(self.bridge.pause)
         self.library_panel.collection_chosen.connect(self.show_collection)
         self.library_panel.collection_delete_requested.connect(self.bridge.delete_collection)
+        self.library_panel.collection_create_requested.connect(self.bridge.create_collection)
+        self.library_panel.collection_rename_requested.connect(self.bridge.rename_collection)
+        self.library_panel.collection_export_requested.connect(self.bridge.export_collection)
+        self.library_panel.collection_files_dropped.connect(self.bridge.add_to_collection)
+        self.library_panel.category_chosen.connect(self.search_field.setText)
+        self.bridge.categories_ready.connect(self.library_panel.set_categories)
 
         self.detail.play_clicked.connect(self.play_from_start)
         self.detail.stop_clicked.connect(self.stop)

@@ -674,3 +674,36 @@ def test_the_rename_command(scanned, library_dir):
     assert "gave 1 files back" in cli(library_dir, "rename", "--undo").stdout
     assert (scanned / "door.wav").exists()
     assert cli(library_dir, "rename", door).returncode == 2  # --ucs is the only kind
+
+
+# -- collections and categories ------------------------------------------------------------
+
+
+def test_collections_are_made_renamed_and_copied_out_without_replacing(scanned, library, tmp_path):
+    library.create_collection("Reel 1")
+    library.add_to_collection("Reel 1", [scanned / "a.flac", scanned / "c.ogg"])
+    library.create_collection("Other")
+    with pytest.raises(LibraryError, match="already"):
+        library.rename_collection("Reel 1", "other")
+    library.rename_collection("Reel 1", "Client picks")
+    assert [c["name"] for c in library.collections()] == ["Client picks", "Other"]
+    out = tmp_path / "handover"
+    out.mkdir()
+    (out / "a.flac").write_bytes(b"keep me")
+    result = library.export_collection("Client picks", out)
+    assert sorted(Path(p).name for p in result["copied"]) == ["a 2.flac", "c.ogg"]
+    assert (out / "a.flac").read_bytes() == b"keep me"
+    assert (out / "a 2.flac").read_bytes() == (scanned / "a.flac").read_bytes()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_the_collection_and_categories_commands(scanned, library_dir, tmp_path):
+    assert cli(library_dir, "collection", "create", "Picks").returncode == 0
+    assert cli(library_dir, "collection", "add", "Picks", str(scanned / "a.flac")).returncode == 0
+    assert cli(library_dir, "collection", "rename", "Picks", "Final").returncode == 0
+    done = cli(library_dir, "collection", "export", "Final", str(tmp_path / "out"))
+    assert "copied 1 files" in done.stdout and (tmp_path / "out" / "a.flac").exists()
+    cli(library_dir, "meta", "set", str(scanned / "a.flac"), str(scanned / "c.ogg"),
+        "--field", "catid=RAINGen", "--field", "category=RAIN")  # fmt: skip
+    rows = json.loads(cli(library_dir, "meta", "categories", "--json").stdout)
+    assert rows == [{"catid": "RAINGen", "category": "RAIN", "subcategory": "", "files": 2}]

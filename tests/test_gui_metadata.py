@@ -173,3 +173,59 @@ def test_suggested_categories_show_as_buttons_and_keys_take_them(qtbot, window):
     assert taken == [([file_id], 1)]
     editor.suggest_buttons[0].click()
     assert taken[-1] == ([file_id], 0)
+
+
+def test_collections_made_renamed_filled_by_dropping_and_exported(
+    qtbot, window, sounds, tmp_path, monkeypatch
+):
+    from PySide6.QtCore import QMimeData, QPointF, Qt
+    from PySide6.QtGui import QDropEvent
+    from PySide6.QtWidgets import QFileDialog, QInputDialog
+
+    panel = window.library_panel
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Reel 1", True))
+    with qtbot.waitSignal(window.bridge.status_changed, timeout=10000,
+                          check_params_cb=lambda s: s["collections"]):  # fmt: skip
+        panel.new_collection_button.click()
+    assert panel.collection_names == ["Reel 1"]
+
+    mime = QMimeData()
+    mime.setUrls([window.model.mimeData([window.model.index(0, 0)]).urls()[0]])
+    item_pos = panel.collections.visualItemRect(panel.collections.item(0)).center()
+    drop = QDropEvent(QPointF(item_pos), Qt.DropAction.CopyAction, mime,
+                      Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)  # fmt: skip
+    with qtbot.waitSignal(window.bridge.status_changed, timeout=10000,
+                          check_params_cb=lambda s: s["collections"][0]["files"] == 1):  # fmt: skip
+        panel.collections.dropEvent(drop)
+
+    panel.collections.setCurrentRow(0)
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Client picks", True))
+    renamed = lambda s: s["collections"][0]["name"] == "Client picks"  # noqa: E731
+    with qtbot.waitSignal(window.bridge.status_changed, timeout=10000, check_params_cb=renamed):
+        panel.rename_collection_button.click()
+
+    out = tmp_path / "handover"
+    panel.collections.setCurrentRow(0)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(out))
+    with qtbot.waitSignal(window.bridge.collection_exported, timeout=10000) as exported:
+        panel.export_collection_button.click()
+    assert len(exported.args[0]["copied"]) == 1 and len(list(out.iterdir())) == 1
+
+
+def test_the_category_tree_counts_files_and_shows_them(qtbot, window):
+    editor = window.metadata_editor
+    select(qtbot, window, ["door_slam.wav", "door creak ü.flac"])
+    editor.set_text("catid", "DOORWood")
+    editor.set_text("category", "DOORS")
+    editor.set_text("subcategory", "WOOD")
+    with qtbot.waitSignal(window.bridge.categories_ready, timeout=10000,
+                          check_params_cb=lambda rows: rows and rows[0]["files"] == 2):  # fmt: skip
+        editor.apply_button.click()
+    tree = window.library_panel.categories
+    top = tree.topLevelItem(0)
+    assert (top.text(0), top.text(1)) == ("DOORS", "2")
+    assert top.child(0).text(0) == "WOOD (DOORWood)"
+    shown = lambda p: p["query"].startswith("cat:DOORWood")  # noqa: E731
+    with qtbot.waitSignal(window.bridge.results_ready, timeout=10000, check_params_cb=shown):
+        tree.itemClicked.emit(top.child(0), 0)
+    assert sorted(names(window)) == ["door creak ü.flac", "door_slam.wav"]

@@ -463,6 +463,16 @@ class Catalog:
             ),
         )
 
+    def ucs_categories(self) -> list[dict[str, Any]]:
+        """Every CatID the library's files have, with its category names and number of
+        files: [{"catid", "category", "subcategory", "files"}], by category."""
+        return self.query(
+            "SELECT ucs_catid AS catid, MAX(COALESCE(ucs_category, '')) AS category, "
+            "MAX(COALESCE(ucs_subcategory, '')) AS subcategory, COUNT(*) AS files "
+            "FROM files WHERE ucs_catid IS NOT NULL AND ucs_catid != '' AND status = 'ok' "
+            "GROUP BY ucs_catid ORDER BY category, subcategory, catid"
+        )
+
     # -- user tags, favorites, collections ---------------------------------------------
 
     def add_tags(self, file_id: int, tags: list[str]) -> None:
@@ -560,6 +570,10 @@ class Catalog:
                 ).rowcount
                 for file_id in file_ids
             )
+
+    def rename_collection(self, collection_id: int, name: str) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE collections SET name = ? WHERE id = ?", (name, collection_id))
 
     def delete_collection(self, collection_id: int) -> None:
         """Forget a collection (its files stay in the library)."""

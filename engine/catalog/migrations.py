@@ -227,6 +227,8 @@ def m007_metadata_edits(conn: sqlite3.Connection) -> None:
         ("originator_reference", "TEXT"),
     ):  # fmt: skip
         conn.execute(f"ALTER TABLE files ADD COLUMN {column} {kind}")
+    # Browsing by UCS category counts the files of each CatID: from this index, not rows.
+    conn.execute("CREATE INDEX files_ucs_catid ON files(ucs_catid)")
     # metadata_edits: what the user set, per file and field ("" = cleared on purpose); a
     # rescan re-applies it over what the file says. written_at: when it last went into
     # the file (NULL or older than edited_at: a write is pending; that is the resumable

@@ -27,7 +27,10 @@ LIGHT = (
     "engine.catalog", "engine.scan", "engine.search.words", "engine.search.query",
     "engine.search.keyword", "engine.audio.player", "engine.audio.export",
     "engine.audio.decode", "engine.config", "engine.errors", "engine.library",
-    "engine.curate",
+    # Curating never waits for models, but for its suggestions (engine.curate.suggest).
+    "engine.curate.write", "engine.curate.riff", "engine.curate.aiff", "engine.curate.tags",
+    "engine.curate.batch", "engine.curate.csv_io", "engine.curate.rename",
+    "engine.curate.copy",
 )  # fmt: skip
 TOP_LEVEL_MODULES = {"__init__", "library", "config", "errors", "index_worker"}
 

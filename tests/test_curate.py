@@ -707,3 +707,18 @@ def test_the_collection_and_categories_commands(scanned, library_dir, tmp_path):
         "--field", "catid=RAINGen", "--field", "category=RAIN")  # fmt: skip
     rows = json.loads(cli(library_dir, "meta", "categories", "--json").stdout)
     assert rows == [{"catid": "RAINGen", "category": "RAIN", "subcategory": "", "files": 2}]
+
+
+def test_rows_scanned_before_the_field_columns_take_their_tags(tmp_path, library):
+    from engine.catalog.migrations import _fields_from_tags
+
+    root = tmp_path / "old"
+    write(root / "a.flac", tone(0.1), 44100)
+    library.add_folders([root])
+    library.scan(workers=1)
+    c = library.catalog.conn
+    tags = {"keywords": "rain, roof", "catid": "RAINGen", "rating": "9"}
+    c.execute("UPDATE files SET keywords = NULL, embedded_tags = ?", (json.dumps(tags),))
+    _fields_from_tags(c)
+    row = library.catalog.file_by_path(str(root / "a.flac"))
+    assert (row["keywords"], row["ucs_catid"], row["rating"]) == ("rain, roof", "RAINGen", None)

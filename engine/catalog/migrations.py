@@ -229,6 +229,7 @@ def m007_metadata_edits(conn: sqlite3.Connection) -> None:
         conn.execute(f"ALTER TABLE files ADD COLUMN {column} {kind}")
     # Browsing by UCS category counts the files of each CatID: from this index, not rows.
     conn.execute("CREATE INDEX files_ucs_catid ON files(ucs_catid)")
+    _fields_from_tags(conn)
     # metadata_edits: what the user set, per file and field ("" = cleared on purpose); a
     # rescan re-applies it over what the file says. written_at: when it last went into
     # the file (NULL or older than edited_at: a write is pending; that is the resumable
@@ -272,6 +273,39 @@ def m007_metadata_edits(conn: sqlite3.Connection) -> None:
         CREATE INDEX rename_journal_batch ON rename_journal(batch)
         """,
     )
+
+
+def _fields_from_tags(conn: sqlite3.Connection) -> None:
+    """Fill the new field columns of rows scanned before them from the tags they kept
+    (a Vorbis KEYWORDS, RIFF INFO's IKEY...), as a scan now reads them: the keyword index
+    takes those tags through the columns from now on."""
+    import json
+
+    from engine.catalog.fields import BY_TAG, clean, stored
+
+    rows = conn.execute(
+        "SELECT id, embedded_tags FROM files WHERE embedded_tags IS NOT NULL"
+    ).fetchall()
+    for file_id, raw in rows:
+        try:
+            tags = json.loads(raw)
+        except ValueError:
+            continue
+        if not isinstance(tags, dict):
+            continue
+        for key, text in tags.items():
+            f = BY_TAG.get(str(key).upper().removeprefix("TXXX:"))
+            if f is None or not isinstance(text, str):
+                continue
+            try:
+                value = stored(f, clean(f, text))
+            except ValueError:
+                continue
+            if value is not None:
+                conn.execute(
+                    f"UPDATE files SET {f.column} = ? WHERE id = ? AND {f.column} IS NULL",
+                    (value, file_id),
+                )
 
 
 def _run_statements(conn: sqlite3.Connection, script: str) -> None:

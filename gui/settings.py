@@ -11,6 +11,7 @@ import os
 
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -30,8 +31,11 @@ _LEGACY_KEYS = {"clap_model": "model"}
 # Settings the app passes on to the engine when the user picked a value.
 ENGINE_SETTINGS = (
     "library", "device", "precision", "clap_model", "similar_space", "jobs", "cluster",
-    "path_map",
+    "path_map", "write_on_edit", "keep_mtime",
 )  # fmt: skip
+# Yes/no settings shown as check boxes; they apply at once (the engine reads them per call).
+SWITCHES = {"write_on_edit": "Write metadata edits into the files at once",
+            "keep_mtime": "Keep a file's modification time when writing metadata"}  # fmt: skip
 
 
 def open_settings(path: str | None = None) -> QSettings:
@@ -142,6 +146,13 @@ class SettingsDialog(QDialog):
         form.addRow("Files read at once (scan)", self.jobs)
         form.addRow("Index on a Ray cluster", self.cluster)
         form.addRow("Folders on the cluster", self.path_map)
+        self.switches: dict[str, QCheckBox] = {}
+        for name, text in SWITCHES.items():
+            box = QCheckBox(text)
+            box.setToolTip(config.SETTINGS[name].help)
+            box.setChecked(picked(settings, name).lower() in ("true", "yes", "on", "1"))
+            self.switches[name] = box
+            form.addRow(box)
         form.addRow(
             QLabel(
                 "Library folder, model, device, precision, scan jobs and the cluster apply "
@@ -167,5 +178,11 @@ class SettingsDialog(QDialog):
         self.settings.setValue("jobs", str(self.jobs.value()) if self.jobs.value() else "auto")
         self.settings.setValue("cluster", self.cluster.text().strip())
         self.settings.setValue("path_map", self.path_map.text().strip())
+        for name, box in self.switches.items():
+            value = "true" if box.isChecked() else "false"
+            self.settings.setValue(name, value)
+            env = config.SETTINGS[name].env
+            if env and os.environ.get(env) != value:
+                os.environ[env] = value  # the engine reads it on its next write
         self.settings.sync()
         super().accept()

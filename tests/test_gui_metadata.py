@@ -229,3 +229,18 @@ def test_the_category_tree_counts_files_and_shows_them(qtbot, window):
     with qtbot.waitSignal(window.bridge.results_ready, timeout=10000, check_params_cb=shown):
         tree.itemClicked.emit(top.child(0), 0)
     assert sorted(names(window)) == ["door creak ü.flac", "door_slam.wav"]
+
+
+def test_the_write_on_edit_setting_writes_as_edits_are_applied(qtbot, window, sounds, monkeypatch):
+    from gui.settings import SettingsDialog
+
+    monkeypatch.setenv("SONARIUM_WRITE_ON_EDIT", "false")  # restored after the test
+    dialog = SettingsDialog(window.settings, window)
+    dialog.switches["write_on_edit"].setChecked(True)
+    dialog.accept()
+    assert window.settings.value("write_on_edit") == "true"
+    select(qtbot, window, ["door_slam.wav"])
+    window.metadata_editor.set_text("description", "written at once")
+    with message(qtbot, window, "Changed 1 fields of 1 files; Wrote metadata into 1 files"):
+        window.metadata_editor.apply_button.click()
+    assert b"written at once" in (sounds / "door_slam.wav").read_bytes()

@@ -75,6 +75,12 @@ class _Mailbox(QObject):
                 return out
 
 
+# Requests done on the curating thread (the rest go to the query thread).
+_CURATING = {"write", "import", "rename", "undo_rename", "collection"}
+# How often a long write says how far it is.
+PROGRESS_EVERY_S = 1.0
+
+
 class _QueryWorker(QObject):
     """Lives on the query thread. Requests arrive in `inbox`; answers go to `outbox`."""
 
@@ -87,6 +93,7 @@ class _QueryWorker(QObject):
         self._library: Library | None = None
         self.inbox = inbox
         self.outbox = outbox
+        self.suggests = True  # answer edits with fresh category suggestions
         self.stopped = threading.Event()
         self._frozen_models = False
 
@@ -294,8 +301,16 @@ class _QueryWorker(QObject):
 
     def do_write(self, file_ids: list) -> None:
         assert self._library is not None
+        last = [0.0]
+
+        def progress(done: int, total: int, _path: str) -> None:
+            now = time.monotonic()
+            if total > 1 and done < total and now - last[0] >= PROGRESS_EVERY_S:
+                last[0] = now
+                self.outbox.post("message", f"Writing metadata into files: {done} of {total}")
+
         try:
-            report = self._library.write_metadata(list(file_ids) or None)
+            report = self._library.write_metadata(list(file_ids) or None, progress=progress)
             self.outbox.post("message", _written_text(report))
             self.outbox.post("written", report)
         finally:
@@ -395,7 +410,8 @@ class _QueryWorker(QObject):
 
     def _after_edit(self, file_ids: list) -> None:
         self.do_metadata(file_ids)
-        self.do_suggest(file_ids)
+        if self.suggests:
+            self.do_suggest(file_ids)
         self.do_categories()
         for file_id in list(file_ids)[:1]:
             self.do_detail(file_id)
@@ -576,6 +592,18 @@ class EngineBridge(QObject):
         # Workers must die on their own threads, before Python tears the bridge down.
         self._query_thread.finished.connect(self._query.deleteLater)
 
+        # Long curating jobs (writing metadata into files, CSV imports, renaming, copying
+        # a collection out) run on their own thread with their own Library: searching
+        # and auditioning never wait for a batch of ten thousand writes.
+        self._curate_in, self._curate_out = _Mailbox(), _Mailbox()
+        self._curate_thread = QThread()
+        self._curate_thread.setObjectName("sonarium-curate")
+        self._curate = _QueryWorker(library_dir, self._curate_in, self._curate_out, device)
+        self._curate.suggests = False  # suggestions need the text models: the query thread's
+        self._curate.moveToThread(self._curate_thread)
+        self._curate_in.posted.connect(self._curate.process)
+        self._curate_thread.finished.connect(self._curate.deleteLater)
+
         self._index_thread = QThread()
         self._index_thread.setObjectName("sonarium-index")
         self._index = _IndexWorker(library_dir, spaces, self._index_in, self._index_out, device)
@@ -584,6 +612,7 @@ class EngineBridge(QObject):
         self._index_thread.finished.connect(self._index.deleteLater)
 
         self._query_out.posted.connect(self._drain)
+        self._curate_out.posted.connect(self._drain)
         self._index_out.posted.connect(self._drain)
         self._handlers: dict[str, Callable[..., None]] = {
             "results": self._on_results,
@@ -606,13 +635,14 @@ class EngineBridge(QObject):
             "index_finished": self._on_index_finished,
         }
         self._query_thread.start()
+        self._curate_thread.start()
         self._index_thread.start()
         self.refresh_status()
         self.request_categories()
         self._ask("warm")  # in the background: the window shows meanwhile
 
     def _drain(self) -> None:
-        for box in (self._query_out, self._index_out):
+        for box in (self._query_out, self._curate_out, self._index_out):
             for name, args in box.drain():
                 try:
                     self._handlers[name](*args)
@@ -621,7 +651,8 @@ class EngineBridge(QObject):
 
     def _ask(self, name: str, *args: Any) -> None:
         if self._running:
-            self._query_in.post(name, *args)
+            box = self._curate_in if name in _CURATING else self._query_in
+            box.post(name, *args)
 
     # -- queries (newest request wins) ------------------------------------------------
 
@@ -787,10 +818,14 @@ class EngineBridge(QObject):
         self._running = False
         self._index.terminate()
         self._query_in.post("stop")
+        self._curate_in.post("stop")
         # The Library (SQLite connection, FAISS index, models) must be torn down by the
-        # thread that made it, before that thread's event loop ends.
+        # thread that made it, before that thread's event loop ends. A write in flight
+        # finishes its file first (each file is whole or untouched either way).
         self._query.stopped.wait(30)
-        for thread in (self._query_thread, self._index_thread):
+        self._curate.stopped.wait(30)
+        threads = (self._query_thread, self._curate_thread, self._index_thread)
+        for thread in threads:
             thread.quit()
-        for thread in (self._query_thread, self._index_thread):
+        for thread in threads:
             thread.wait(30000)

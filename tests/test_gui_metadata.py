@@ -244,3 +244,31 @@ def test_the_write_on_edit_setting_writes_as_edits_are_applied(qtbot, window, so
     with message(qtbot, window, "Changed 1 fields of 1 files; Wrote metadata into 1 files"):
         window.metadata_editor.apply_button.click()
     assert b"written at once" in (sounds / "door_slam.wav").read_bytes()
+
+
+def test_searching_goes_on_while_files_are_written(qtbot, window, sounds, monkeypatch):
+    """Writes run on the curating thread: a search answers while a write is held."""
+    import threading
+
+    import engine.curate.batch as batch
+
+    held, release = threading.Event(), threading.Event()
+    real = batch.write_fields
+
+    def slow(*args, **kwargs):
+        held.set()
+        assert release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(batch, "write_fields", slow)
+    select(qtbot, window, ["door_slam.wav"])
+    window.metadata_editor.set_text("description", "held write")
+    with message(qtbot, window, "Changed 1 fields"):
+        window.metadata_editor.apply_button.click()
+    window.metadata_editor.write_button.click()
+    assert held.wait(10)
+    search(qtbot, window, "glass")  # answered while the write waits
+    assert names(window) == ["glass_break_01.wav"]
+    with qtbot.waitSignal(window.bridge.written, timeout=20000) as written:
+        release.set()
+    assert len(written.args[0]["written"]) == 1

@@ -23,10 +23,12 @@ import mutagen
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine.curate import riff
 from engine.curate.write import write_fields
-from engine.errors import CannotWrite, LibraryError
+from engine.errors import CannotWrite, FileNotWritable, LibraryError
 from tests.audio_factory import noise, tone, write
 from tests.conftest import ROOT
 from tests.test_metadata import bwf, chunk
@@ -722,3 +724,64 @@ def test_rows_scanned_before_the_field_columns_take_their_tags(tmp_path, library
     _fields_from_tags(c)
     row = library.catalog.file_by_path(str(root / "a.flac"))
     assert (row["keywords"], row["ucs_catid"], row["rating"]) == ("rain, roof", "RAINGen", None)
+
+
+# -- hostile files -------------------------------------------------------------------------
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    edits=st.lists(st.tuples(st.integers(0, 700), st.integers(0, 255)), min_size=1, max_size=6),
+    cut=st.one_of(st.none(), st.integers(12, 2000)),
+)
+def test_a_damaged_wav_is_refused_untouched_or_written_whole(tmp_path_factory, edits, cut):
+    """Random bytes of a BWF's header changed (and maybe its end cut): the write either
+    refuses with a reason, leaving the file as it was, or gives a file whose audio is the
+    damaged file's own."""
+    path = tmp_path_factory.mktemp("hostile") / "x.wav"
+    data = bytearray(rich_wav(path).read_bytes())
+    for offset, value in edits:
+        data[offset % len(data)] = value
+    if cut is not None:
+        data = data[:cut]
+    path.write_bytes(bytes(data))
+    try:
+        before = samples(path)
+    except (sf.LibsndfileError, RuntimeError, ValueError):
+        before = None
+    try:
+        write_fields(str(path), {"description": "x", "keywords": "k"})
+    except FileNotWritable:
+        assert path.read_bytes() == bytes(data)
+        return
+    assert before is not None and np.array_equal(samples(path), before)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    ext=st.sampled_from(["flac", "aiff", "ogg", "mp3"]),
+    edits=st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 255)), min_size=1, max_size=6),
+    keep=st.floats(0.05, 1.0),
+)
+def test_damaged_tagged_formats_are_refused_untouched_or_written_whole(
+    tmp_path_factory, ext, edits, keep
+):
+    folder = tmp_path_factory.mktemp("hostile")
+    path = write(folder / f"x.{ext}", noise(0.5, 22050), 22050,
+                 subtype="PCM_16" if ext == "aiff" else None)  # fmt: skip
+    data = bytearray(path.read_bytes())
+    for offset, value in edits:
+        data[offset % len(data)] = value
+    data = data[: max(12, int(len(data) * keep))]
+    path.write_bytes(bytes(data))
+    try:
+        write_fields(str(path), {"description": "x", "catid": "DOORWood"})
+    except FileNotWritable:
+        assert path.read_bytes() == bytes(data)
+        return
+    info = sf.info(str(path))  # written: it decodes, as the check before the rename said
+    assert info.frames > 0

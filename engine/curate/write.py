@@ -30,6 +30,8 @@ from engine.scan.metadata import read_metadata
 
 # Formats by their first bytes; the rest cannot take metadata from Sonarium.
 WRITABLE = "WAV/BWF/RF64, AIFF, FLAC, Ogg Vorbis, Opus and MP3"
+_WRITABLE_SUFFIXES = {".wav", ".wave", ".bwf", ".rf64", ".aif", ".aiff", ".aifc", ".flac",
+                      ".ogg", ".oga", ".opus", ".mp3"}  # fmt: skip
 _COMPARE_BLOCK = 1 << 20
 _DECODE_FRAMES = 1 << 16
 
@@ -89,6 +91,11 @@ def write_fields(
     with open(target, "rb") as f:
         head = f.read(12)
     kind = kind_of(head, Path(target).suffix.lower())
+    if kind is None and Path(target).suffix.lower() in _WRITABLE_SUFFIXES:
+        raise FileNotWritable(
+            f"{name} does not start like a {Path(target).suffix.lower()} file (damaged or "
+            "misnamed): not written"
+        )
     if kind is None:
         raise FileNotWritable(
             f"Sonarium cannot write metadata into {Path(target).suffix or 'these'} files "
@@ -151,7 +158,11 @@ def verify(kind: str, original: str, new: str, values: Mapping[str, str | None])
             if range_a[1] != range_b[1] or not _same_bytes(fa, fb, range_a, range_b):
                 raise riff.NotWritable("the new file's audio bytes differ from the original's")
     else:
-        _same_samples(original, new)
+        try:
+            _same_samples(original, new)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            # A damaged stream (a FLAC that loses sync): its audio cannot be vouched for.
+            raise riff.NotWritable(f"its audio does not decode cleanly ({exc})") from exc
     got = read_metadata(Path(new))
     for name, value in values.items():
         if value is None:

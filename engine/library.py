@@ -1002,6 +1002,9 @@ class Library:
         row["favorite"] = self.catalog.is_favorite(file_id)
         row["collections"] = self.catalog.collections_of(file_id)
         row["embedded_tags"] = json.loads(row["embedded_tags"]) if row["embedded_tags"] else {}
+        from engine.catalog.edits import edits_of
+
+        row["edits"] = edits_of(self.catalog, file_id)
         peaks = self.catalog.peaks(file_id)
         row["peaks"] = decode_peaks(peaks[1]) if peaks else None
         return row

@@ -142,9 +142,25 @@ def metadata_html(row: dict) -> str:
         ("Favorite", "★" if row.get("favorite") else ""),
     ]
     fields += [(k.title(), v) for k, v in (row.get("embedded_tags") or {}).items()]
+    fields.append(("Edited", edits_text(row.get("edits") or {})))
     rows = "".join(
         f"<tr><td><b>{html.escape(printable(k))}</b></td><td>{html.escape(printable(v))}</td></tr>"
         for k, v in fields
         if v not in (None, "", "None")
     )
     return f"<table cellspacing='2'>{rows}</table>"
+
+
+def edits_text(edits: dict) -> str:
+    """Who edited which field when, and whether it is in the file yet."""
+    import time
+
+    from engine.catalog.fields import FIELDS
+
+    parts = []
+    for name, e in sorted(edits.items(), key=lambda kv: -kv[1]["edited_at"]):
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e["edited_at"]))
+        written = e["written_at"] is not None and e["written_at"] >= e["edited_at"]
+        label = FIELDS[name].label if name in FIELDS else name
+        parts.append(f"{label} by {e['editor']} {when}" + ("" if written else " (not written)"))
+    return "; ".join(parts)

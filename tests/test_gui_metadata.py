@@ -272,3 +272,16 @@ def test_searching_goes_on_while_files_are_written(qtbot, window, sounds, monkey
     with qtbot.waitSignal(window.bridge.written, timeout=20000) as written:
         release.set()
     assert len(written.args[0]["written"]) == 1
+
+
+def test_the_detail_pane_says_who_edited_what_and_whether_it_is_written(qtbot, window):
+    window.detail.autoplay.setChecked(False)
+    with qtbot.waitSignal(window.bridge.detail_ready, timeout=10000):
+        window.results.setCurrentIndex(window.model.index(names(window).index("door_slam.wav"), 0))
+    select(qtbot, window, ["door_slam.wav"])
+    window.metadata_editor.set_text("keywords", "slam")
+    with qtbot.waitSignal(window.bridge.detail_ready, timeout=10000,
+                          check_params_cb=lambda row: row["edits"]):  # fmt: skip
+        window.metadata_editor.apply_button.click()
+    text = window.detail.metadata.toPlainText()
+    assert "Keywords by " in text and "(not written)" in text

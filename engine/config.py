@@ -24,6 +24,13 @@ AUDIO_SUFFIXES = frozenset(
     }
 )  # fmt: skip
 
+# The suffixes of the formats Sonarium writes metadata into (engine/curate/write.py); a
+# file of one of them that does not start like it is damaged or misnamed.
+WRITABLE_SUFFIXES = frozenset(
+    {".wav", ".wave", ".bwf", ".rf64", ".aif", ".aiff", ".aifc", ".flac", ".ogg", ".oga",
+     ".opus", ".mp3"}
+)  # fmt: skip
+
 # What a file header may declare and still be read: every real rate (8 kHz telephone to
 # 768 kHz DXD-and-beyond, film pull-down rates in between) and channel count (up to 256,
 # e.g. ambisonics and multitrack polywavs). Anything outside is an error row with its

@@ -23,6 +23,7 @@ from engine.catalog.fields import FIELDS, shown
 from engine.catalog.paths import os_path
 from engine.catalog.paths import shown as shown_path
 from engine.catalog.sidefiles import written
+from engine.config import WRITABLE_SUFFIXES
 from engine.curate import aiff, riff, tags
 from engine.errors import FileNotWritable
 from engine.scan.analyze import fingerprint
@@ -30,8 +31,6 @@ from engine.scan.metadata import read_metadata
 
 # Formats by their first bytes; the rest cannot take metadata from Sonarium.
 WRITABLE = "WAV/BWF/RF64, AIFF, FLAC, Ogg Vorbis, Opus and MP3"
-_WRITABLE_SUFFIXES = {".wav", ".wave", ".bwf", ".rf64", ".aif", ".aiff", ".aifc", ".flac",
-                      ".ogg", ".oga", ".opus", ".mp3"}  # fmt: skip
 _COMPARE_BLOCK = 1 << 20
 _DECODE_FRAMES = 1 << 16
 
@@ -91,7 +90,7 @@ def write_fields(
     with open(target, "rb") as f:
         head = f.read(12)
     kind = kind_of(head, Path(target).suffix.lower())
-    if kind is None and Path(target).suffix.lower() in _WRITABLE_SUFFIXES:
+    if kind is None and Path(target).suffix.lower() in WRITABLE_SUFFIXES:
         raise FileNotWritable(
             f"{name} does not start like a {Path(target).suffix.lower()} file (damaged or "
             "misnamed): not written"

@@ -785,3 +785,28 @@ def test_damaged_tagged_formats_are_refused_untouched_or_written_whole(
         return
     info = sf.info(str(path))  # written: it decodes, as the check before the rename said
     assert info.frames > 0
+
+
+def test_an_edit_made_while_its_file_is_written_stays_due(scanned, library, monkeypatch):
+    """The app edits on one thread while another writes: the newer edit is not marked
+    written with the older value in the file."""
+    import engine.curate.batch as batch
+    from engine.library import Library
+
+    target = scanned / "a.flac"
+    library.edit([target], {"description": "first"})
+    real = batch.write_fields
+
+    def write_then_edit_elsewhere(path, values, **kwargs):
+        result = real(path, values, **kwargs)
+        with Library(library.dir) as other:  # the app's other thread, its own connection
+            other.edit([target], {"description": "second"})
+        return result
+
+    monkeypatch.setattr(batch, "write_fields", write_then_edit_elsewhere)
+    assert library.write_metadata()["written"] == [str(target)]
+    assert mutagen.File(target)["DESCRIPTION"] == ["first"]
+    assert library.metadata(target)["pending_write"]  # "second" is still to be written
+    monkeypatch.setattr(batch, "write_fields", real)
+    library.write_metadata()
+    assert mutagen.File(target)["DESCRIPTION"] == ["second"]

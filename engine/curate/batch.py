@@ -55,6 +55,9 @@ def write_files(
     ids = pending_writes(catalog) if file_ids is None else sorted(set(file_ids))
     report: dict[str, Any] = {"written": [], "failed": [], "pending": []}
     for done, file_id in enumerate(ids):
+        # The time the values are read at: an edit made while the file is written (the
+        # app edits on another thread) is newer, so it stays due.
+        read_at = time.time()
         row = catalog.file_by_id(file_id)
         values = file_values(catalog, file_id)
         if row is None or values is None:
@@ -78,7 +81,7 @@ def write_files(
             raise
         try:
             mark_written(
-                catalog, file_id, result.size, result.mtime_ns, result.fingerprint, time.time()
+                catalog, file_id, result.size, result.mtime_ns, result.fingerprint, read_at
             )
         except sqlite3.Error as exc:  # the file is right; the next scan reads it back
             report["failed"].append({"path": row["path"], "error": f"catalog not told: {exc}"})

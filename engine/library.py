@@ -675,12 +675,14 @@ class Library:
         ("preview", "unmatched", "invalid"...: engine/curate/csv_io.plan_import); with
         ``apply`` make those changes as one undoable batch ("batch"), with ``write``
         also write the changed files ("write", as write_metadata reports)."""
+        import csv
+
         from engine.catalog.edits import set_many
         from engine.curate.csv_io import plan_import
 
         try:
             plan = plan_import(self.catalog, path)
-        except (OSError, ValueError, UnicodeError) as exc:
+        except (OSError, ValueError, UnicodeError, csv.Error) as exc:
             raise LibraryError(f"cannot import {os.fspath(path)}: {exc}") from exc
         changes = plan.pop("changes")
         plan["files"] = len(changes)

@@ -810,3 +810,50 @@ def test_an_edit_made_while_its_file_is_written_stays_due(scanned, library, monk
     monkeypatch.setattr(batch, "write_fields", real)
     library.write_metadata()
     assert mutagen.File(target)["DESCRIPTION"] == ["second"]
+
+
+# -- found in review -----------------------------------------------------------------------
+
+
+def test_undo_and_redo_after_writes_leave_the_file_due_to_follow(scanned, library):
+    f = scanned / "a.flac"
+    library.edit([f], {"description": "B"})
+    library.write_metadata()
+    library.edit([f], {"description": "C"})
+    library.undo_edit()
+    library.undo_edit()  # back to no description; the file holds B
+    assert library.metadata(f)["pending_write"]
+    library.write_metadata()
+    assert "DESCRIPTION" not in (mutagen.File(f).tags or {})
+    library.redo_edit()  # B again in the catalog; the file holds none
+    assert library.metadata(f)["pending_write"]
+    library.write_metadata()
+    assert mutagen.File(f)["DESCRIPTION"] == ["B"]
+
+
+def test_text_xml_cannot_hold_is_dropped_from_values(scanned, library):
+    library.edit([scanned / "door.wav"], {"keywords": "door\uffff slam\ud800"})
+    assert library.metadata(scanned / "door.wav")["fields"]["keywords"] == "door slam"
+
+
+def test_aiff_text_chunks_after_the_audio_are_replaced_not_doubled(tmp_path):
+    path = write(tmp_path / "late.aiff", tone(0.1), 44100, subtype="PCM_16")
+    data = path.read_bytes() + b"ANNO" + struct.pack(">I", 4) + b"old!"
+    path.write_bytes(data[:4] + struct.pack(">I", len(data) - 8) + data[8:])
+    write_fields(str(path), {"description": "new"})
+    body = path.read_bytes()
+    assert body.count(b"ANNO") == 1 and b"old!" not in body and b"new" in body
+
+
+def test_a_file_changed_since_its_scan_is_not_overwritten_with_old_values(scanned, library):
+    f = scanned / "a.flac"
+    library.edit([f], {"rating": "3"})
+    audio = mutagen.File(f)
+    audio["DESCRIPTION"] = ["set by another tool"]
+    audio.save()
+    report = library.write_metadata()
+    assert "changed since it was scanned" in report["failed"][0]["error"]
+    assert mutagen.File(f)["DESCRIPTION"] == ["set by another tool"]
+    library.scan(workers=1)
+    assert library.write_metadata()["written"] == [str(f)]
+    assert mutagen.File(f)["DESCRIPTION"] == ["set by another tool"]

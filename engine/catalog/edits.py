@@ -108,18 +108,24 @@ def undo(catalog: Catalog) -> dict[str, Any] | None:
             (batch,),
         ).fetchall()
         files = set()
-        for entry_id, file_id, name, old_edit, old_shown in entries:
-            f = FIELDS[name]
-            written = c.execute(
+        # Which of the batch's edits are in their files, read before any is changed (the
+        # loop marks every edit of a file due, which would hide it).
+        in_file = {
+            (file_id, name)
+            for _, file_id, name, _, _ in entries
+            for (written_at,) in c.execute(
                 "SELECT written_at FROM metadata_edits WHERE file_id = ? AND field = ?",
                 (file_id, name),
-            ).fetchone()
-            if old_edit is None and written is not None and written[0] is not None:
+            )
+            if written_at is not None
+        }
+        for entry_id, file_id, name, old_edit, old_shown in entries:
+            f = FIELDS[name]
+            if old_edit is None and (file_id, name) in in_file:
                 # The file holds the value being taken back: keep the old one as an edit,
                 # due to be written, so the file follows.
                 c.execute(
-                    "UPDATE metadata_edits SET value = ?, written_at = NULL "
-                    "WHERE file_id = ? AND field = ?",
+                    "UPDATE metadata_edits SET value = ? WHERE file_id = ? AND field = ?",
                     (old_shown or "", file_id, name),
                 )
             elif old_edit is None:
@@ -128,8 +134,7 @@ def undo(catalog: Catalog) -> dict[str, Any] | None:
                 )
             else:
                 c.execute(
-                    "UPDATE metadata_edits SET value = ?, written_at = NULL "
-                    "WHERE file_id = ? AND field = ?",
+                    "UPDATE metadata_edits SET value = ? WHERE file_id = ? AND field = ?",
                     (old_edit, file_id, name),
                 )
             c.execute(
@@ -159,6 +164,7 @@ def redo(catalog: Catalog) -> dict[str, Any] | None:
         files = set()
         for entry_id, file_id, name, new, at, who in entries:
             _put(c, file_id, FIELDS[name], new, at, who)
+            _mark_unwritten(c, file_id)  # the file may hold what the undo brought back
             c.execute("UPDATE edit_journal SET undone = 0 WHERE id = ?", (entry_id,))
             files.add(file_id)
         for file_id in files:
@@ -262,9 +268,13 @@ def _put(c: sqlite3.Connection, file_id: int, f: Field, value: str, at: float, w
 
 
 def _mark_unwritten(c: sqlite3.Connection, file_id: int) -> None:
-    # An undone edit that had been written: the file holds the newer value, so every
-    # edit of the file is due to be written again (the file must follow the catalog).
-    c.execute("UPDATE metadata_edits SET written_at = NULL WHERE file_id = ?", (file_id,))
+    # An undone or redone edit: the file may hold another value, so every edit of the
+    # file is due to be written again (edited now). written_at stays: it still says the
+    # file took these fields once, which a later undo needs to know.
+    c.execute(
+        "UPDATE metadata_edits SET edited_at = MAX(edited_at, ?) + 1e-6 WHERE file_id = ?",
+        (time.time(), file_id),
+    )
 
 
 def _appended(f: Field, current: str, value: str) -> str:

@@ -69,7 +69,8 @@ def is_field_tag(key: str) -> bool:
     return key.upper().removeprefix("TXXX:") in BY_TAG
 
 
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+# Control characters, and what XML cannot hold (iXML): non-characters and lone surrogates.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2}))?)?$")
 
 

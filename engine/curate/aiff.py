@@ -46,17 +46,21 @@ def rewrite(src: BinaryIO, dst: BinaryIO, file_size: int, values: Mapping[str, s
     form, chunks = read_chunks(src, file_size)
     wanted: dict[bytes, str | None] = {cid: values.get(name) for cid, name in _TEXT.items()}
     pieces: list[tuple[bytes, int, int, bytes | None]] = []  # (id, offset, size, new body)
+    replaced = {cid for cid, text in wanted.items() if text is not None}
+    done: set[bytes] = set()
     for cid, offset, size in chunks:
-        if cid in wanted and wanted[cid] is not None:
-            text = wanted.pop(cid)
-            if text:
+        if cid in replaced:  # every old copy goes; the new text takes the first's place
+            text = wanted[cid]
+            if text and cid not in done:
                 pieces.append((cid, 0, 0, text.encode("utf-8")))
+            done.add(cid)
             continue
         if cid == b"SSND":
-            for new_id, text in list(wanted.items()):
+            for new_id in sorted(replaced - done):
+                text = wanted[new_id]
                 if text:
                     pieces.append((new_id, 0, 0, text.encode("utf-8")))
-                wanted.pop(new_id)
+                done.add(new_id)
         pieces.append((cid, offset, size, None))
     total = 4 + sum(8 + (len(b) if b is not None else s) + ((len(b) if b is not None else s) & 1)
                     for _, _, s, b in pieces)  # fmt: skip

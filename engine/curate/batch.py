@@ -7,16 +7,21 @@ pending. Call on the thread that owns the Catalog.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from engine.catalog.db import Catalog
 from engine.catalog.edits import mark_written, pending_writes
 from engine.catalog.fields import FIELDS, shown
+from engine.catalog.paths import os_path
 from engine.curate.write import write_fields
 from engine.errors import CannotWrite, FileNotWritable
+from engine.scan.analyze import fingerprint
+from engine.scan.metadata import read_metadata
 
 
 def file_values(catalog: Catalog, file_id: int) -> dict[str, str | None] | None:
@@ -72,6 +77,18 @@ def write_files(
                 {"path": row["path"], "error": "its folder is offline: not written"}
             )
             continue
+        changed = _changed_since_scan(row)
+        if changed and _holds(row["path"], values):
+            # Written already, the catalog not told (a kill between the rename and the
+            # catalog's update): it takes the file's state now.
+            st = os.stat(os_path(row["path"]))
+            mark_written(catalog, file_id, st.st_size, st.st_mtime_ns,
+                         fingerprint(row["path"], st.st_size), read_at)  # fmt: skip
+            report["written"].append(row["path"])
+            continue
+        if changed:
+            report["failed"].append({"path": row["path"], "error": changed})
+            continue
         try:
             result = write_fields(row["path"], values, keep_mtime=keep_mtime)
         except FileNotWritable as exc:
@@ -90,3 +107,21 @@ def write_files(
     if progress is not None:
         progress(len(ids), len(ids), "")
     return report
+
+
+def _holds(path: str, values: dict[str, str | None]) -> bool:
+    """Whether the file's own metadata already says ``values``."""
+    got = read_metadata(Path(path))
+    return all(v is None or shown(got.get(FIELDS[name].column)) == v for name, v in values.items())
+
+
+def _changed_since_scan(row: dict[str, Any]) -> str:
+    """Why a file must be scanned before it is written ("" when it is as scanned): its
+    own metadata may be newer than the catalog's, which a write would overwrite."""
+    try:
+        st = os.stat(os_path(row["path"]))
+    except OSError:
+        return ""  # the write says why (offline, unreadable)
+    if (st.st_size, st.st_mtime_ns) != (row["size"], row["mtime_ns"]):
+        return "it changed since it was scanned (its own metadata may be newer): rescan, then write"
+    return ""

@@ -134,10 +134,10 @@ def undo_renames(catalog: Catalog) -> dict[str, Any] | None:
     report: dict[str, Any] = {"batch": batch, "renamed": 0, "failed": []}
     for entry_id, file_id, old, new in entries:
         error = _move(catalog, file_id, new, old, None) if file_id is not None else "forgotten"
-        if error:
+        if error:  # stays in the log: the next undo tries it again
             report["failed"].append({"path": new, "error": error})
-        else:
-            report["renamed"] += 1
+            continue
+        report["renamed"] += 1
         with catalog.transaction() as c:
             c.execute("UPDATE rename_journal SET undone = 1 WHERE id = ?", (entry_id,))
     return report

@@ -89,6 +89,8 @@ def read_layout(f: BinaryIO, file_size: int) -> Layout:
             if cid != b"ds64" or size < 28:
                 raise NotWritable("an RF64 file without its ds64 chunk first")
             body = f.read(min(size, _MAX_META_CHUNK))
+            if len(body) < 28:
+                raise NotWritable("its ds64 chunk is cut short")
             _riff_size, data_size, sample_count, count = struct.unpack("<QQQI", body[:28])
             big[b"data"] = data_size
             for i in range(min(count, (len(body) - 28) // 12)):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from engine.catalog.paths import shown as shown_path
 from engine.catalog.sidefiles import written
 from engine.config import WRITABLE_SUFFIXES
 from engine.curate import aiff, riff, tags
-from engine.errors import FileNotWritable
+from engine.errors import CannotWrite, FileNotWritable
 from engine.scan.analyze import fingerprint
 from engine.scan.metadata import read_metadata
 
@@ -108,14 +109,26 @@ def write_fields(
                 os.chown(temp, before.st_uid, before.st_gid)
             verify(kind, target, str(temp), values)
             now = os.stat(target)
-            if (now.st_size, now.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            # The inode too: a write keeps the mtime it found, so another writer's finished
+            # rename shows only as a new inode.
+            if _identity(now) != _identity(before):
                 raise FileNotWritable(f"{name} changed while it was being written: not written")
             if keep_mtime:  # some DAWs and sync tools go by the modification time
                 os.utime(temp, ns=(before.st_atime_ns, before.st_mtime_ns))
     except riff.NotWritable as exc:
         raise FileNotWritable(f"{name}: {exc}; not written") from None
+    except (UnicodeEncodeError, struct.error) as exc:  # a name or header beyond reading
+        raise FileNotWritable(f"{name} cannot be rewritten ({exc}); not written") from None
+    except CannotWrite:
+        raise
+    except OSError as exc:  # a name too long for a temporary beside it, an I/O error
+        raise FileNotWritable(f"{name}: {exc.strerror or exc}; not written") from None
     after = os.stat(target)
     return Written(path, after.st_size, after.st_mtime_ns, fingerprint(path, after.st_size), kind)
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _build(kind: str, source: str, temp: str, size: int, values: Mapping[str, str | None]) -> None:

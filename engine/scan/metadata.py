@@ -177,7 +177,9 @@ def read_tags(path: Path) -> dict[str, str]:
 def read_metadata(path: Path) -> dict[str, Any]:
     """Catalog columns from embedded metadata (description, iXML fields, embedded_tags)
     of a catalog path (engine.catalog.paths)."""
-    fields = read_riff_chunks(path) if path.suffix.lower() in (".wav", ".wave", ".bwf") else {}
+    fields = (
+        read_riff_chunks(path) if path.suffix.lower() in (".wav", ".wave", ".bwf", ".rf64") else {}
+    )
     tags = read_tags(path)
     info = fields.pop("info", {})
     tags.update(info)

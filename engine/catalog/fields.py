@@ -9,6 +9,7 @@ edit, which a rescan re-applies). "" means cleared on purpose; None, not known.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 
@@ -70,6 +71,21 @@ def is_field_tag(key: str) -> bool:
 
 
 # Control characters, and what XML cannot hold (iXML): non-characters and lone surrogates.
+def tag_values(tags: Mapping[str, object]) -> Iterator[tuple[Field, str | int]]:
+    """(field, column value) of each embedded tag named like a field (CATID, txxx:catid...)
+    whose value the field takes; the rest are passed over."""
+    for key, text in tags.items():
+        f = BY_TAG.get(str(key).upper().removeprefix("TXXX:"))
+        if f is None or not isinstance(text, str):
+            continue
+        try:
+            value = stored(f, clean(f, text))
+        except ValueError:
+            continue
+        if value is not None:
+            yield f, value
+
+
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2}))?)?$")
 

@@ -281,7 +281,7 @@ def _fields_from_tags(conn: sqlite3.Connection) -> None:
     takes those tags through the columns from now on."""
     import json
 
-    from engine.catalog.fields import BY_TAG, clean, stored
+    from engine.catalog.fields import tag_values
 
     rows = conn.execute(
         "SELECT id, embedded_tags FROM files WHERE embedded_tags IS NOT NULL"
@@ -293,19 +293,11 @@ def _fields_from_tags(conn: sqlite3.Connection) -> None:
             continue
         if not isinstance(tags, dict):
             continue
-        for key, text in tags.items():
-            f = BY_TAG.get(str(key).upper().removeprefix("TXXX:"))
-            if f is None or not isinstance(text, str):
-                continue
-            try:
-                value = stored(f, clean(f, text))
-            except ValueError:
-                continue
-            if value is not None:
-                conn.execute(
-                    f"UPDATE files SET {f.column} = ? WHERE id = ? AND {f.column} IS NULL",
-                    (value, file_id),
-                )
+        for f, value in tag_values(tags):
+            conn.execute(
+                f"UPDATE files SET {f.column} = ? WHERE id = ? AND {f.column} IS NULL",
+                (value, file_id),
+            )
 
 
 def _run_statements(conn: sqlite3.Connection, script: str) -> None:

@@ -8,6 +8,7 @@ given in place, so engine/curate/write.py gives it the temporary copy.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import mutagen
 import mutagen.aiff
@@ -31,16 +32,8 @@ def write_vorbis(path: str, values: Mapping[str, str | None]) -> None:
         raise NotWritable("not a FLAC, Ogg Vorbis or Opus file")
     if audio.tags is None:
         audio.add_tags()
-    tags = audio.tags
-    assert tags is not None
-    for name, value in values.items():
-        if value is None:
-            continue
-        key = FIELDS[name].tag
-        if value:
-            tags[key] = [value]
-        elif key in tags:
-            del tags[key]
+    assert audio.tags is not None
+    _set(audio.tags, values, upper=True)
     audio.save()
 
 
@@ -65,12 +58,18 @@ def write_id3(path: str, values: Mapping[str, str | None], *, aiff: bool = False
         tags = mutagen.easyid3.EasyID3(path)
     except mutagen.id3.ID3NoHeaderError:
         tags = mutagen.easyid3.EasyID3()
+    _set(tags, values, upper=False)
+    tags.save(path, v2_version=4)
+
+
+def _set(tags: Any, values: Mapping[str, str | None], *, upper: bool) -> None:
+    """Each field under its tag name (upper case for Vorbis comments, lower case for the
+    TXXX keys registered with EasyID3): "" removes it, None leaves it."""
     for name, value in values.items():
         if value is None:
             continue
-        key = FIELDS[name].tag.lower()
+        key = FIELDS[name].tag if upper else FIELDS[name].tag.lower()
         if value:
             tags[key] = [value]
         elif key in tags:
             del tags[key]
-    tags.save(path, v2_version=4)

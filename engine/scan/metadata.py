@@ -16,7 +16,7 @@ from typing import Any
 import mutagen
 import mutagen.easyid3
 
-from engine.catalog.fields import BY_TAG, clean, stored
+from engine.catalog.fields import BY_TAG, tag_values
 from engine.catalog.paths import open_binary, os_path
 
 log = logging.getLogger(__name__)
@@ -120,19 +120,10 @@ for _tag in BY_TAG:
 def _named_fields(values: dict[str, str], out: dict[str, Any]) -> None:
     """Catalog columns from tag-named values; a value the field refuses is left out, and
     what the file's own chunks said (bext's description) stays first."""
-    for name, text in values.items():
-        f = _BY_TAG.get(str(name).upper().removeprefix("TXXX:"))
-        if f is None or not isinstance(text, str):
-            continue
-        try:
-            value = stored(f, clean(f, text))
-        except ValueError:
-            continue
+    for f, value in tag_values(values):
         have = out.get(f.column)
-        if value is not None and (
-            not have or (isinstance(value, str) and len(value) > len(str(have))
-                         and value.startswith(str(have)))
-        ):  # fmt: skip
+        if not have or (isinstance(value, str) and len(value) > len(str(have))
+                        and value.startswith(str(have))):  # fmt: skip
             # bext's fixed fields cut long values: the whole one, written beside, wins.
             out[f.column] = value
 

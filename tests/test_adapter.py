@@ -401,6 +401,42 @@ def test_hybrid_relevance_is_a_calibrated_chance_and_matches_come_first(tmp_path
 
 
 @needs_encoder
+def test_hybrid_ranks_keywords_beside_content_and_finds_what_it_finds_in_turn(
+    tmp_path, library, monkeypatch
+):
+    """The keyword leg reads on its own thread through a lent reader; without a reader
+    (one core, an open transaction) both legs run in turn, with the same answer."""
+    import contextlib
+    import threading
+
+    from engine.search import hybrid
+
+    build(tmp_path, library, FakeAisfx())
+    library.adapt(AdaptOptions(steps=40, dim=16))
+    threads: list[str] = []
+    real = hybrid.keyword_ranking
+
+    def spy(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hybrid, "keyword_ranking", spy)
+    side = [(r.id, r.score, r.match) for r in library.search("bird song", 40)]
+    assert threads[-1].startswith("keyword-leg")
+    lent = library.catalog._readers
+    assert len(lent) >= 1  # the reader came back for the next query
+
+    @contextlib.contextmanager
+    def no_readers(count):
+        yield []
+
+    monkeypatch.setattr(library.catalog, "readers", no_readers)
+    turn = [(r.id, r.score, r.match) for r in library.search("bird song", 40)]
+    assert threads[-1] == threading.current_thread().name
+    assert side == turn and any(match for _, _, match in side)
+
+
+@needs_encoder
 def test_the_numpy_minilm_gives_the_vectors_transformers_gives():
     """engine/models/minilm.py must be BertModel's arithmetic: the encoder's identity (and
     every adapter saved with it) depends on it."""

@@ -1,6 +1,7 @@
 """Hybrid search: content (text embedded into an audio space) fused with keyword BM25.
 
-Runs on the thread that owns the Library's catalog. Filters (`dur:`, `sr:`, `fav`...)
+Runs on the thread that owns the Library's catalog; the keyword leg of a text query reads
+beside it on a reader connection, on a thread of its own. Filters (`dur:`, `sr:`, `fav`...)
 and exclusions are applied to both lists before fusing, and the content list is widened
 until it holds enough filtered matches, so a filtered page is never empty while
 matches exist. Fusion is weighted reciprocal-rank fusion: it needs no calibration
@@ -12,13 +13,15 @@ queries (bench/fit_fusion.py) and are reported on the dev queries by `eval`.
 from __future__ import annotations
 
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, Protocol
 
 import numpy as np
 
 from engine.catalog.db import ID_SET, Catalog, id_set
 from engine.catalog.vectors import VectorStore
-from engine.search.keyword import SearchResult, keyword_search
+from engine.search.keyword import SearchResult, keyword_ranking, keyword_search
 from engine.search.query import ParsedQuery, parse_query
 from engine.search.similar import SimilarIndex, best_moments, to_results
 
@@ -95,6 +98,45 @@ def content_hits(
         k *= 2
 
 
+# The keyword leg's thread: it reads through a reader connection of its own while the
+# query thread ranks the content leg, so the two overlap on two cores (SQLite releases
+# the GIL). One thread, used only here, so it never waits on itself.
+_legs: ThreadPoolExecutor | None = None
+_legs_lock = threading.Lock()
+
+
+def _keyword_thread() -> ThreadPoolExecutor:
+    global _legs
+    with _legs_lock:
+        if _legs is None:
+            _legs = ThreadPoolExecutor(1, thread_name_prefix="keyword-leg")
+        return _legs
+
+
+def _both_legs(
+    catalog: Catalog,
+    index: SimilarIndex,
+    space: TextSpace,
+    parsed: ParsedQuery,
+    text: str,
+    limit: int,
+) -> tuple[list[tuple[int, float]], np.ndarray, list[int]]:
+    """content_hits and the keyword ranking's ids (CONTENT_CANDIDATES or `limit` of
+    them), side by side when the catalog lends a reader; in turn when it does not."""
+    need = max(limit, CONTENT_CANDIDATES)
+    with catalog.readers(1) as readers:
+        if not readers:
+            content, vector = content_hits(catalog, index, space, parsed, text, limit)
+            return content, vector, [fid for fid, _ in keyword_ranking(catalog, parsed, need)]
+        leg = _keyword_thread().submit(keyword_ranking, catalog, parsed, need, readers[0])
+        try:
+            content, vector = content_hits(catalog, index, space, parsed, text, limit)
+        finally:
+            # The reader goes back to the catalog only once the leg is done with it.
+            wait([leg])
+        return content, vector, [fid for fid, _ in leg.result()]
+
+
 def fuse(
     content: list[int],
     keyword: list[int],
@@ -127,11 +169,15 @@ def hybrid_search(
     if not text:
         # Only filters: nothing for the text encoder to match.
         return [] if content_only else keyword_search(catalog, parsed, limit=limit)
-    content, vector = content_hits(catalog, index, space, parsed, text, limit)
-    keyword = (
-        [] if content_only
-        else [h.id for h in keyword_search(catalog, parsed, limit=max(limit, CONTENT_CANDIDATES))]
-    )  # fmt: skip
+    if content_only or not parsed.match:
+        content, vector = content_hits(catalog, index, space, parsed, text, limit)
+        keyword = (
+            []
+            if content_only
+            else [h.id for h in keyword_search(catalog, parsed, max(limit, CONTENT_CANDIDATES))]
+        )
+    else:
+        content, vector, keyword = _both_legs(catalog, index, space, parsed, text, limit)
     fused = fuse([fid for fid, _ in content], keyword)
     # The fused score as a share of the best possible (first in both lists; content-only:
     # first in one), then calibrated into the chance that the file is what was asked for.

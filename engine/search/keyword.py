@@ -130,9 +130,14 @@ def _all_top_matches(
     conditions: list[str],
     params: list[Any],
     need: int,
+    conn: sqlite3.Connection | None = None,
 ) -> list[list[tuple[int, float, str]]]:
     """`_top_matches` of each expression, in their order; several at once on the
-    catalog's readers when there are several and cores to spare. Owning thread only."""
+    catalog's readers when there are several and cores to spare. Owning thread only,
+    unless `conn` is given: then everything is read in turn through that connection
+    (a reader lent to the calling thread)."""
+    if conn is not None:
+        return [_top_matches(conn, e, conditions, params, need) for e in expressions]
     # No readers for one expression, on one core, or inside a transaction: read in turn.
     with catalog.readers(min(_HELPERS, len(expressions) - 1)) as readers:
         if not readers:
@@ -184,15 +189,15 @@ def _ranked_by_coverage(
     parsed: ParsedQuery,
     conditions: list[str],
     params: list[Any],
-    limit: int,
-    offset: int,
-) -> list[SearchResult]:
-    """Files matching all of the query's words, then most of them, tier by tier, each
-    tier by BM25; lower tiers are read only while the page is not full."""
-    need = limit + offset
+    need: int,
+    conn: sqlite3.Connection | None,
+) -> list[tuple[int, float]]:
+    """(file id, score) of the best `need` files matching all of the query's words, then
+    most of them, tier by tier, each tier by BM25; lower tiers are read only while there
+    are fewer than `need`."""
     best: dict[int, tuple[int, float, str]] = {}  # file id -> (words matched, score, name)
     for batch in _tiers(parsed.groups):
-        found = _all_top_matches(catalog, [e for _, e in batch], conditions, params, need)
+        found = _all_top_matches(catalog, [e for _, e in batch], conditions, params, need, conn)
         # Merged in tier order, so a file keeps the most words it matches.
         for (matched, _), rows in zip(batch, found, strict=True):
             for file_id, score, name in rows:
@@ -202,11 +207,35 @@ def _ranked_by_coverage(
         if len(best) >= need:
             break
     ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[1][2].lower(), kv[0]))
-    page = ranked[offset : offset + limit]
-    results = results_for_ids(catalog, [file_id for file_id, _ in page])
-    for result in results:
-        result.score = best[result.id][1]
-    return results
+    return [(file_id, entry[1]) for file_id, entry in ranked[:need]]
+
+
+def _conditions(parsed: ParsedQuery) -> tuple[list[str], list[Any]]:
+    """SQL conditions on `files f` (and their parameters) for the query's filters and
+    exclusions."""
+    where, params = parsed.where()
+    conditions = ["f.status = 'ok'", where]
+    for term in parsed.exclude:
+        conditions.append("f.id NOT IN (SELECT rowid FROM files_fts WHERE files_fts MATCH ?)")
+        params.append(term)
+    return conditions, params
+
+
+def keyword_ranking(
+    catalog: Catalog,
+    query: str | ParsedQuery,
+    limit: int,
+    conn: sqlite3.Connection | None = None,
+) -> list[tuple[int, float]]:
+    """(file id, score) of the best `limit` files matching the query's words, ranked as
+    keyword_search ranks them; empty for a query without words. Reads through the
+    catalog on its owning thread, or only through `conn` (a reader lent to the calling
+    thread: hybrid search ranks keywords beside its content leg)."""
+    parsed = parse_query(query) if isinstance(query, str) else query
+    if not parsed.match:
+        return []
+    conditions, params = _conditions(parsed)
+    return _ranked_by_coverage(catalog, parsed, conditions, params, limit, conn)
 
 
 def results_for_ids(catalog: Catalog, file_ids: list[int]) -> list[SearchResult]:
@@ -231,13 +260,15 @@ def keyword_search(
     first), each tier by BM25; so a query finds something whenever any word matches.
     """
     parsed = parse_query(query) if isinstance(query, str) else query
-    where, params = parsed.where()
-    conditions = ["f.status = 'ok'", where]
-    for term in parsed.exclude:
-        conditions.append("f.id NOT IN (SELECT rowid FROM files_fts WHERE files_fts MATCH ?)")
-        params.append(term)
+    conditions, params = _conditions(parsed)
     if parsed.match:
-        return _ranked_by_coverage(catalog, parsed, conditions, params, limit, offset)
+        ranked = _ranked_by_coverage(catalog, parsed, conditions, params, limit + offset, None)
+        page = ranked[offset:]
+        results = results_for_ids(catalog, [file_id for file_id, _ in page])
+        scores = dict(page)
+        for result in results:
+            result.score = scores[result.id]
+        return results
     # Filters only: files by name, read in the order of files_name_order so a page stops
     # after its rows ("+" keeps SQLite from reading by status instead, which every
     # file shares, and sorting all of them).

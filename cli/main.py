@@ -12,8 +12,10 @@ from engine import config
 
 def main(argv: list[str] | None = None) -> int:
     from cli.metadata import with_default_action
+    from cli.transfer import joined_levels
 
-    args = build_parser().parse_args(with_default_action(sys.argv[1:] if argv is None else argv))
+    given = joined_levels(with_default_action(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(given)
     logging.basicConfig(
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

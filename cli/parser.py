@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         library,
         metadata,
         models,
+        transfer,
     )  # fmt: skip
 
     common = argparse.ArgumentParser(add_help=False)
@@ -62,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_globals(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (
-        indexing, find, evaluate, library, metadata, collections, models, knowledge, app,
+        indexing, find, evaluate, library, metadata, collections, transfer, models, knowledge,
+        app,
     ):  # fmt: skip
         module.register(sub, common)
     metadata.register_rename(sub, common)

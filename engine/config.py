@@ -133,6 +133,43 @@ SETTINGS: dict[str, Setting] = {
             "catalog keeps them until they are written on purpose)",
         ),
         Setting(
+            "transfer_rate", "SONARIUM_TRANSFER_RATE", "source",
+            "sample rate of dragged and exported sounds (source: the file's own)",
+            choices=("source", "44100", "48000", "88200", "96000", "192000"),
+        ),
+        Setting(
+            "transfer_bits", "SONARIUM_TRANSFER_BITS", "source",
+            "bit depth of dragged and exported sounds (source: the file's own)",
+            choices=("source", "16", "24", "32", "float"),
+        ),
+        Setting(
+            "transfer_format", "SONARIUM_TRANSFER_FORMAT", "wav",
+            "file format of dragged and exported sounds", choices=("wav", "aiff", "flac"),
+        ),
+        Setting(
+            "transfer_channels", "SONARIUM_TRANSFER_CHANNELS", "keep",
+            "channels of dragged and exported sounds: keep, mono (their average) or split "
+            "(a file per channel)",
+            choices=("keep", "mono", "split"),
+        ),
+        Setting(
+            "transfer_fade_in", "SONARIUM_TRANSFER_FADE_IN", "0",
+            "fade-in length in seconds for dragged and exported sounds",
+        ),
+        Setting(
+            "transfer_fade_out", "SONARIUM_TRANSFER_FADE_OUT", "0",
+            "fade-out length in seconds for dragged and exported sounds",
+        ),
+        Setting(
+            "transfer_normalize", "SONARIUM_TRANSFER_NORMALIZE", "off",
+            "normalise dragged and exported sounds: off, a true peak (-1dBTP), a sample "
+            "peak (-0.1dBFS) or a loudness (-23LUFS, never above -1 dBTP)",
+        ),
+        Setting(
+            "transfer_handles", "SONARIUM_TRANSFER_HANDLES", "0",
+            "seconds of handle added before and after a dragged or exported region",
+        ),
+        Setting(
             "keep_mtime", "SONARIUM_KEEP_MTIME", "true",
             "keep an audio file's modification time when metadata is written into it "
             "(some DAWs and sync tools go by it)",

@@ -66,6 +66,11 @@ class QueryError(SonariumError, ValueError):
     """A malformed search query; the message says what to change."""
 
 
+class TransferError(SonariumError, ValueError):
+    """Transfer settings (rate, bits, format, channels, fades, normalisation) that cannot
+    be rendered; the message says why (engine/audio/transfer.py)."""
+
+
 class ModelUnavailable(SonariumError):
     """A model's weights are missing, unreachable or could not be loaded safely.
 

@@ -425,10 +425,28 @@ class _QueryWorker(QObject):
             self.do_status()
 
     def do_clip(self, source: str, start: float, end: float) -> None:
-        from engine.audio.export import export_region
+        from engine.audio.export import render_clip
 
-        path = export_region(source, start, end)  # a failure is answered by process()
-        self.outbox.post("clip", {"source": source, "start": start, "end": end, "path": str(path)})
+        paths = render_clip(source, start, end)  # a failure is answered by process()
+        self.outbox.post(
+            "clip", {"source": source, "start": start, "end": end, "path": str(paths[0]),
+                     "paths": [str(p) for p in paths]},
+        )  # fmt: skip
+
+    def do_export_sounds(self, paths: list, folder: str) -> None:
+        from engine.audio.transfer import Transfer, render
+
+        t = Transfer.from_settings()
+        written, failed = 0, []
+        for path in paths:
+            try:
+                written += len(render(path, Path(folder), t).paths)
+            except (OSError, ValueError, RuntimeError) as exc:
+                failed.append(f"{Path(path).name}: {exc}")
+        text = f"Exported {written} files to {folder}"
+        if failed:
+            text += f"; {len(failed)} not exported ({failed[0]})"
+        self.outbox.post("message", text)
 
     def stop(self) -> None:
         if self._library is not None:
@@ -739,6 +757,10 @@ class EngineBridge(QObject):
     def write_metadata(self, file_ids: list[int]) -> None:
         """Write the files' metadata into them (every pending file when empty)."""
         self._ask("write", list(file_ids))
+
+    def export_sounds(self, paths: list[str], folder: str) -> None:
+        """Render the files into `folder` with the transfer settings."""
+        self._ask("export_sounds", list(paths), folder)
 
     def export_metadata(self, path: str, file_ids: list[int]) -> None:
         """Write a CSV of the files' metadata (the whole library when none)."""

@@ -24,24 +24,28 @@ from gui.waveform import WaveformView
 
 
 class ClipDragButton(QPushButton):
-    """Drag source for the rendered region clip (a WAV in the cache folder)."""
+    """Drag source for the rendered region clip (in the cache folder, rendered with the
+    transfer settings: engine/audio/transfer.py)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("⇲ Drag region", parent)
         self.clip_path: str | None = None
+        self.clip_paths: list[str] = []
         self.setEnabled(False)
         self.setToolTip("Select a region on the waveform, then drag from here into a DAW")
 
-    def set_clip(self, path: str | None) -> None:
-        self.clip_path = path
-        self.setEnabled(path is not None)
+    def set_clip(self, path: str | list[str] | None) -> None:
+        """The rendered clip (a list: one file per channel, when the transfer splits)."""
+        self.clip_paths = [] if path is None else [path] if isinstance(path, str) else list(path)
+        self.clip_path = self.clip_paths[0] if self.clip_paths else None
+        self.setEnabled(self.clip_path is not None)
 
     def mime_data(self) -> QMimeData | None:
         if not self.clip_path:
             return None
         mime = QMimeData()
-        mime.setUrls([file_url(self.clip_path)])
-        mime.setText(self.clip_path)
+        mime.setUrls([file_url(p) for p in self.clip_paths])
+        mime.setText("\n".join(self.clip_paths))
         return mime
 
     def mouseMoveEvent(self, event) -> None:

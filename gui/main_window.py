@@ -285,6 +285,10 @@ class MainWindow(QMainWindow):
         add = QAction("Add folder…", self)
         add.triggered.connect(self.library_panel._choose_folder)
         file_menu.addAction(add)
+        sounds = QAction("Export sounds…", self)
+        sounds.setToolTip("Render the selected files into a folder with the transfer settings")
+        sounds.triggered.connect(self.export_sounds)
+        file_menu.addAction(sounds)
         export = QAction("Export metadata to CSV…", self)
         export.setToolTip("The selected files' metadata (none selected: the whole library)")
         export.triggered.connect(self.export_csv)
@@ -485,6 +489,15 @@ class MainWindow(QMainWindow):
         if sorted(payload["ids"]) == sorted(self.selected_ids()):
             self.metadata_editor.show_selection(payload)
 
+    def export_sounds(self) -> None:
+        rows = [i.row() for i in self.results.selectionModel().selectedRows()]
+        if not rows:
+            self._show_message("Select the sounds to export first")
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Export sounds into")
+        if folder:
+            self.bridge.export_sounds([self.model.result(r)["path"] for r in rows], folder)
+
     def export_csv(self) -> None:
         path, _ = QFileDialog.getSaveFileName(
             self, "Export metadata", "metadata.csv", "CSV files (*.csv)"
@@ -602,7 +615,7 @@ class MainWindow(QMainWindow):
             return
         result = self.current_result()
         if result and clip["source"] == result["path"]:
-            self.detail.drag_clip.set_clip(clip["path"])
+            self.detail.drag_clip.set_clip(clip.get("paths") or clip["path"])
 
     def _update_playhead(self) -> None:
         result = self.current_result()

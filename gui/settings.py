@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QSpinBox,
     QWidget,
 )
@@ -31,8 +32,16 @@ _LEGACY_KEYS = {"clap_model": "model"}
 # Settings the app passes on to the engine when the user picked a value.
 ENGINE_SETTINGS = (
     "library", "device", "precision", "clap_model", "similar_space", "jobs", "cluster",
-    "path_map", "write_on_edit", "keep_mtime",
+    "path_map", "write_on_edit", "keep_mtime", "transfer_rate", "transfer_bits",
+    "transfer_format", "transfer_channels", "transfer_fade_in", "transfer_fade_out",
+    "transfer_normalize", "transfer_handles",
 )  # fmt: skip
+# How dragged regions and exported sounds are delivered (engine/audio/transfer.py); they
+# apply at once, like the switches.
+TRANSFER = {"transfer_rate": "Sample rate", "transfer_bits": "Bit depth",
+            "transfer_format": "Format", "transfer_channels": "Channels",
+            "transfer_fade_in": "Fade in (s)", "transfer_fade_out": "Fade out (s)",
+            "transfer_normalize": "Normalise", "transfer_handles": "Handles (s)"}  # fmt: skip
 # Yes/no settings shown as check boxes; they apply at once (the engine reads them per call).
 SWITCHES = {"write_on_edit": "Write metadata edits into the files at once",
             "keep_mtime": "Keep a file's modification time when writing metadata"}  # fmt: skip
@@ -153,6 +162,18 @@ class SettingsDialog(QDialog):
             box.setChecked(picked(settings, name).lower() in ("true", "yes", "on", "1"))
             self.switches[name] = box
             form.addRow(box)
+        form.addRow(QLabel("<b>Transfer</b> (dragged regions and Export…)"))
+        self.transfer: dict[str, QComboBox | QLineEdit] = {}
+        for name, text in TRANSFER.items():
+            widget: QComboBox | QLineEdit
+            if config.SETTINGS[name].choices:
+                widget = _choices(name)
+                widget.setCurrentText(picked(settings, name))
+            else:
+                widget = QLineEdit(picked(settings, name))
+                widget.setToolTip(config.SETTINGS[name].help)
+            self.transfer[name] = widget
+            form.addRow(text, widget)
         form.addRow(
             QLabel(
                 "Library folder, model, device, precision, scan jobs and the cluster apply "
@@ -166,7 +187,33 @@ class SettingsDialog(QDialog):
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
 
+    def transfer_values(self) -> dict[str, str]:
+        return {
+            name: w.currentText() if isinstance(w, QComboBox) else w.text().strip()
+            for name, w in self.transfer.items()
+        }
+
     def accept(self) -> None:
+        from engine.audio.transfer import Transfer
+        from engine.errors import TransferError
+
+        values = self.transfer_values()
+        saved = {name: os.environ.get(config.SETTINGS[name].env or "") for name in values}
+        try:
+            for name, value in values.items():
+                os.environ[config.SETTINGS[name].env or ""] = value
+            Transfer.from_settings()  # refused here, not at the next drag
+        except TransferError as exc:
+            for name, old in saved.items():
+                env = config.SETTINGS[name].env or ""
+                if old is None:
+                    os.environ.pop(env, None)
+                else:
+                    os.environ[env] = old
+            QMessageBox.warning(self, "Transfer settings", str(exc))
+            return
+        for name, value in values.items():
+            self.settings.setValue(name, value)
         self.settings.setValue("clap_model", self.model.text().strip())
         self.settings.remove(_LEGACY_KEYS["clap_model"])
         self.settings.setValue("device", self.device.currentText())

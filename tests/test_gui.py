@@ -142,6 +142,52 @@ def test_region_selection_renders_a_clip_to_drag(qtbot, window):
     assert [u.toLocalFile() for u in mime.urls()] == [path]
 
 
+def test_transfer_settings_shape_the_dragged_region_and_export_sounds(
+    qtbot, window, tmp_path, monkeypatch
+):
+    import soundfile as sf
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+    for name in app_settings.TRANSFER:
+        monkeypatch.setenv(f"SONARIUM_{name.upper()}", "")  # restored after the test
+    refused: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *args: refused.append(args[2]))
+    dialog = app_settings.SettingsDialog(window.settings, window)
+    dialog.transfer["transfer_fade_in"].setText("soon")
+    dialog.accept()
+    assert refused and "transfer settings" in refused[0]
+    assert os.environ["SONARIUM_TRANSFER_FADE_IN"] == ""  # nothing of it was kept
+    assert window.settings.value("transfer_fade_in") is None
+    dialog.transfer["transfer_fade_in"].setText("0.05")
+    dialog.transfer["transfer_rate"].setCurrentText("48000")
+    dialog.transfer["transfer_bits"].setCurrentText("24")
+    dialog.accept()
+    assert window.settings.value("transfer_rate") == "48000"
+
+    search(qtbot, window, "creak")
+    with qtbot.waitSignal(window.bridge.detail_ready, timeout=10000):
+        window.results.selectRow(0)
+    with qtbot.waitSignal(window.bridge.clip_ready, timeout=10000) as clip:
+        window.detail.waveform.region_selected.emit(0.25, 0.75)
+    path = clip.args[0]["path"]
+    info = sf.info(path)
+    assert os.path.basename(path).startswith("door creak ü_0.250-0.750s_48k24_")
+    assert (info.samplerate, info.subtype, info.frames) == (48000, "PCM_24", 24000)
+    data, _ = sf.read(path)
+    assert data[0] == 0.0  # faded in
+    assert [u.toLocalFile() for u in window.detail.drag_clip.mime_data().urls()] == [path]
+
+    out = tmp_path / "delivered"
+    out.mkdir()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args: str(out))
+    with qtbot.waitSignal(
+        window.bridge.message, timeout=10000, check_params_cb=lambda m: m.startswith("Exported")
+    ) as done:
+        window.export_sounds()
+    assert done.args[0] == f"Exported 1 files to {out}"
+    assert sf.info(str(out / "door creak ü.wav")).samplerate == 48000
+
+
 def test_favorite_key_and_settings_persist(qtbot, window, tmp_path):
     search(qtbot, window, "glass")
     window.results.setFocus()

@@ -1,4 +1,4 @@
-"""Rendering a selected region of a file to a WAV for dragging into a DAW.
+"""Rendering a selected region of a file for dragging into a DAW.
 
 The clip keeps the source's sample rate, channel count and bit depth (PCM 16/24/32 or
 float; compressed sources become 24-bit PCM). Clips live in a cache folder for the rest
@@ -72,11 +72,28 @@ def export_region(source: str | Path, start: float, end: float, folder: Path | N
     return target
 
 
+def render_clip(source: str | Path, start: float, end: float) -> list[Path]:
+    """The region as the transfer settings deliver it (engine.config transfer_*), in the
+    clip folder: an exact copy (export_region) when they ask for nothing but the source,
+    else rendered by engine.audio.transfer (several files when it splits channels)."""
+    from engine.audio.transfer import Transfer, output_name, render
+
+    t = Transfer.from_settings()
+    if t.as_source:
+        return [export_region(source, start, end)]
+    folder = clip_dir()
+    cleanup(folder)
+    name = output_name(Path(source), start, end, t, tagged=True)
+    return render(source, folder, t, start, end, name, replace_existing=True).paths
+
+
 def cleanup(folder: Path, max_age: float = MAX_AGE_SECONDS) -> int:
     """Delete clips older than `max_age` seconds; returns how many were removed."""
     cutoff = time.time() - max_age
     removed = 0
-    for path in folder.glob("*.wav"):
+    for path in folder.iterdir():
+        if path.suffix.lower() not in (".wav", ".aif", ".flac"):
+            continue
         try:
             if path.stat().st_mtime < cutoff:
                 path.unlink()

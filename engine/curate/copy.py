@@ -52,13 +52,15 @@ def _copy_one(source: str, folder: Path) -> Path:
         shutil.copy2(source, temp)
         with open(temp, "rb+") as f:
             os.fsync(f.fileno())
-        return _free_link(temp, folder, name)
+        return link_free_name(temp, folder, name)
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
 
 
-def _free_link(temp: Path, folder: Path, name: str) -> Path:
+def link_free_name(temp: Path, folder: Path, name: str) -> Path:
+    """Give the finished file `temp` the name `name` in `folder`, or `name` numbered
+    (" 2", " 3"...) when it is taken; never replaces a file. Returns the new path."""
     stem, suffix = Path(name).stem, Path(name).suffix
     for number in range(1, _MAX_NUMBER + 1):
         target = folder / (name if number == 1 else f"{stem} {number}{suffix}")

@@ -1,0 +1,179 @@
+"""Loudness and peaks of a sound, ITU-R BS.1770-4: integrated loudness (LUFS, gated),
+true peak (dBTP, 4x oversampled) and sample peak (dBFS). Any thread; nothing touches
+the catalog.
+
+The meter is fed block by block, so a sound of any length is measured in bounded memory:
+the K-weighted signal is kept only as sums of squares per channel and 100 ms (the gating
+blocks are 400 ms with 75% overlap, i.e. four of those). The K-weighting filters are
+pyloudnorm's (`pyloudnorm.iirfilter.IIRfilter`, BS.1770's two stages), run with state
+across blocks; the gating is BS.1770's, as pyloudnorm's `Meter.integrated_loudness`
+computes it over a whole array (tests compare the two). True peak oversamples with soxr.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soxr
+from pyloudnorm.iirfilter import IIRfilter
+from scipy.signal import lfilter
+
+from engine.audio.decode import block_frames, header_problem, length_known, open_sound
+
+# BS.1770 channel weights by position (L, R, C, Ls, Rs); further channels count as 1.0.
+_CHANNEL_WEIGHTS = (1.0, 1.0, 1.0, 1.41, 1.41)
+_ABSOLUTE_GATE = -70.0  # LUFS
+_RELATIVE_GATE = -10.0  # LU below the ungated mean of the blocks above the absolute gate
+SILENT = -math.inf
+
+
+@dataclass(frozen=True)
+class Loudness:
+    """What a meter read: -inf for silence (or a sound shorter than one 400 ms block,
+    for the integrated loudness)."""
+
+    integrated_lufs: float
+    true_peak_dbtp: float
+    sample_peak_dbfs: float
+    seconds: float
+
+    def to_json(self) -> dict[str, float | None]:
+        def finite(x: float) -> float | None:
+            return round(x, 2) if math.isfinite(x) else None
+
+        return {
+            "integrated_lufs": finite(self.integrated_lufs),
+            "true_peak_dbtp": finite(self.true_peak_dbtp),
+            "sample_peak_dbfs": finite(self.sample_peak_dbfs),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _db(x: float) -> float:
+    return 20.0 * math.log10(x) if x > 0 else SILENT
+
+
+class LoudnessMeter:
+    """Feed (frames, channels) float blocks in order, then read `result()`."""
+
+    def __init__(self, rate: int, channels: int) -> None:
+        self.rate = rate
+        self.channels = channels
+        stages = [
+            IIRfilter(4.0, 1 / np.sqrt(2), 1500.0, rate, "high_shelf"),
+            IIRfilter(0.0, 0.5, 38.0, rate, "high_pass"),
+        ]
+        self._stages = [(s.b, s.a, s.passband_gain) for s in stages]
+        # Filter state per stage: (order, channels), starting from rest (as lfilter does).
+        self._state = [np.zeros((len(a) - 1, channels)) for _, a, _ in self._stages]
+        self._segment = rate / 10.0  # 100 ms, in frames (fractional: cut as pyloudnorm does)
+        self._sums: list[np.ndarray] = []  # per finished 100 ms: (channels,) sums of squares
+        self._open = np.zeros(channels)  # the 100 ms segment being filled
+        self._frames = 0
+        self._sample_peak = 0.0
+        # True peak: 4x below 96 kHz, 2x below 192 kHz, as is above (BS.1770 Annex 2).
+        factor = 4 if rate < 96_000 else 2 if rate < 192_000 else 1
+        self._oversample = (
+            soxr.ResampleStream(rate, rate * factor, channels, dtype="float64", quality="HQ")
+            if factor > 1
+            else None
+        )
+        self._true_peak = 0.0
+
+    def feed(self, block: np.ndarray) -> None:
+        block = np.asarray(block, dtype=np.float64).reshape(-1, self.channels)
+        if not len(block):
+            return
+        self._sample_peak = max(self._sample_peak, float(np.abs(block).max()))
+        if self._oversample is not None:
+            up = self._oversample.resample_chunk(block)
+            if len(up):
+                self._true_peak = max(self._true_peak, float(np.abs(up).max()))
+        else:
+            self._true_peak = self._sample_peak
+        weighted = block
+        for i, (b, a, gain) in enumerate(self._stages):
+            weighted, self._state[i] = lfilter(b, a, weighted, axis=0, zi=self._state[i])
+            weighted = weighted * gain
+        self._accumulate(weighted)
+
+    def _accumulate(self, weighted: np.ndarray) -> None:
+        squares = weighted * weighted
+        start = self._frames
+        self._frames += len(weighted)
+        pos = 0
+        while pos < len(squares):
+            # Segment k spans [int(k * seg), int((k + 1) * seg)) frames of the whole sound.
+            k = len(self._sums)
+            end = int((k + 1) * self._segment) - start
+            take = squares[pos : max(pos, min(len(squares), end))]
+            self._open += take.sum(axis=0)
+            pos += len(take)
+            if start + pos >= int((k + 1) * self._segment):
+                self._sums.append(self._open)
+                self._open = np.zeros(self.channels)
+
+    def result(self) -> Loudness:
+        if self._oversample is not None:
+            tail = self._oversample.resample_chunk(
+                np.zeros((0, self.channels), dtype=np.float64), last=True
+            )
+            if len(tail):
+                self._true_peak = max(self._true_peak, float(np.abs(tail).max()))
+            self._oversample = None
+        seconds = self._frames / self.rate
+        true_peak = max(self._true_peak, self._sample_peak)
+        return Loudness(self._integrated(seconds), _db(true_peak), _db(self._sample_peak), seconds)
+
+    def _integrated(self, seconds: float) -> float:
+        if seconds < 0.4:
+            return SILENT
+        sums = np.array(self._sums + [self._open])  # (segments, channels)
+        blocks = int(np.round((seconds - 0.4) / 0.1)) + 1
+        padded = np.zeros((blocks + 3, self.channels))
+        padded[: min(len(sums), blocks + 3)] = sums[: blocks + 3]
+        # Block j: segments j..j+3 (400 ms), mean square over 400 ms of frames.
+        z = (padded[:blocks] + padded[1 : blocks + 1] + padded[2 : blocks + 2] + padded[3:]) / (
+            0.4 * self.rate
+        )
+        weights = np.array([_CHANNEL_WEIGHTS[c] if c < 5 else 1.0 for c in range(self.channels)])
+        with np.errstate(divide="ignore"):
+            levels = -0.691 + 10.0 * np.log10(z @ weights)
+        kept = levels >= _ABSOLUTE_GATE
+        if not kept.any():
+            return SILENT
+        relative = -0.691 + 10.0 * np.log10(z[kept].mean(axis=0) @ weights) + _RELATIVE_GATE
+        kept &= levels > relative
+        if not kept.any():
+            return SILENT
+        return float(-0.691 + 10.0 * np.log10(z[kept].mean(axis=0) @ weights))
+
+
+def measure(path: str | Path, start: float | None = None, end: float | None = None) -> Loudness:
+    """Loudness of a file, or of [start, end) seconds of it, read block by block.
+    ValueError for a header whose rate or channels cannot be used."""
+    with open_sound(str(path)) as snd:
+        problem = header_problem(snd)
+        if problem:
+            raise ValueError(problem)
+        rate = snd.samplerate
+        first = max(0, int(round((start or 0.0) * rate)))
+        last = None if end is None else int(round(end * rate))
+        if last is not None and length_known(snd):
+            last = min(snd.frames, last)
+        meter = LoudnessMeter(rate, snd.channels)
+        snd.seek(first)
+        remaining = None if last is None else max(0, last - first)
+        step = block_frames(snd)
+        while remaining is None or remaining > 0:
+            want = step if remaining is None else min(step, remaining)
+            block = snd.read(want, dtype="float64", always_2d=True)
+            if not len(block):
+                break
+            meter.feed(block)
+            if remaining is not None:
+                remaining -= len(block)
+        return meter.result()

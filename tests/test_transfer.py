@@ -262,3 +262,19 @@ def test_cli_exports_converted_files_and_reports_the_ones_it_cannot(tmp_path):
     assert (out / "ambience_0.500-1.000s.wav").exists()
     wrong = _cli("export", str(src), "--out", str(out), "--start", "1", "--end", "0.5")
     assert wrong.returncode != 0 and "--end" in wrong.stderr
+
+
+def test_metadata_is_carried_into_the_rendered_files(tmp_path):
+    from engine.curate.write import write_fields
+    from engine.scan.metadata import read_metadata
+
+    src = write(tmp_path / "slam.wav", tone(1.0), 44100, "PCM_16")
+    write_fields(str(src), {"description": "Metal door slam, long tail", "keywords": "door"})
+    (wav,) = render(src, tmp_path / "o", Transfer(rate=48000, bits="24")).paths
+    meta = read_metadata(wav)
+    assert meta["description"] == "Metal door slam, long tail" and meta["keywords"] == "door"
+    (flac,) = render(src, tmp_path / "o", Transfer(format="flac"), 0.1, 0.6,
+                     fields={"description": "edited in the catalog"}).paths  # fmt: skip
+    assert read_metadata(flac)["embedded_tags"]["description"] == "edited in the catalog"
+    (bare,) = render(src, tmp_path / "o", Transfer(format="aiff"), fields={}).paths
+    assert bare.suffix == ".aif" and not read_metadata(bare).get("description")

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import math
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,8 +33,13 @@ import soxr
 from engine import config
 from engine.audio.decode import header_problem, length_known, open_sound
 from engine.audio.loudness import LoudnessMeter
+from engine.catalog.fields import COLUMNS, shown, tag_values
 from engine.curate.copy import link_free_name
-from engine.errors import TransferError
+from engine.curate.write import write_fields
+from engine.errors import FileNotWritable, TransferError
+from engine.scan.metadata import read_metadata
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("wav", "aiff", "flac")
 BITS = ("16", "24", "32", "float")
@@ -221,12 +227,17 @@ def render(
     end: float | None = None,
     name: str | None = None,
     replace_existing: bool = False,
+    fields: Mapping[str, str | None] | None = None,
 ) -> Rendered:
     """Render `source` (a catalog path), or [start, end) seconds of it plus handles, into
     `folder` as `name` (default output_name); a split layout writes `<stem>.L`/`.R` (or
     `.1`, `.2`...). A name taken is numbered, or replaced with `replace_existing` (the
-    clip cache, whose names say what they hold). Raises TransferError, ValueError for an
-    empty region or unusable header, and what soundfile raises for an unreadable file."""
+    clip cache, whose names say what they hold). The metadata fields (`fields`: field
+    name -> text, e.g. the catalog's with the user's edits; None: what the source file
+    holds) are carried into the rendered files (engine.curate.write: WAV, AIFF, FLAC);
+    a render whose fields cannot be written is kept without them. Raises TransferError,
+    ValueError for an empty region or unusable header, and what soundfile raises for an
+    unreadable file."""
     source = Path(source)
     with open_sound(str(source)) as snd:
         problem = header_problem(snd)
@@ -272,7 +283,15 @@ def render(
                     _copy_exact(snd, first, last, writers, files)
                 else:
                     _render(snd, first, last, t, writers, files, gain_db, bits, channels)
+            carried = {
+                k: v for k, v in (source_fields(source) if fields is None else fields).items() if v
+            }
             for tmp in temps:
+                if carried:
+                    try:
+                        write_fields(str(tmp), carried, keep_mtime=False)
+                    except FileNotWritable as exc:
+                        log.warning("rendered %s without its metadata: %s", source.name, exc)
                 with open(tmp, "rb+") as f:
                     os.fsync(f.fileno())
             if replace_existing:
@@ -289,6 +308,24 @@ def render(
                     tmp.unlink()
     out_channels = 1 if files > 1 or t.layout == "mono" else channels
     return Rendered(paths, out_rate, out_channels, gain_db, limited)
+
+
+def source_fields(source: str | Path) -> dict[str, str]:
+    """The metadata fields (engine.catalog.fields) that a file holds itself."""
+    try:
+        meta = read_metadata(Path(source))
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read the metadata of %s: %s", Path(source).name, exc)
+        return {}
+    tags = meta.pop("embedded_tags", {}) or {}
+    values: dict[str, str] = {}
+    for column, value in meta.items():
+        f = COLUMNS.get(column)
+        if f is not None and value not in (None, ""):
+            values[f.name] = shown(value)
+    for f, value in tag_values(tags):
+        values.setdefault(f.name, shown(value))
+    return values
 
 
 def _split_name(base: str, i: int, files: int) -> str:

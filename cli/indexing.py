@@ -142,6 +142,7 @@ def _print_scan(scan: Any) -> None:
         f"{scan.files_seen} files seen, {scan.added} added, {scan.updated} updated, "
         f"{scan.moved} moved, {scan.removed} removed, {scan.unchanged} unchanged, "
         f"{scan.errors} unreadable ({rate:.1f} files/s)"
+        + (f"; loudness measured for {scan.measured} files" if scan.measured else "")
     )
     if scan.touched == 0 and not scan.errors:
         print("nothing changed")

@@ -56,6 +56,22 @@ def test_the_meter_reads_what_pyloudnorm_reads_fed_in_any_blocks(rate, channels,
     assert got.true_peak_dbtp >= got.sample_peak_dbfs - 1e-9
 
 
+def test_the_scanners_quick_true_peak_finds_what_the_full_one_finds():
+    rate = 48000
+    n = np.arange(rate * 3)
+    quiet = 0.05 * np.sin(2 * np.pi * n / 4 + np.pi / 4)
+    burst = quiet.copy()
+    burst[rate : rate + 2000] *= 10  # a transient between quiet stretches
+    for x in (quiet, burst, _signal(rate, 1, 3.0)[:, 0]):
+        full, quick = LoudnessMeter(rate, 1), LoudnessMeter(rate, 1, quick=True)
+        for i in range(0, len(x), 30000):
+            full.feed(x[i : i + 30000, None])
+            quick.feed(x[i : i + 30000, None])
+        a, b = full.result(), quick.result()
+        assert a.integrated_lufs == b.integrated_lufs
+        assert abs(a.true_peak_dbtp - b.true_peak_dbtp) < 0.05
+
+
 def test_true_peak_sees_the_peak_between_samples():
     # A sine at a quarter of the rate sampled at +-45 degrees: samples reach 0.707 of
     # the wave's real peak (-3 dB), which 4x oversampling finds.
@@ -74,8 +90,11 @@ def test_silence_and_short_sounds_read_as_silent(tmp_path):
     got = measure(silent)
     assert got.integrated_lufs == -math.inf and got.true_peak_dbtp == -math.inf
     assert got.to_json()["integrated_lufs"] is None
+    # Under one 400 ms block: the loudness of its whole length (a steady tone: the same
+    # as a longer stretch of it).
     short = write(tmp_path / "short.wav", tone(0.2), 44100)
-    assert measure(short).integrated_lufs == -math.inf  # under one 400 ms block
+    longer = write(tmp_path / "longer.wav", tone(2.0), 44100)
+    assert abs(measure(short).integrated_lufs - measure(longer).integrated_lufs) < 0.3
     assert measure(short).sample_peak_dbfs > -7
 
 
@@ -278,3 +297,35 @@ def test_metadata_is_carried_into_the_rendered_files(tmp_path):
     assert read_metadata(flac)["embedded_tags"]["description"] == "edited in the catalog"
     (bare,) = render(src, tmp_path / "o", Transfer(format="aiff"), fields={}).paths
     assert bare.suffix == ".aif" and not read_metadata(bare).get("description")
+
+
+def test_the_scan_stores_loudness_and_measures_rows_scanned_before_it(tmp_path, library):
+    root = tmp_path / "sfx"
+    write(root / "loud.wav", tone(1.0, amp=0.5), 44100, "PCM_24")
+    write(root / "quiet.flac", tone(1.0, amp=0.05), 44100, "PCM_16")
+    write(root / "click.wav", tone(0.05, amp=0.5), 44100)
+    write(root / "silence.wav", np.zeros((44100, 1), dtype=np.float32), 44100)
+    library.add_folders([root])
+    library.scan(workers=1)
+
+    def levels() -> dict[str, tuple[float | None, float | None]]:
+        rows = library.catalog.conn.execute(
+            "SELECT name, loudness_lufs, true_peak_db, scanned_at FROM files"
+        ).fetchall()
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    first = levels()
+    assert abs(first["loud.wav"][0] - measure(root / "loud.wav").integrated_lufs) < 0.01
+    assert abs((first["loud.wav"][0] - first["quiet.flac"][0]) - 20.0) < 0.1
+    assert first["click.wav"][0] is not None  # shorter than a gating block, still measured
+    assert first["silence.wav"] == (None, None)
+    assert abs(first["loud.wav"][1] - 20 * math.log10(0.5)) < 0.1
+    # Rows scanned before loudness was measured: the next scan measures just those,
+    # without reading them again otherwise (their scan time stays).
+    library.catalog.conn.execute("UPDATE files SET loudness_lufs = NULL, true_peak_db = NULL")
+    scanned = dict(library.catalog.conn.execute("SELECT name, scanned_at FROM files").fetchall())
+    report = library.scan(workers=1)
+    assert (report.measured, report.updated, report.unchanged) == (3, 0, 4)
+    assert levels() == first
+    assert dict(library.catalog.conn.execute("SELECT name, scanned_at FROM files")) == scanned
+    assert library.scan(workers=1).measured == 0

@@ -70,7 +70,8 @@ FILE_COLUMNS = (
     "origination_date", "ixml_note", "ixml_project", "ixml_scene", "ixml_take",
     "embedded_tags", "ucs_catid", "ucs_category", "ucs_subcategory", "ucs_fx_name",
     "ucs_creator", "ucs_source", "keywords", "designer", "library", "rating",
-    "ucs_user_category", "ucs_vendor_category", "originator_reference",
+    "ucs_user_category", "ucs_vendor_category", "originator_reference", "loudness_lufs",
+    "true_peak_db",
 )  # fmt: skip
 
 
@@ -279,6 +280,24 @@ class Catalog:
                FROM roots r LEFT JOIN files f ON f.root_id = r.id
                GROUP BY r.id ORDER BY r.path"""
         )
+
+    def unmeasured_files(self) -> set[str]:
+        """Paths of readable, non-silent files whose loudness was never measured (scanned
+        before migration m008): the scanner measures them without reading them again
+        otherwise."""
+        rows = self.conn.execute(
+            "SELECT path FROM files WHERE status = 'ok' AND true_peak_db IS NULL "
+            "AND peak_db IS NOT NULL"
+        )
+        return {r[0] for r in rows}
+
+    def set_loudness(self, path: str, lufs: float | None, true_peak: float | None) -> None:
+        """Store a file's measured loudness (LUFS) and true peak (dBTP); None: silent."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE files SET loudness_lufs = ?, true_peak_db = ? WHERE path = ?",
+                (lufs, true_peak, path),
+            )
 
     def set_offline(self, root_id: int, offline_ids: Iterable[int] | None = None) -> None:
         """Mark which files of a root are offline: all of them when ``offline_ids`` is

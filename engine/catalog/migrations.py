@@ -275,6 +275,15 @@ def m007_metadata_edits(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m008_loudness(conn: sqlite3.Connection) -> None:
+    # Integrated loudness (LUFS, BS.1770) and true peak (dBTP) from the scan, for the
+    # loudness-matched audition; NULL for silence and for rows scanned before this (the
+    # app measures those when they are first auditioned, engine/library.py).
+    conn.execute("ALTER TABLE files ADD COLUMN loudness_lufs REAL")
+    conn.execute("ALTER TABLE files ADD COLUMN true_peak_db REAL")
+
+
 def _fields_from_tags(conn: sqlite3.Connection) -> None:
     """Fill the new field columns of rows scanned before them from the tags they kept
     (a Vorbis KEYWORDS, RIFF INFO's IKEY...), as a scan now reads them: the keyword index

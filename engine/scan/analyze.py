@@ -20,6 +20,7 @@ import numpy as np
 import soundfile as sf
 
 from engine.audio.decode import block_frames, header_problem, length_known, open_sound
+from engine.audio.loudness import LoudnessMeter
 from engine.catalog.paths import open_binary, os_path
 from engine.scan.metadata import read_metadata
 from engine.scan.peaks import PeakAccumulator
@@ -154,6 +155,7 @@ def analyze(path: str | Path, root_id: int, ucs_table: UcsTable | None = None) -
             return error(problem)
         declared = snd.frames if length_known(snd) else 0
         peaks = PeakAccumulator(declared)
+        meter = LoudnessMeter(snd.samplerate, snd.channels, quick=True)
         peak = 0.0
         sum_sq = 0.0
         frames = 0
@@ -169,6 +171,7 @@ def analyze(path: str | Path, root_id: int, ucs_table: UcsTable | None = None) -
                     np.nan_to_num(block, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
                 frames += len(block)
                 peaks.add(block)
+                meter.feed(block)
                 peak = max(peak, float(np.abs(block).max()))
                 sum_sq += float(np.square(block, dtype=np.float64).sum())
         except FileNotFoundError as exc:
@@ -190,6 +193,11 @@ def analyze(path: str | Path, root_id: int, ucs_table: UcsTable | None = None) -
         peak_db=_db(peak),
         rms_db=_db(rms),
     )
+    loudness = meter.result()
+    base.update(
+        loudness_lufs=rounded_level(loudness.integrated_lufs),
+        true_peak_db=rounded_level(loudness.true_peak_dbtp),
+    )
     meta = read_metadata(p)
     tags = meta.pop("embedded_tags", {})
     for key, value in meta.items():
@@ -198,6 +206,11 @@ def analyze(path: str | Path, root_id: int, ucs_table: UcsTable | None = None) -
             base[key] = value
     base["embedded_tags"] = _json(tags) if tags else None
     return Analysis(base, peaks.finish())
+
+
+def rounded_level(level: float) -> float | None:
+    """A level in dB rounded to 0.01; None for silence (no finite level)."""
+    return round(level, 2) if math.isfinite(level) else None
 
 
 def _db(value: float) -> float | None:

@@ -35,7 +35,14 @@ from pathlib import Path
 from engine.catalog.db import Catalog
 from engine.catalog.paths import os_path, shown, to_catalog
 from engine.config import AUDIO_SUFFIXES, scan_jobs
-from engine.scan.analyze import Analysis, FileChanged, FileVanished, analyze, fingerprint
+from engine.scan.analyze import (
+    Analysis,
+    FileChanged,
+    FileVanished,
+    analyze,
+    fingerprint,
+    rounded_level,
+)
 from engine.scan.ucs import UcsTable
 
 log = logging.getLogger(__name__)
@@ -88,6 +95,7 @@ class ScanReport:
     errors: int = 0
     vanished: int = 0
     offline_kept: int = 0  # not found, their folder gone: kept as offline
+    measured: int = 0  # unchanged files whose loudness was measured (scanned before m008)
     cancelled: bool = False
     elapsed: float = 0.0
     files_seen: int = 0
@@ -273,12 +281,16 @@ class Scanner:
         todo: list[_Listed] = []
         new: list[_Listed] = []
         retry = self._error_paths() if self.retry_errors else set()
+        unmeasured = self.catalog.unmeasured_files()
+        measure: list[_Listed] = []
         for item in listed:
             row = known.get(item.path)
             if row is None:
                 new.append(item)
             elif (row[1], row[2]) == (item.size, item.mtime_ns) and item.path not in retry:
                 report.unchanged += 1
+                if item.path in unmeasured:
+                    measure.append(item)
             else:
                 todo.append(item)
 
@@ -300,6 +312,8 @@ class Scanner:
             self.catalog.set_offline(root_id, offline + kept)
 
         self._analyze_all(todo, known, report, started)
+        if measure and not report.cancelled:
+            self._measure_all(measure, report)
         if not report.cancelled:
             for root_id in selected.values():
                 self.catalog.mark_root_scanned(root_id)
@@ -422,6 +436,43 @@ class Scanner:
             pool.shutdown(wait=True, cancel_futures=True)
         report.bytes_read = done_bytes
 
+    def _measure_all(self, items: list[_Listed], report: ScanReport) -> None:
+        """Loudness of unchanged files scanned before it was measured (migration m008),
+        in the scan's workers; their rows, peaks and vectors are left as they are. A file
+        that cannot be measured now is tried again by the next scan."""
+        processes = self.processes
+        if processes is None:
+            processes = self.workers > 1 and len(items) >= PROCESS_MIN_FILES
+        pool = self._pool(processes, self.workers)
+        queue = iter(items)
+        pending: dict[Future[tuple[float | None, float | None]], _Listed] = {}
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(pending) < self.workers * 2:
+                    if self.cancel.is_set():
+                        report.cancelled = exhausted = True
+                        break
+                    item = next(queue, None)
+                    if item is None:
+                        exhausted = True
+                        break
+                    pending[pool.submit(measure_levels, item.path)] = item
+                if not pending:
+                    break
+                finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    item = pending.pop(future)
+                    try:
+                        lufs, true_peak = future.result()
+                    except Exception as exc:  # a worker died, or the file is gone meanwhile
+                        log.warning("cannot measure the loudness of %s: %s", item.path, exc)
+                        continue
+                    self.catalog.set_loudness(item.path, lufs, true_peak)
+                    report.measured += 1
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
     def _pool(self, processes: bool, workers: int) -> Executor:
         if processes:
             # spawn: a fork of a process with threads (Qt, torch, SQLite) is not safe.
@@ -516,6 +567,15 @@ def _start_worker(ucs_table: UcsTable | None) -> None:
 def _exit_with_parent(sentinel: int) -> None:
     multiprocessing.connection.wait([sentinel])
     os._exit(0)
+
+
+def measure_levels(path: str) -> tuple[float | None, float | None]:
+    """(integrated LUFS, true peak dBTP) of a file, None for silence, as the scan measures
+    them (engine.scan.analyze). Any thread or worker process."""
+    from engine.audio.loudness import measure
+
+    levels = measure(path, quick=True)
+    return rounded_level(levels.integrated_lufs), rounded_level(levels.true_peak_dbtp)
 
 
 def _read_in_worker(item: _Listed) -> Analysis | None:

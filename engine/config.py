@@ -128,6 +128,15 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting("autoplay", None, "true", "play each result as it is selected"),
         Setting(
+            "match_loudness", None, "false",
+            "audition every file at the audition loudness (gain held back so the true "
+            "peak stays under -1 dBTP)",
+        ),
+        Setting(
+            "audition_loudness", None, "-23",
+            "the loudness (LUFS) loudness-matched audition plays every file at",
+        ),
+        Setting(
             "write_on_edit", "SONARIUM_WRITE_ON_EDIT", "false",
             "write metadata edits into the audio files as they are made (false: the "
             "catalog keeps them until they are written on purpose)",

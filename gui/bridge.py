@@ -76,7 +76,8 @@ class _Mailbox(QObject):
 
 
 # Requests done on the curating thread (the rest go to the query thread).
-_CURATING = {"write", "import", "rename", "undo_rename", "collection"}
+_CURATING = {"write", "import", "rename", "undo_rename", "collection", "clip", "export_sounds",
+             "loudness"}  # fmt: skip
 # How often a long write says how far it is.
 PROGRESS_EVERY_S = 1.0
 
@@ -427,11 +428,27 @@ class _QueryWorker(QObject):
     def do_clip(self, source: str, start: float, end: float) -> None:
         from engine.audio.export import render_clip
 
-        paths = render_clip(source, start, end)  # a failure is answered by process()
+        # A failure is answered by process().
+        paths = render_clip(source, start, end, self._fields(source))
         self.outbox.post(
             "clip", {"source": source, "start": start, "end": end, "path": str(paths[0]),
                      "paths": [str(p) for p in paths]},
         )  # fmt: skip
+
+    def do_loudness(self, source: str, start: float, end: float) -> None:
+        from engine.audio.loudness import measure
+
+        levels = measure(source, start, end).to_json()
+        self.outbox.post("loudness", {"source": source, "start": start, "end": end, **levels})
+
+    def _fields(self, path: str) -> dict | None:
+        """The catalog's metadata of a library file (the user's edits over the file's
+        own), for the renders made of it; None: not in the library (the file's own)."""
+        from engine.curate.batch import file_values
+
+        assert self._library is not None
+        row = self._library.catalog.file_by_path(path)
+        return None if row is None else file_values(self._library.catalog, row["id"])
 
     def do_export_sounds(self, paths: list, folder: str) -> None:
         from engine.audio.transfer import Transfer, render
@@ -440,7 +457,7 @@ class _QueryWorker(QObject):
         written, failed = 0, []
         for path in paths:
             try:
-                written += len(render(path, Path(folder), t).paths)
+                written += len(render(path, Path(folder), t, fields=self._fields(path)).paths)
             except (OSError, ValueError, RuntimeError) as exc:
                 failed.append(f"{Path(path).name}: {exc}")
         text = f"Exported {written} files to {folder}"
@@ -570,6 +587,7 @@ class EngineBridge(QObject):
     overviews_ready = Signal(object)
     detail_ready = Signal(object)
     clip_ready = Signal(object)
+    loudness_ready = Signal(object)  # a region's levels (do_loudness)
     metadata_ready = Signal(object)  # the selected files' fields (do_metadata)
     import_planned = Signal(object)  # what a CSV import would change (do_import)
     rename_planned = Signal(object)  # a UCS rename's plan (do_rename)
@@ -639,6 +657,7 @@ class EngineBridge(QObject):
             "overviews": self.overviews_ready.emit,
             "detail": self.detail_ready.emit,
             "clip": self.clip_ready.emit,
+            "loudness": self.loudness_ready.emit,
             "metadata": self.metadata_ready.emit,
             "import_plan": self.import_planned.emit,
             "rename_plan": self.rename_planned.emit,
@@ -757,6 +776,10 @@ class EngineBridge(QObject):
     def write_metadata(self, file_ids: list[int]) -> None:
         """Write the files' metadata into them (every pending file when empty)."""
         self._ask("write", list(file_ids))
+
+    def measure_loudness(self, source: str, start: float, end: float) -> None:
+        """Integrated loudness and true peak of [start, end) of `source` (loudness_ready)."""
+        self._ask("loudness", source, start, end)
 
     def export_sounds(self, paths: list[str], folder: str) -> None:
         """Render the files into `folder` with the transfer settings."""

@@ -8,6 +8,7 @@ from PySide6.QtCore import QMimeData, Qt, Signal
 from PySide6.QtGui import QDrag
 from PySide6.QtWidgets import (
     QCheckBox,
+    QDoubleSpinBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -17,6 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.audio.player import MAX_SEMITONES
 from engine.catalog.text import printable
 from gui.file_urls import file_url
 from gui.results_model import format_duration
@@ -64,6 +66,8 @@ class DetailPane(QWidget):
     stop_clicked = Signal()
     volume_changed = Signal(float)
     loop_toggled = Signal(bool)
+    pitch_changed = Signal(float)  # semitones (varispeed)
+    match_loudness_toggled = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -80,6 +84,26 @@ class DetailPane(QWidget):
         self.volume.setValue(80)
         self.volume.setMaximumWidth(120)
         self.position = QLabel("0:00.000")
+        # Varispeed in semitones, cents as hundredths (Alt+Up/Down: a semitone,
+        # Alt+Shift+Up/Down: a cent, Alt+0: back to the file's own speed).
+        self.pitch = QDoubleSpinBox()
+        self.pitch.setRange(-MAX_SEMITONES, MAX_SEMITONES)
+        self.pitch.setDecimals(2)
+        self.pitch.setSingleStep(1.0)
+        self.pitch.setSuffix(" st")
+        self.pitch.setToolTip(
+            "Varispeed: rate and pitch together, in semitones (Alt+Up/Down a semitone, "
+            "Alt+Shift+Up/Down a cent, Alt+0 resets)"
+        )
+        self.match_loudness = QCheckBox("Match loudness")
+        self.match_loudness.setToolTip(
+            "Play every file at the same loudness (Settings: audition loudness), never "
+            "above -1 dBTP"
+        )
+        # Integrated loudness and true peak of the file (from the scan) and of the
+        # selected region (measured when it is selected).
+        self.levels = QLabel("")
+        self.levels.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.drag_clip = ClipDragButton()
         self.metadata = QTextBrowser()
         self.metadata.setMaximumHeight(140)
@@ -90,17 +114,40 @@ class DetailPane(QWidget):
             transport.addWidget(w)
         transport.addStretch(1)
         transport.addWidget(self.drag_clip)
+        audition = QHBoxLayout()
+        for w in (QLabel("Pitch"), self.pitch, self.match_loudness, self.levels):
+            audition.addWidget(w)
+        audition.addStretch(1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.title)
         layout.addWidget(self.waveform, 1)
         layout.addLayout(transport)
+        layout.addLayout(audition)
         layout.addWidget(self.metadata)
+        self._file_levels = ""
 
         self.play_button.clicked.connect(self.play_clicked)
         self.stop_button.clicked.connect(self.stop_clicked)
         self.volume.valueChanged.connect(lambda v: self.volume_changed.emit(v / 100.0))
         self.loop.toggled.connect(self.loop_toggled)
+        self.pitch.valueChanged.connect(self.pitch_changed)
+        self.match_loudness.toggled.connect(self.match_loudness_toggled)
+
+    def nudge_pitch(self, semitones: float) -> None:
+        """Shortcut steps: a semitone or a cent up or down (0: back to the file's speed)."""
+        if semitones == 0:
+            self.pitch.setValue(0.0)
+        else:
+            self.pitch.setValue(round(self.pitch.value() + semitones, 2))
+
+    def show_selection_levels(self, levels: dict | None) -> None:
+        """The selected region's levels (engine.audio.loudness.Loudness.to_json), or None
+        to show the file's alone."""
+        text = self._file_levels
+        if levels is not None:
+            text += ("  ·  " if text else "") + "Selection " + levels_text(levels)
+        self.levels.setText(text)
 
     def show_file(self, row: dict, moment: tuple[float | None, float | None]) -> None:
         name, folder = printable(row["name"]), printable(row["folder"])
@@ -113,10 +160,29 @@ class DetailPane(QWidget):
         self.waveform.set_moment(*moment)
         self.drag_clip.set_clip(None)
         self.metadata.setHtml(metadata_html(row))
+        measured = row.get("true_peak_db") is not None or row.get("loudness_lufs") is not None
+        self._file_levels = (
+            "File " + levels_text({"integrated_lufs": row.get("loudness_lufs"),
+                                   "true_peak_dbtp": row.get("true_peak_db")})
+            if measured else ""
+        )  # fmt: skip
+        self.show_selection_levels(None)
 
     def show_position(self, seconds: float | None) -> None:
         self.waveform.set_playhead(seconds)
         self.position.setText(format_duration(seconds or 0.0))
+
+
+def levels_text(levels: dict) -> str:
+    """ "-18.3 LUFS, -1.2 dBTP" ("silent" for a level that is None)."""
+
+    def show(value: float | None, unit: str) -> str:
+        return "silent" if value is None else f"{value:.1f} {unit}"
+
+    return (
+        f"{show(levels.get('integrated_lufs'), 'LUFS')}, "
+        f"{show(levels.get('true_peak_dbtp'), 'dBTP')}"
+    )
 
 
 def _joined(row: dict, keys: tuple[str, ...]) -> str:

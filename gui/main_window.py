@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine import config
 from engine.catalog.paths import os_path
 from engine.catalog.text import printable
 from engine.config import AUDIO_SUFFIXES
@@ -145,6 +146,9 @@ class MainWindow(QMainWindow):
 
         self.detail = DetailPane()
         self.detail.autoplay.setChecked(app_settings.get(self.settings, "autoplay") == "true")
+        self.detail.match_loudness.setChecked(
+            app_settings.get(self.settings, "match_loudness") == "true"
+        )
 
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.results)
@@ -259,6 +263,9 @@ class MainWindow(QMainWindow):
         self.detail.autoplay.toggled.connect(
             lambda on: self.settings.setValue("autoplay", "true" if on else "false")
         )
+        self.detail.match_loudness.toggled.connect(self._on_match_loudness)
+        self.detail.pitch_changed.connect(self._set_pitch)
+        self.bridge.loudness_ready.connect(self._on_loudness)
         self.detail.waveform.seek_requested.connect(self._seek)
         self.detail.waveform.region_selected.connect(self._on_region)
         self.search_field.installEventFilter(self)
@@ -350,6 +357,9 @@ class MainWindow(QMainWindow):
         results_key(Qt.Key.Key_F, self.toggle_favorite)
         for rank, key in enumerate((Qt.Key.Key_1, Qt.Key.Key_2, Qt.Key.Key_3)):
             results_key(key, lambda rank=rank: self.metadata_editor.accept(rank))
+        for keys, step in (("Alt+Up", 1.0), ("Alt+Down", -1.0), ("Alt+Shift+Up", 0.01),
+                           ("Alt+Shift+Down", -0.01), ("Alt+0", 0.0)):  # fmt: skip
+            QShortcut(QKeySequence(keys), self, lambda step=step: self.detail.nudge_pitch(step))
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, self.stop)
         QShortcut(QKeySequence("Ctrl+F"), self, self.focus_search)
         QShortcut(QKeySequence("Ctrl+Shift+R"), self, self.reveal_current)
@@ -556,7 +566,7 @@ class MainWindow(QMainWindow):
     def play_from_start(self) -> None:
         result = self.current_result()
         if result and self.player is not None:
-            self.player.play(result["path"], 0.0)
+            self.player.play(result["path"], 0.0, self.audition_gain(result))
             if self.detail.loop.isChecked():
                 self._apply_loop(True)
 
@@ -580,7 +590,42 @@ class MainWindow(QMainWindow):
         if self.player.state != "stopped" and self.player.path == result["path"]:
             self.player.seek(seconds)
         else:
-            self.player.play(result["path"], seconds)
+            self.player.play(result["path"], seconds, self.audition_gain(result))
+
+    def audition_gain(self, result: dict) -> float:
+        """dB to play `result` at: the loudness-matching gain when that is on, else 0."""
+        if not self.detail.match_loudness.isChecked():
+            return 0.0
+        from engine.audio.loudness import matching_gain
+
+        try:
+            target = float(app_settings.get(self.settings, "audition_loudness"))
+        except ValueError:
+            target = float(config.SETTINGS["audition_loudness"].default)
+        return matching_gain(result.get("loudness_lufs"), result.get("true_peak_db"), target)
+
+    def _on_match_loudness(self, on: bool) -> None:
+        self.settings.setValue("match_loudness", "true" if on else "false")
+        result = self.current_result()
+        player = self.player
+        # The sound playing now follows at once, from where it is.
+        playing = player is not None and player.state != "stopped"
+        if playing and result and player is not None and player.path == result["path"]:
+            player.play(result["path"], player.position, self.audition_gain(result))
+
+    def _set_pitch(self, semitones: float) -> None:
+        if self.player is not None:
+            self.player.set_speed(semitones)
+
+    def _on_loudness(self, payload: dict) -> None:
+        result = self.current_result()
+        region = self.detail.waveform.selection()
+        if (
+            result
+            and payload["source"] == result["path"]
+            and region == (payload["start"], payload["end"])
+        ):
+            self.detail.show_selection_levels(payload)
 
     def _set_volume(self, volume: float) -> None:
         if self.player is not None:
@@ -606,6 +651,7 @@ class MainWindow(QMainWindow):
         # Render the clip now, on the engine thread, so dragging it out never waits.
         self.detail.drag_clip.set_clip(None)
         self.bridge.export_clip(result["path"], start, end)
+        self.bridge.measure_loudness(result["path"], start, end)
         if self.detail.loop.isChecked():
             self._apply_loop(True)
 

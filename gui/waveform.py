@@ -153,6 +153,12 @@ class WaveformView(QWidget):
         """The selected region in seconds (start < end), or None."""
         return self._selection
 
+    def set_selection(self, start: float, end: float) -> None:
+        """Select [start, end) seconds (clamped to the file), as a drag would."""
+        a, b = sorted((max(0.0, start), min(self._duration, end)))
+        self._selection = (a, b) if b > a else None
+        self.update()
+
     def clear_selection(self) -> None:
         """Remove the selected region."""
         self._selection = None

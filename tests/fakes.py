@@ -155,14 +155,19 @@ class FakePlayer:
 
     def __init__(self):
         self.calls = []
+        self.gains = []  # the gain_db of each play
         self.state = "stopped"
         self.path = None
         self.position = 0.0
         self.error = None
 
-    def play(self, path, start=0.0):
+    def play(self, path, start=0.0, gain_db=0.0):
         self.calls.append(("play", path, start))
+        self.gains.append(gain_db)
         self.state, self.path, self.position = "playing", path, start
+
+    def set_speed(self, semitones):
+        self.calls.append(("speed", semitones))
 
     def stop(self):
         self.calls.append(("stop",))

@@ -130,6 +130,41 @@ def test_drag_mime_data_holds_file_urls(qtbot, window, sounds):
     assert "text/uri-list" in mime.formats()
 
 
+def test_audition_varispeed_loudness_matching_and_levels(qtbot, window):
+    from engine.audio.loudness import PEAK_CEILING_DBTP
+
+    player = window.player
+    search(qtbot, window, "creak")
+    with qtbot.waitSignal(window.bridge.detail_ready, timeout=10000):
+        window.results.selectRow(0)
+    result = window.current_result()
+    assert result["loudness_lufs"] is not None and result["true_peak_db"] is not None
+    assert "LUFS" in window.detail.levels.text() and "dBTP" in window.detail.levels.text()
+    # Matching on: the next play gets the gain to -23 LUFS, held under -1 dBTP.
+    window.detail.match_loudness.setChecked(True)
+    assert window.settings.value("match_loudness") == "true"
+    window.play_from_start()
+    wanted = min(-23.0 - result["loudness_lufs"], PEAK_CEILING_DBTP - result["true_peak_db"])
+    assert player.gains[-1] == pytest.approx(wanted)
+    window.detail.match_loudness.setChecked(False)
+    window.play_from_start()
+    assert player.gains[-1] == 0.0
+    # Varispeed: the spin box and the shortcuts.
+    window.detail.pitch.setValue(-12.0)
+    assert player.calls[-1] == ("speed", -12.0)
+    window.detail.nudge_pitch(1.0)
+    window.detail.nudge_pitch(0.01)
+    assert player.calls[-1] == ("speed", pytest.approx(-10.99))
+    window.detail.nudge_pitch(0.0)
+    assert player.calls[-1] == ("speed", 0.0)
+    # A selected region gets its own levels.
+    window.detail.waveform.set_selection(0.25, 0.75)
+    with qtbot.waitSignal(window.bridge.loudness_ready, timeout=10000) as levels:
+        window.detail.waveform.region_selected.emit(0.25, 0.75)
+    assert levels.args[0]["integrated_lufs"] is not None
+    assert "Selection" in window.detail.levels.text()
+
+
 def test_region_selection_renders_a_clip_to_drag(qtbot, window):
     search(qtbot, window, "creak")
     with qtbot.waitSignal(window.bridge.detail_ready, timeout=10000):

@@ -528,3 +528,59 @@ def test_real_output_stream_plays_to_the_end(tmp_path):
         assert p._r >= int(0.3 * p._rate) - 1
     finally:
         p.close()
+
+
+# --- varispeed and loudness matching ---------------------------------------------------------
+
+
+def _dominant(out: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(out[:, 0] * np.hanning(len(out))))
+    return float(np.argmax(spectrum) * rate / len(out))
+
+
+@pytest.mark.parametrize("semitones", [-12.0, 7.0, 0.5, 24.0])
+def test_varispeed_changes_rate_and_pitch_together(player, factory, tmp_path, semitones):
+    data = tone(seconds=1.0, rate=RATE, channels=1, freq=440.0, amp=0.5)
+    path = write(tmp_path / "t.wav", data, rate=RATE, subtype="FLOAT")
+    player.set_speed(semitones)
+    stream = start(player, factory, path)
+    speed = 2 ** (semitones / 12)
+    played = int(len(data) / speed)  # output frames the whole file takes at this speed
+    out = drive(player, stream, -(-(played + 4 * BLOCK) // BLOCK))
+    body = out[256 : played - 256]
+    assert _dominant(body, RATE) == pytest.approx(440.0 * speed, rel=0.004)  # within 7 cents
+    assert not np.any(out[played + 64 :])  # it ends when the sped-up file ends
+    assert np.any(out[played - 64 : played])
+    assert player.semitones == semitones
+
+
+def test_varispeed_while_playing_goes_on_from_the_same_place(player, factory, tmp_path):
+    data = tone(seconds=2.0, rate=RATE, channels=1, freq=440.0, amp=0.5)
+    path = write(tmp_path / "t.wav", data, rate=RATE, subtype="FLOAT")
+    stream = start(player, factory, path)
+    drive(player, stream, 40)
+    before = player.position
+    player.set_speed(-12.0)
+    assert player.sync()
+    assert player.position == pytest.approx(before, abs=0.02)
+    out = drive(player, stream, 40)
+    assert _dominant(out[2048:], RATE) == pytest.approx(220.0, rel=0.01)
+    # Half speed: 40 blocks advance the file by half as many seconds.
+    assert player.position - before == pytest.approx(40 * BLOCK / RATE / 2, rel=0.05)
+    player.set_speed(99.0)
+    assert player.semitones == 24.0  # clamped to the range
+
+
+def test_loudness_gain_is_applied_as_the_sound_is_decoded(player, factory, tmp_path):
+    data = noise(seconds=0.5, rate=RATE, channels=2, seed=3)
+    path = write(tmp_path / "n.wav", data, rate=RATE, subtype="FLOAT")
+    player.play(path, 0.0, gain_db=-6.0)
+    assert player.sync() and player.state == "playing"
+    out = drive(player, factory.stream, 60)
+    np.testing.assert_allclose(out[: len(data)], data * 10 ** (-6 / 20), atol=1e-6)
+    player.stop()
+    assert player.sync()
+    player.toggle()  # played again from the cue: the same gain
+    assert player.sync()
+    out = drive(player, factory.stream, 60)
+    np.testing.assert_allclose(out[: len(data)], data * 10 ** (-6 / 20), atol=1e-6)

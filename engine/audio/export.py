@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import platformdirs
@@ -72,10 +73,13 @@ def export_region(source: str | Path, start: float, end: float, folder: Path | N
     return target
 
 
-def render_clip(source: str | Path, start: float, end: float) -> list[Path]:
+def render_clip(
+    source: str | Path, start: float, end: float, fields: Mapping[str, str | None] | None = None
+) -> list[Path]:
     """The region as the transfer settings deliver it (engine.config transfer_*), in the
     clip folder: an exact copy (export_region) when they ask for nothing but the source,
-    else rendered by engine.audio.transfer (several files when it splits channels)."""
+    else rendered by engine.audio.transfer (several files when it splits channels) with
+    `fields` carried (see transfer.render)."""
     from engine.audio.transfer import Transfer, output_name, render
 
     t = Transfer.from_settings()
@@ -84,7 +88,7 @@ def render_clip(source: str | Path, start: float, end: float) -> list[Path]:
     folder = clip_dir()
     cleanup(folder)
     name = output_name(Path(source), start, end, t, tagged=True)
-    return render(source, folder, t, start, end, name, replace_existing=True).paths
+    return render(source, folder, t, start, end, name, replace_existing=True, fields=fields).paths
 
 
 def cleanup(folder: Path, max_age: float = MAX_AGE_SECONDS) -> int:

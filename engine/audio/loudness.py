@@ -28,6 +28,8 @@ _CHANNEL_WEIGHTS = (1.0, 1.0, 1.0, 1.41, 1.41)
 _ABSOLUTE_GATE = -70.0  # LUFS
 _RELATIVE_GATE = -10.0  # LU below the ungated mean of the blocks above the absolute gate
 SILENT = -math.inf
+# What a loudness-matched sound's true peak is kept under (dBTP): matching never clips.
+PEAK_CEILING_DBTP = -1.0
 _QUICK_CONTEXT = 64  # frames of context either side of a piece oversampled alone
 _QUICK_PIECE = 4096  # frames
 _QUICK_RISE = 1.42  # how far (3 dB) a peak between samples may rise over them
@@ -53,6 +55,18 @@ class Loudness:
             "sample_peak_dbfs": finite(self.sample_peak_dbfs),
             "seconds": round(self.seconds, 3),
         }
+
+
+def matching_gain(lufs: float | None, true_peak: float | None, target: float) -> float:
+    """Gain (dB) that plays a sound measured at `lufs` at the `target` loudness, held
+    back so its true peak stays under PEAK_CEILING_DBTP; 0 for a silent or unmeasured
+    sound. Any thread."""
+    if lufs is None or not math.isfinite(lufs):
+        return 0.0
+    gain = target - lufs
+    if true_peak is not None and math.isfinite(true_peak):
+        gain = min(gain, PEAK_CEILING_DBTP - true_peak)
+    return gain
 
 
 def _db(x: float) -> float:

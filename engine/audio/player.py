@@ -19,6 +19,7 @@ how to leave the audio being played (fade out, or a sample-exact splice for loop
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import queue
 import threading
@@ -58,6 +59,7 @@ CHUNK_FRAMES = 2048
 SPLICE_MARGIN_BLOCKS = 3
 FALLBACK_RATE = 48000
 _GAIN_FRAMES = 8192  # per-call gain ramp buffer; bigger callbacks get a flat gain
+MAX_SEMITONES = 24.0  # varispeed range, either way (REAPER's and Soundly's)
 
 NO_DEVICE = "no audio output device"
 DEVICE_GONE = "output device disappeared"
@@ -124,6 +126,15 @@ def sinc_kernel(up: int, down: int, zeros: int = 6, rolloff: float = 0.99) -> np
     return kernel.astype(np.float32)
 
 
+@functools.lru_cache(maxsize=8)
+def _kernel_t(up: int, down: int) -> np.ndarray:
+    """sinc_kernel transposed, kept for the next sound at the same ratio (a varispeed
+    ratio's kernel takes milliseconds to build)."""
+    kernel = sinc_kernel(up, down).T.copy()
+    kernel.flags.writeable = False
+    return kernel
+
+
 class StreamResampler:
     """Band-limited rate conversion of one continuous stream that arrives chunk by chunk.
 
@@ -136,12 +147,16 @@ class StreamResampler:
     Feeder thread only.
     """
 
-    def __init__(self, rate_in: int, rate_out: int, channels: int) -> None:
+    def __init__(
+        self, rate_in: int, rate_out: int, channels: int, pos_rate: int | None = None
+    ) -> None:
+        """`pos_rate`: the rate the input's positions advance at (the file's own, when
+        varispeed plays it as if it had `rate_in`); default rate_in."""
         self.up, self.down = reduced_ratio(rate_in, rate_out)
-        self.kernel_t = sinc_kernel(self.up, self.down).T.copy()  # (taps, up) for matmul
+        self.kernel_t = _kernel_t(self.up, self.down)  # (taps, up) for matmul
         self.taps = self.kernel_t.shape[0]
         self.width = (self.taps - self.down) // 2
-        self.rate_in = rate_in
+        self.rate_in = pos_rate or rate_in
         # History kept before the next unfinished period: a whole number of periods.
         self.ctx = -(-self.width // self.down) * self.down
         self._buf = np.zeros((self.ctx, channels), dtype=np.float32)
@@ -278,9 +293,11 @@ class Player:
         self._mode = "stopped"
         self._error: str | None = None
         self._path: str | None = None
+        self._gain_db = 0.0
         self._cue = 0.0  # where play/toggle starts; the position shown while not playing
         self._duration = 0.0
         self._volume = 1.0  # target gain, read by the callback
+        self._semitones = 0.0  # varispeed: rate and pitch together, set by set_speed
         # Stream and ring (replaced by the feeder only while no stream runs).
         self._stream: OutputStream | None = None
         self._stream_token: object | None = None
@@ -297,16 +314,19 @@ class Player:
         self._src_done = False
         self._loop: tuple[int, int] | None = None
         self._chunk_in = CHUNK_FRAMES
+        self._speed = 1.0  # feeder's copy of 2 ** (semitones / 12)
+        self._level = 1.0  # the playing sound's gain (loudness matching), applied on decode
         self._waiters: list[threading.Event] = []
         self._feeder = threading.Thread(target=self._run, name="sonarium-audition", daemon=True)
         self._feeder.start()
 
     # --- GUI-thread API ------------------------------------------------------------------
 
-    def play(self, path: str | Path, start: float = 0.0) -> None:
+    def play(self, path: str | Path, start: float = 0.0, gain_db: float = 0.0) -> None:
         """Start `path` (a catalog path) at `start` seconds (a playing sound fades out
-        first). Returns at once; state is 'loading' until the first audio is buffered.
-        GUI thread."""
+        first), `gain_db` louder (loudness-matched audition; applied as it is decoded,
+        never in the audio callback). Returns at once; state is 'loading' until the
+        first audio is buffered. GUI thread."""
         with self._cond:
             self._gen += 1
             gen = self._gen
@@ -315,7 +335,8 @@ class Player:
             self._error = None
             self._mode = "loading"
             self._cond.notify_all()
-        self._cmds.put(("play", gen, str(path), self._cue))
+        self._gain_db = float(gain_db) if math.isfinite(gain_db) else 0.0
+        self._cmds.put(("play", gen, str(path), self._cue, self._gain_db))
 
     def stop(self) -> None:
         """Stop with a ~5 ms fade-out. GUI thread."""
@@ -332,7 +353,20 @@ class Player:
         if self.state != "stopped":
             self.stop()
         elif self._path is not None:
-            self.play(self._path, self._cue)
+            self.play(self._path, self._cue, self._gain_db)
+
+    def set_speed(self, semitones: float) -> None:
+        """Varispeed: play `semitones` (within ±MAX_SEMITONES, cents as fractions) higher
+        or lower, rate and pitch together, like tape. A playing sound goes on from where
+        it is (3 ms fades around the change). The resampling happens on the feeder
+        thread. GUI thread."""
+        st = min(MAX_SEMITONES, max(-MAX_SEMITONES, float(semitones)))
+        self._semitones = 0.0 if not math.isfinite(st) else st
+        self._cmds.put(("speed", self._semitones))
+
+    @property
+    def semitones(self) -> float:
+        return self._semitones
 
     def seek(self, seconds: float) -> None:
         """Jump to `seconds` (3 ms fade out/in around the jump) when playing; when stopped,
@@ -584,7 +618,9 @@ class Player:
     def _handle(self, cmd: tuple[Any, ...]) -> None:
         kind = cmd[0]
         if kind == "play":
-            self._do_play(cmd[1], cmd[2], cmd[3])
+            self._do_play(cmd[1], cmd[2], cmd[3], cmd[4])
+        elif kind == "speed":
+            self._do_speed(cmd[1])
         elif kind == "stop":
             self._drop_source()
             self._req = self._request(None, self._stop_curve, None)
@@ -625,11 +661,31 @@ class Player:
                 self._mode = "stopped"
             self._cond.notify_all()
 
-    def _do_play(self, gen: int, path: str, start: float) -> None:
+    def _do_speed(self, semitones: float) -> None:
+        speed = 2.0 ** (semitones / 12.0)
+        if speed == self._speed:
+            return
+        self._speed = speed
+        if self._src is None or self._mode != "playing":
+            return
+        # Go on from the frame the device plays now, through a resampler for the new rate.
+        self._chunk_in = self._input_chunk()
+        frame = min(round(self.position * self._src_rate), self._src_frames)
+        self._restart_at(frame, self._seek_out, self._seek_in)
+
+    def _play_rate(self) -> int:
+        """The rate the source is played as: its own, times the varispeed."""
+        return max(1, round(self._src_rate * self._speed))
+
+    def _input_chunk(self) -> int:
+        return max(64, round(CHUNK_FRAMES * self._play_rate() / self._rate))
+
+    def _do_play(self, gen: int, path: str, start: float, gain_db: float = 0.0) -> None:
         if gen != self._gen:
             return  # a later play or stop is queued: skip opening this file at all
         self._drop_source()
         self._loop = None
+        self._level = 10.0 ** (gain_db / 20.0)
         name = shown(Path(path).name)
         try:
             src = open_sound(path)
@@ -651,7 +707,7 @@ class Player:
         self._src_frames = max(0, frames)
         self._duration = self._src_frames / self._src_rate
         self._matrix = channel_matrix(src.channels, self._channels)
-        self._chunk_in = max(64, round(CHUNK_FRAMES * self._src_rate / self._rate))
+        self._chunk_in = self._input_chunk()
         frame = min(round(start * self._src_rate), self._src_frames)
         try:
             self._restart_at(frame, self._stop_curve, self._seek_in if frame > 0 else None)
@@ -753,8 +809,8 @@ class Player:
         self._eof_at = None
         self._src_done = False
         self._rs = None
-        if self._src_rate != self._rate:
-            rs = StreamResampler(self._src_rate, self._rate, self._channels)
+        if self._play_rate() != self._rate:
+            rs = StreamResampler(self._play_rate(), self._rate, self._channels, self._src_rate)
             hist_end = frame if history_end is None else history_end
             if hist_end > 0:
                 src.seek(max(0, hist_end - rs.ctx))
@@ -774,6 +830,8 @@ class Player:
         np.nan_to_num(block, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
         if self._matrix is not None:
             block = block @ self._matrix
+        if self._level != 1.0:
+            block = block * np.float32(self._level)
         return np.ascontiguousarray(block, dtype=np.float32)
 
     def _read(self, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -897,7 +955,7 @@ class Player:
         history_end = None
         if cut > seg_start:
             last = float(pos_ring[(cut - 1) & mask]) * rate
-            frame = round(last + rate / self._rate)
+            frame = round(last + self._play_rate() / self._rate)  # the next output's
             if region is not None and frame >= region[1] > last:
                 frame, history_end = region[0], region[1]
         else:

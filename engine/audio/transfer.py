@@ -32,7 +32,7 @@ import soxr
 
 from engine import config
 from engine.audio.decode import header_problem, length_known, open_sound
-from engine.audio.loudness import LoudnessMeter
+from engine.audio.loudness import PEAK_CEILING_DBTP, LoudnessMeter
 from engine.catalog.fields import COLUMNS, shown, tag_values
 from engine.curate.copy import link_free_name
 from engine.curate.write import write_fields
@@ -48,8 +48,6 @@ _SF_FORMAT = {"wav": "WAV", "aiff": "AIFF", "flac": "FLAC"}
 _SUBTYPE = {"16": "PCM_16", "24": "PCM_24", "32": "PCM_32", "float": "FLOAT"}
 _BITS_OF = {"PCM_S8": "16", "PCM_U8": "16", "PCM_16": "16", "PCM_24": "24", "PCM_32": "32",
             "FLOAT": "float", "DOUBLE": "float"}  # fmt: skip
-# A loudness target never drives the true peak above this (dBTP): nothing clips.
-LOUDNESS_PEAK_CEILING = -1.0
 BLOCK = 1 << 16  # frames per read
 MAX_FADE_SECONDS = 60.0  # the held-back fade-out tail stays bounded
 _NORMALIZE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(dbtp|dbfs|lufs)\s*$", re.IGNORECASE)
@@ -131,7 +129,7 @@ class Rendered:
     rate: int
     channels: int  # per file
     gain_db: float  # applied by normalisation (0 without)
-    limited: bool  # a loudness target was held back by LOUDNESS_PEAK_CEILING
+    limited: bool  # a loudness target was held back by PEAK_CEILING_DBTP
 
 
 def _fade(count: int, length: int, rising: bool) -> np.ndarray:
@@ -399,7 +397,7 @@ def _normalising_gain(
         return 0.0, False  # silence (or too short to gate): nothing to scale
     gain = level - now
     if unit == "lufs" and math.isfinite(measured.true_peak_dbtp):
-        room = LOUDNESS_PEAK_CEILING - measured.true_peak_dbtp
+        room = PEAK_CEILING_DBTP - measured.true_peak_dbtp
         if gain > room:
             return room, True
     return gain, False

@@ -26,7 +26,7 @@ BM25_WEIGHTS = (10.0, 2.0, 4.0, 6.0, 5.0)
 
 _COLUMNS = (
     "f.id, f.path, f.name, f.folder, f.duration, f.sample_rate, f.channels, f.format, "
-    "f.subtype, f.bit_depth, f.size, f.offline"
+    "f.subtype, f.bit_depth, f.size, f.offline, f.loudness_lufs, f.true_peak_db"
 )
 
 
@@ -49,6 +49,9 @@ class SearchResult:
     start: float | None = None
     end: float | None = None
     offline: bool = False  # its folder could not be read at the last scan
+    # Measured at scan (None: silent, or not measured yet): loudness-matched audition.
+    loudness_lufs: float | None = None
+    true_peak_db: float | None = None
     # False for a result shown only because it sounds alike (below the hybrid search's
     # relevance threshold): listed after the matches, not counted as one.
     match: bool = True

@@ -438,7 +438,7 @@ def to_results(
     for all rows (a GUI page holds thousands)."""
     columns = (
         "id, path, name, folder, duration, sample_rate, channels, format, subtype, "
-        "bit_depth, size, offline"
+        "bit_depth, size, offline, loudness_lufs, true_peak_db"
     )
     # Plain tuples, not dicts: a page of thousands of rows on every keystroke.
     rows = {
@@ -458,7 +458,7 @@ def to_results(
                 id=row[0], path=row[1], name=row[2], folder=row[3], score=round(score, 4),
                 duration=row[4], sample_rate=row[5], channels=row[6], format=row[7],
                 subtype=row[8], bit_depth=row[9], size=row[10], start=start, end=end,
-                offline=bool(row[11]),
+                offline=bool(row[11]), loudness_lufs=row[12], true_peak_db=row[13],
             )
         )  # fmt: skip
     return results

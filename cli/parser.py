@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     from cli import (
         app,
         collections,
+        duplicates,
         evaluate,
         find,
         indexing,
@@ -63,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_globals(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (
-        indexing, find, evaluate, library, metadata, collections, transfer, models, knowledge,
-        app,
+        indexing, find, evaluate, library, metadata, collections, transfer, duplicates, models,
+        knowledge, app,
     ):  # fmt: skip
         module.register(sub, common)
     metadata.register_rename(sub, common)

@@ -863,6 +863,37 @@ class Library:
             ids.append(int(row["id"]))
         return ids
 
+    # -- duplicates (engine/curate/duplicates.py) ------------------------------------------
+
+    def duplicates(
+        self,
+        near: bool = False,
+        space: str = DEFAULT_SIMILAR_SPACE,
+        progress: Any = None,
+        cancel: Any = None,
+    ) -> list[Any]:
+        """Groups of exact duplicates (same decoded samples), and with `near` also of
+        near duplicates (re-encoded, re-levelled, trimmed, resampled copies)."""
+        from engine.curate.duplicates import find_duplicates
+
+        index = None
+        if near and space in self._embedded_spaces():
+            index = self._similar_index()
+        return find_duplicates(self.catalog, index, space, near, progress, cancel)
+
+    def remove_from_library(self, files: list[int | str | os.PathLike[str]]) -> list[str]:
+        """Forget files (their tags and edits too) and keep later scans from adding them
+        again; nothing is deleted from disk. Returns their paths."""
+        from engine.curate.duplicates import exclude_files
+
+        return exclude_files(self.catalog, self._file_ids(files), "removed as a duplicate")
+
+    def trash(self, files: list[int | str | os.PathLike[str]]) -> dict[str, Any]:
+        """Move files to the desktop's trash and forget them (see duplicates.trash_files)."""
+        from engine.curate.duplicates import trash_files
+
+        return trash_files(self.catalog, self._file_ids(files))
+
     # -- evaluation (engine/eval/runs.py) ----------------------------------------------
 
     def evaluate_text(

@@ -31,6 +31,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from engine import config
 from engine.catalog.paths import resolve_library_dir
 from engine.config import RESULT_PAGE
 from engine.errors import LibraryError, NotIndexed, SonariumError
@@ -77,7 +78,7 @@ class _Mailbox(QObject):
 
 # Requests done on the curating thread (the rest go to the query thread).
 _CURATING = {"write", "import", "rename", "undo_rename", "collection", "clip", "export_sounds",
-             "loudness"}  # fmt: skip
+             "loudness", "duplicates", "remove_duplicates"}  # fmt: skip
 # How often a long write says how far it is.
 PROGRESS_EVERY_S = 1.0
 
@@ -435,6 +436,29 @@ class _QueryWorker(QObject):
                      "paths": [str(p) for p in paths]},
         )  # fmt: skip
 
+    def do_duplicates(self, near: bool) -> None:
+        assert self._library is not None
+        self._near_duplicates = near
+        groups = self._library.duplicates(near=near, space=config.value("similar_space"))
+        self.outbox.post("duplicates", [g.to_json() for g in groups])
+
+    def do_remove_duplicates(self, file_ids: list, trash: bool) -> None:
+        assert self._library is not None
+        try:
+            if trash:
+                report = self._library.trash(list(file_ids))
+                text = f"Moved {len(report['trashed'])} files to the trash"
+                if report["failed"]:
+                    failed = report["failed"][0]
+                    text += f"; {len(report['failed'])} not ({failed['path']}: {failed['error']})"
+            else:
+                removed = self._library.remove_from_library(list(file_ids))
+                text = f"Removed {len(removed)} files from the library"
+            self.outbox.post("message", text)
+        finally:
+            self.do_duplicates(getattr(self, "_near_duplicates", False))
+            self.do_status()
+
     def do_loudness(self, source: str, start: float, end: float) -> None:
         from engine.audio.loudness import measure
 
@@ -588,6 +612,7 @@ class EngineBridge(QObject):
     detail_ready = Signal(object)
     clip_ready = Signal(object)
     loudness_ready = Signal(object)  # a region's levels (do_loudness)
+    duplicates_found = Signal(object)  # [Group.to_json()] (do_duplicates)
     metadata_ready = Signal(object)  # the selected files' fields (do_metadata)
     import_planned = Signal(object)  # what a CSV import would change (do_import)
     rename_planned = Signal(object)  # a UCS rename's plan (do_rename)
@@ -658,6 +683,7 @@ class EngineBridge(QObject):
             "detail": self.detail_ready.emit,
             "clip": self.clip_ready.emit,
             "loudness": self.loudness_ready.emit,
+            "duplicates": self.duplicates_found.emit,
             "metadata": self.metadata_ready.emit,
             "import_plan": self.import_planned.emit,
             "rename_plan": self.rename_planned.emit,
@@ -776,6 +802,15 @@ class EngineBridge(QObject):
     def write_metadata(self, file_ids: list[int]) -> None:
         """Write the files' metadata into them (every pending file when empty)."""
         self._ask("write", list(file_ids))
+
+    def find_duplicates(self, near: bool) -> None:
+        """Groups of duplicate sounds (duplicates_found)."""
+        self._ask("duplicates", bool(near))
+
+    def remove_duplicates(self, file_ids: list[int], trash: bool) -> None:
+        """Forget the files (and keep scans from adding them again), or move them to the
+        trash; then the duplicates are looked for again."""
+        self._ask("remove_duplicates", list(file_ids), bool(trash))
 
     def measure_loudness(self, source: str, start: float, end: float) -> None:
         """Integrated loudness and true peak of [start, end) of `source` (loudness_ready)."""

@@ -37,6 +37,7 @@ from engine.config import AUDIO_SUFFIXES
 from gui import settings as app_settings
 from gui.bridge import EngineBridge
 from gui.detail_pane import DetailPane
+from gui.duplicates_dialog import DuplicatesDialog
 from gui.file_urls import file_url, local_path
 from gui.filters import FilterBar
 from gui.import_dialog import ImportDialog
@@ -333,6 +334,10 @@ class MainWindow(QMainWindow):
         undo_rename = QAction("Undo rename", self)
         undo_rename.triggered.connect(self.bridge.undo_rename)
         edit_menu.addAction(undo_rename)
+        duplicates = QAction("Find duplicates…", self)
+        duplicates.setToolTip("Copies of the same sound: exact, and near (re-encoded, trimmed…)")
+        duplicates.triggered.connect(self.find_duplicates)
+        edit_menu.addAction(duplicates)
         write = QAction("Write metadata to files", self)
         write.setToolTip(
             "Write the selected files' metadata into them (all pending: none selected)"
@@ -535,6 +540,20 @@ class MainWindow(QMainWindow):
             self.bridge.import_metadata(
                 path, apply=True, write=dialog.choice == "write", file_ids=self.selected_ids()
             )
+
+    def find_duplicates(self) -> DuplicatesDialog:
+        """The duplicates dialog; it asks the bridge and shows what it finds."""
+        dialog = getattr(self, "_duplicates_dialog", None)
+        if dialog is None:
+            dialog = DuplicatesDialog(self)
+            dialog.find_requested.connect(self.bridge.find_duplicates)
+            dialog.remove_requested.connect(self.bridge.remove_duplicates)
+            self.bridge.duplicates_found.connect(dialog.show_groups)
+            self._duplicates_dialog = dialog
+        dialog.show()
+        dialog.raise_()
+        dialog.find()
+        return dialog
 
     def rename_selected(self) -> None:
         """Rename to UCS: a preview dialog first (the plan comes from the query thread)."""

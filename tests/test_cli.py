@@ -26,7 +26,7 @@ def test_every_subcommand_is_documented_in_readme():
     assert set(commands) == {
         "add", "scan", "search", "similar", "eval", "adapt", "info", "folders", "remove",
         "errors", "collection", "settings", "model", "knowledge", "screenshot", "check",
-        "meta", "rename", "suggest", "export", "loudness",
+        "meta", "rename", "suggest", "export", "loudness", "duplicates",
     }  # fmt: skip
     for command in commands:
         assert re.search(rf"`sonarium {command}\b", readme), command

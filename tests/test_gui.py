@@ -165,6 +165,38 @@ def test_audition_varispeed_loudness_matching_and_levels(qtbot, window):
     assert "Selection" in window.detail.levels.text()
 
 
+def test_duplicates_dialog_finds_copies_and_removes_the_ticked(
+    qtbot, window, sounds, library, monkeypatch
+):
+    import soundfile as sf
+    from PySide6.QtWidgets import QMessageBox
+
+    data, rate = sf.read(str(sounds / "door_slam.wav"), dtype="int16")
+    (sounds / "copies").mkdir()
+    sf.write(str(sounds / "copies" / "door_slam copy.flac"), data, rate, subtype="PCM_16")
+    library.scan(workers=1)
+    with qtbot.waitSignal(window.bridge.duplicates_found, timeout=20000) as found:
+        dialog = window.find_duplicates()
+    (group,) = found.args[0]
+    assert group["kind"] == "exact" and len(group["files"]) == 2
+    assert dialog.tree.topLevelItemCount() == 1 and len(dialog.ticked()) == 1
+    assert "1 groups, 1 copies" in dialog.summary.text()
+    asked: list[str] = []
+
+    def answer(parent, title, text, *rest):
+        asked.append(text)
+        return QMessageBox.StandardButton.Yes
+
+    monkeypatch.setattr(QMessageBox, "question", answer)
+    with qtbot.waitSignal(
+        window.bridge.duplicates_found, timeout=20000, check_params_cb=lambda g: g == []
+    ):
+        dialog.remove_button.click()
+    assert asked and "stay on disk" in asked[0]
+    assert dialog.summary.text() == "No duplicates found"
+    assert (sounds / "copies" / "door_slam copy.flac").exists()
+
+
 def test_region_selection_renders_a_clip_to_drag(qtbot, window):
     search(qtbot, window, "creak")
     with qtbot.waitSignal(window.bridge.detail_ready, timeout=10000):

@@ -281,6 +281,10 @@ class Catalog:
                GROUP BY r.id ORDER BY r.path"""
         )
 
+    def excluded_paths(self) -> set[str]:
+        """Paths the user removed from the library (as duplicates): scans leave them out."""
+        return {r[0] for r in self.conn.execute("SELECT path FROM excluded_files")}
+
     def unmeasured_files(self) -> set[str]:
         """Paths of readable, non-silent files whose loudness was never measured (scanned
         before migration m008): the scanner measures them without reading them again

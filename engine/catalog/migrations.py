@@ -284,6 +284,28 @@ def m008_loudness(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE files ADD COLUMN true_peak_db REAL")
 
 
+@migration
+def m009_duplicates(conn: sqlite3.Connection) -> None:
+    # content_hashes: a hash of each decoded file's samples for finding exact duplicates,
+    # kept while the file's fingerprint stays (engine/curate/duplicates.py). excluded_files:
+    # files the user removed from the library (as duplicates) that scans leave out.
+    _run_statements(
+        conn,
+        """
+        CREATE TABLE content_hashes (
+            file_id INTEGER PRIMARY KEY REFERENCES files(id) ON DELETE CASCADE,
+            fingerprint TEXT NOT NULL,
+            hash TEXT NOT NULL
+        );
+        CREATE TABLE excluded_files (
+            path TEXT PRIMARY KEY,
+            excluded_at REAL NOT NULL,
+            reason TEXT NOT NULL
+        )
+        """,
+    )
+
+
 def _fields_from_tags(conn: sqlite3.Connection) -> None:
     """Fill the new field columns of rows scanned before them from the tags they kept
     (a Vorbis KEYWORDS, RIFF INFO's IKEY...), as a scan now reads them: the keyword index

@@ -250,6 +250,10 @@ class Scanner:
             known.update(self.catalog.known_files(root_id))
             for path, st in walk_audio(root, report.warnings, unreadable):
                 listed.append(_Listed(to_catalog(path), root_id, st.st_size, st.st_mtime_ns))
+        # Files the user removed from the library (duplicates) stay out of it.
+        left_out = self.catalog.excluded_paths()
+        if left_out:
+            listed = [item for item in listed if item.path not in left_out]
         report.files_seen = len(listed)
 
         listed_paths = {item.path for item in listed}

@@ -1,0 +1,315 @@
+"""Duplicates: the same sound more than once in a library.
+
+- Exact duplicates have the same audio, whatever their container and metadata: the same
+  rate, channels and frames, and the same decoded samples (a BLAKE2 hash of them read as
+  32-bit integers, so a FLAC of a WAV, a copy with other tags or a 24-bit copy of a
+  16-bit file all match). Only files that share rate, channels and length are decoded;
+  each hash is kept in the catalog (`content_hashes`) until the file changes.
+- Near duplicates are the same sound re-encoded, re-levelled, trimmed or resampled: their
+  file vectors in the find-similar space are nearly the same (NEAR_SIMILARITY, fitted on
+  planted copies in the training corpus: bench/duplicates_bench.py) and their lengths
+  within NEAR_LENGTH_RATIO of each other.
+
+Groups list every copy; the suggested one to keep is the best source (lossless first,
+then the higher rate and bit depth, the longer, the larger). Removing a copy from the
+library forgets its row and keeps later scans from adding it again (`excluded_files`);
+moving it to the trash uses the desktop's trash (send2trash), never a silent delete.
+Runs on the thread that owns the catalog.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine.audio.decode import BLOCK_SAMPLES, open_sound
+from engine.catalog.db import ID_SET, Catalog, id_set
+from engine.catalog.paths import os_path, shown
+from engine.catalog.vectors import VectorStore
+
+log = logging.getLogger(__name__)
+
+# Cosine between two files' vectors in the find-similar space's index at and above which
+# they are near duplicates, and how much shorter one may be. Fitted on planted copies in
+# the training corpus (docs/measurements.md, duplicates); never on the dev corpus.
+NEAR_SIMILARITY = 0.95
+NEAR_LENGTH_RATIO = 0.7
+NEAR_NEIGHBOURS = 8  # nearest files looked at per file
+_LOSSLESS = {"WAV", "WAVEX", "AIFF", "FLAC", "RF64", "W64", "CAF", "WVE"}
+_COLUMNS = (
+    "id, path, name, folder, format, subtype, sample_rate, channels, bit_depth, frames, "
+    "duration, size, loudness_lufs, fingerprint"
+)
+
+
+@dataclass
+class Group:
+    """Copies of one sound: `kind` "exact" (same samples) or "near"; `keep` is the id
+    suggested to keep; each file is a catalog row (the _COLUMNS) plus its `similarity`
+    to the kept one (1.0 for exact copies)."""
+
+    kind: str
+    files: list[dict[str, Any]]
+    keep: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "keep": self.keep, "files": self.files}
+
+
+@dataclass
+class Progress:
+    stage: str  # "hashing" or "comparing"
+    done: int
+    total: int
+
+
+@dataclass
+class _Found:
+    exact: list[list[int]] = field(default_factory=list)
+    near: list[tuple[int, int, float]] = field(default_factory=list)
+
+
+def content_hash(path: str) -> str:
+    """BLAKE2 of a file's rate, channels and decoded samples (as int32), block by block."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open_sound(path) as snd:
+        digest.update(f"{snd.samplerate}:{snd.channels}:".encode())
+        step = max(1024, BLOCK_SAMPLES // max(1, snd.channels))
+        while True:
+            block = snd.read(step, dtype="int32", always_2d=True)
+            if not len(block):
+                break
+            digest.update(np.ascontiguousarray(block).tobytes())
+    return digest.hexdigest()
+
+
+def _rows(catalog: Catalog, ids: list[int]) -> dict[int, dict[str, Any]]:
+    rows = catalog.query(f"SELECT {_COLUMNS} FROM files WHERE id IN ({ID_SET})", [id_set(ids)])
+    return {int(r["id"]): r for r in rows}
+
+
+def _hashes(
+    catalog: Catalog,
+    progress: Callable[[Progress], None] | None,
+    cancel: threading.Event | None,
+) -> dict[str, list[int]]:
+    """Content hash -> ids, over the files that share rate, channels and length."""
+    candidates = [
+        r[0]
+        for r in catalog.conn.execute(
+            "SELECT f.id FROM files f JOIN (SELECT sample_rate, channels, frames FROM files "
+            "WHERE status = 'ok' AND offline = 0 AND frames > 0 "
+            "GROUP BY sample_rate, channels, frames HAVING COUNT(*) > 1) g "
+            "ON f.sample_rate = g.sample_rate AND f.channels = g.channels "
+            "AND f.frames = g.frames WHERE f.status = 'ok' AND f.offline = 0"
+        )
+    ]
+    known = {
+        r[0]: (r[1], r[2])
+        for r in catalog.conn.execute(
+            f"SELECT file_id, fingerprint, hash FROM content_hashes WHERE file_id IN ({ID_SET})",
+            [id_set(candidates)],
+        )
+    }
+    rows = _rows(catalog, candidates)
+    by_hash: dict[str, list[int]] = {}
+    for done, file_id in enumerate(candidates, start=1):
+        if cancel is not None and cancel.is_set():
+            break
+        row = rows.get(file_id)
+        if row is None:
+            continue
+        cached = known.get(file_id)
+        if cached is not None and cached[0] == row["fingerprint"]:
+            value = cached[1]
+        else:
+            try:
+                value = content_hash(row["path"])
+            except Exception as exc:  # unreadable now (gone, damaged): not a duplicate
+                log.warning("cannot hash %s: %s", shown(row["path"]), exc)
+                continue
+            with catalog.transaction() as c:
+                c.execute(
+                    "INSERT OR REPLACE INTO content_hashes (file_id, fingerprint, hash) "
+                    "VALUES (?, ?, ?)",
+                    (file_id, row["fingerprint"], value),
+                )
+        by_hash.setdefault(value, []).append(file_id)
+        if progress is not None:
+            progress(Progress("hashing", done, len(candidates)))
+    return by_hash
+
+
+def _near_pairs(
+    catalog: Catalog,
+    index: Any,
+    space: str,
+    progress: Callable[[Progress], None] | None,
+    cancel: threading.Event | None,
+) -> list[tuple[int, int, float]]:
+    """(a, b, similarity) with a < b for files whose vectors and lengths say near copy."""
+    store = VectorStore(catalog)
+    found = store.space(space)
+    if found is None:
+        return []
+    ids, vectors = store.all_file_vectors(int(found["id"]))
+    if not len(ids):
+        return []
+    durations = dict(
+        catalog.conn.execute(
+            "SELECT id, duration FROM files WHERE status = 'ok' AND offline = 0"
+        ).fetchall()
+    )
+    pairs: dict[tuple[int, int], float] = {}
+    batch = 1024
+    for start in range(0, len(ids), batch):
+        if cancel is not None and cancel.is_set():
+            break
+        hits = index.query_many(space, vectors[start : start + batch], NEAR_NEIGHBOURS + 1)
+        for own, neighbours in zip(ids[start : start + batch], hits, strict=True):
+            a = int(own)
+            for other, score in neighbours:
+                b = int(other)
+                if b == a or score < NEAR_SIMILARITY:
+                    continue
+                da, db = durations.get(a), durations.get(b)
+                if not da or not db or min(da, db) / max(da, db) < NEAR_LENGTH_RATIO:
+                    continue
+                key = (min(a, b), max(a, b))
+                pairs[key] = max(pairs.get(key, 0.0), float(score))
+        if progress is not None:
+            progress(Progress("comparing", min(len(ids), start + batch), len(ids)))
+    return [(a, b, s) for (a, b), s in pairs.items()]
+
+
+def _closest(
+    i: int, twins: set[int], ids: list[int], similarity: dict[tuple[int, int], float]
+) -> float | None:
+    """How near `i` is to the kept copy: its best pair with the kept one or its exact
+    twins, else with anything in the group."""
+
+    def pair(j: int) -> float | None:
+        return similarity.get((min(i, j), max(i, j)))
+
+    for pool in (twins, ids):
+        scores = [s for j in pool if j != i and (s := pair(j)) is not None]
+        if scores:
+            return max(scores)
+    return None
+
+
+def _rank(row: dict[str, Any]) -> tuple:
+    """Higher is a better copy to keep."""
+    return (
+        (row["format"] or "").upper() in _LOSSLESS,
+        row["sample_rate"] or 0,
+        row["bit_depth"] or 0,
+        row["duration"] or 0.0,
+        row["size"] or 0,
+        -int(row["id"]),
+    )
+
+
+def find_duplicates(
+    catalog: Catalog,
+    index: Any = None,
+    space: str = "aisfx",
+    near: bool = False,
+    progress: Callable[[Progress], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> list[Group]:
+    """Exact duplicate groups, and with `near` (needs the find-similar `index`, a
+    SimilarIndex) near-duplicate groups too; largest groups first."""
+    found = _Found()
+    found.exact = [ids for ids in _hashes(catalog, progress, cancel).values() if len(ids) > 1]
+    if near and index is not None:
+        found.near = _near_pairs(catalog, index, space, progress, cancel)
+    # Union-find: exact groups first, then near pairs join whole groups.
+    parent: dict[int, int] = {}
+
+    def root(x: int) -> int:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    exact_of: dict[int, int] = {}
+    for ids in found.exact:
+        for i in ids:
+            exact_of[i] = ids[0]
+            parent[root(i)] = root(ids[0])
+    similarity: dict[tuple[int, int], float] = {}
+    for a, b, near_score in found.near:
+        similarity[(a, b)] = near_score
+        parent[root(a)] = root(b)
+    members: dict[int, list[int]] = {}
+    for i in parent:
+        members.setdefault(root(i), []).append(i)
+    rows = _rows(catalog, list(parent))
+    groups: list[Group] = []
+    for ids in members.values():
+        present = [rows[i] for i in ids if i in rows]
+        if len(present) < 2:
+            continue
+        best = max(present, key=_rank)
+        exact = all(exact_of.get(int(r["id"])) == exact_of.get(int(best["id"])) is not None
+                    for r in present)  # fmt: skip
+        keep_id = int(best["id"])
+        twins = {i for i in ids if i == keep_id or (
+            exact_of.get(i) is not None and exact_of.get(i) == exact_of.get(keep_id))}  # fmt: skip
+        files = []
+        for r in sorted(present, key=_rank, reverse=True):
+            i = int(r["id"])
+            score: float | None = 1.0 if i in twins else _closest(i, twins, ids, similarity)
+            files.append({k: r[k] for k in r if k != "fingerprint"}
+                         | {"similarity": None if score is None else round(score, 4),
+                            "exact": i in twins})  # fmt: skip
+        groups.append(Group("exact" if exact else "near", files, keep_id))
+    groups.sort(key=lambda g: (-len(g.files), g.kind != "exact", g.files[0]["path"]))
+    return groups
+
+
+def exclude_files(catalog: Catalog, file_ids: list[int], reason: str) -> list[str]:
+    """Forget the files' rows and keep scans from adding them again; their paths."""
+    rows = _rows(catalog, file_ids)
+    paths = [rows[i]["path"] for i in file_ids if i in rows]
+    with catalog.transaction() as c:
+        for path in paths:
+            c.execute(
+                "INSERT OR REPLACE INTO excluded_files (path, excluded_at, reason) "
+                "VALUES (?, ?, ?)",
+                (path, time.time(), reason),
+            )
+        catalog.delete_files([i for i in file_ids if i in rows])
+    return paths
+
+
+def trash_files(catalog: Catalog, file_ids: list[int]) -> dict[str, Any]:
+    """Move the files to the desktop's trash (send2trash) and forget their rows;
+    {"trashed": [paths], "failed": [{"path", "error"}]}. A file that cannot be trashed
+    (a share without a trash, permissions) stays, and stays in the library."""
+    from send2trash import send2trash
+    from send2trash.exceptions import TrashPermissionError
+
+    rows = _rows(catalog, file_ids)
+    report: dict[str, Any] = {"trashed": [], "failed": []}
+    for file_id in file_ids:
+        row = rows.get(file_id)
+        if row is None:
+            continue
+        try:
+            send2trash(os_path(row["path"]))
+        except (OSError, TrashPermissionError) as exc:
+            report["failed"].append({"path": row["path"], "error": str(exc)})
+            continue
+        catalog.delete_files([file_id])
+        report["trashed"].append(row["path"])
+    return report

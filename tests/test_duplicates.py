@@ -1,0 +1,135 @@
+"""Duplicates (engine/curate/duplicates.py): exact copies by decoded samples whatever the
+container and metadata, near copies by vectors and length, removing (never re-added by
+scans) and trashing copies, through the engine, the CLI and the window."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import engine.curate.duplicates as dup
+from engine.curate.write import write_fields
+from tests.audio_factory import noise, tone, write
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def copies(tmp_path, library):
+    root = tmp_path / "sfx"
+    original = (noise(1.0, 44100, channels=2, seed=1) * 32767).astype(np.int16)
+    write(root / "a" / "door.wav", original, 44100, "PCM_16")
+    write(root / "b" / "door copy.flac", original, 44100, "PCM_16")
+    tagged = write(root / "c" / "door tagged.wav", original, 44100, "PCM_16")
+    write_fields(str(tagged), {"description": "the same door with other metadata"})
+    wide = original.astype(np.int32) << 16
+    write(root / "d" / "door 24.wav", wide, 44100, "PCM_24")
+    other = (noise(1.0, 44100, channels=2, seed=2) * 32767).astype(np.int16)
+    write(root / "e" / "other.wav", other, 44100, "PCM_16")  # same length, other sound
+    write(root / "f" / "tone.wav", tone(0.5), 44100)
+    library.add_folders([root])
+    library.scan(workers=1)
+    return root
+
+
+def _names(group) -> list[str]:
+    return sorted(f["name"] for f in group.files)
+
+
+def test_exact_duplicates_ignore_container_and_metadata(copies, library, monkeypatch):
+    (group,) = library.duplicates()
+    assert group.kind == "exact"
+    assert _names(group) == ["door 24.wav", "door copy.flac", "door tagged.wav", "door.wav"]
+    keep = next(f for f in group.files if f["id"] == group.keep)
+    assert keep["name"] == "door 24.wav"  # lossless, and the most bits
+    assert all(f["exact"] and f["similarity"] == 1.0 for f in group.files)
+    # The hashes are kept: a second look decodes nothing until a file changes.
+    monkeypatch.setattr(dup, "content_hash", lambda path: pytest.fail(f"decoded {path}"))
+    assert [_names(g) for g in library.duplicates()] == [_names(group)]
+    monkeypatch.undo()
+    changed = (noise(1.0, 44100, channels=2, seed=3) * 32767).astype(np.int16)
+    write(copies / "b" / "door copy.flac", changed, 44100, "PCM_16")
+    library.scan(workers=1)
+    (group,) = library.duplicates()
+    assert _names(group) == ["door 24.wav", "door tagged.wav", "door.wav"]
+
+
+def test_near_duplicates_need_similar_vectors_and_lengths(copies, library, monkeypatch):
+    from engine.catalog.vectors import VectorStore
+
+    ids = dict(library.catalog.conn.execute("SELECT name, id FROM files").fetchall())
+    store = VectorStore(library.catalog)
+    space = store.ensure_space("aisfx", "test", 4)
+    for i in ids.values():
+        store.store(space, i, np.ones(4, dtype=np.float32), [])
+    neighbours = {
+        ids["other.wav"]: [(ids["door.wav"], 0.97)],  # similar, same length: near
+        ids["tone.wav"]: [(ids["door.wav"], 0.99)],  # similar but half as long: not
+        ids["door.wav"]: [(ids["other.wav"], 0.97), (ids["tone.wav"], 0.99)],
+    }
+
+    class Index:
+        def query_many(self, space_name, vectors, limit, standardized=False):
+            order = [int(i) for i in store.all_file_vectors(space)[0]]
+            return [neighbours.get(i, []) for i in order]
+
+    groups = dup.find_duplicates(library.catalog, Index(), "aisfx", near=True)
+    (group,) = groups
+    assert group.kind == "near"
+    assert "other.wav" in _names(group) and "tone.wav" not in _names(group)
+    other = next(f for f in group.files if f["name"] == "other.wav")
+    assert other["similarity"] == pytest.approx(0.97) and not other["exact"]
+    monkeypatch.setattr(dup, "NEAR_SIMILARITY", 0.98)
+    assert [g.kind for g in dup.find_duplicates(library.catalog, Index(), "aisfx", True)] == [
+        "exact"
+    ]
+
+
+def test_removed_copies_stay_out_and_trashed_ones_go_to_the_trash(
+    copies, library, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    (group,) = library.duplicates()
+    by_name = {f["name"]: f for f in group.files}
+    removed = library.remove_from_library([by_name["door copy.flac"]["id"]])
+    assert removed == [by_name["door copy.flac"]["path"]]
+    assert (copies / "b" / "door copy.flac").exists()  # nothing deleted from disk
+    report = library.scan(workers=1)
+    assert report.added == 0  # a rescan does not bring it back
+    names = [r[0] for r in library.catalog.conn.execute("SELECT name FROM files")]
+    assert "door copy.flac" not in names
+    trashed = library.trash([by_name["door tagged.wav"]["id"]])
+    assert trashed["trashed"] == [by_name["door tagged.wav"]["path"]] and not trashed["failed"]
+    assert not (copies / "c" / "door tagged.wav").exists()
+    in_trash = list((tmp_path / "xdg" / "Trash" / "files").iterdir())
+    assert [p.name for p in in_trash] == ["door tagged.wav"]
+    (group,) = library.duplicates()
+    assert _names(group) == ["door 24.wav", "door.wav"]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "main.py"), *args],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_cli_lists_groups_and_removes_only_when_confirmed(copies, library, library_dir):
+    library.close()
+    listed = _cli("duplicates", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (group,) = json.loads(listed.stdout)
+    assert group["kind"] == "exact" and len(group["files"]) == 4
+    text = _cli("duplicates")
+    assert "exact duplicates (4 copies)" in text.stdout and "keep" in text.stdout
+    target = str(copies / "a" / "door.wav")
+    refused = _cli("duplicates", "--remove", target)
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    done = _cli("duplicates", "--remove", target, "--yes")
+    assert done.returncode == 0 and "removed from the library" in done.stdout
+    (group,) = json.loads(_cli("duplicates", "--json").stdout)
+    assert len(group["files"]) == 3
+    assert sf.info(target).frames == 44100  # still on disk

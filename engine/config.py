@@ -128,6 +128,11 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting("autoplay", None, "true", "play each result as it is selected"),
         Setting(
+            "time_format", None, "seconds",
+            "how the time ruler counts: seconds, milliseconds, samples or timecode (25 fps)",
+            choices=("seconds", "milliseconds", "samples", "timecode"),
+        ),
+        Setting(
             "match_loudness", None, "false",
             "audition every file at the audition loudness (gain held back so the true "
             "peak stays under -1 dBTP)",

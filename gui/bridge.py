@@ -78,7 +78,7 @@ class _Mailbox(QObject):
 
 # Requests done on the curating thread (the rest go to the query thread).
 _CURATING = {"write", "import", "rename", "undo_rename", "collection", "clip", "export_sounds",
-             "loudness", "duplicates", "remove_duplicates"}  # fmt: skip
+             "loudness", "duplicates", "remove_duplicates", "view"}  # fmt: skip
 # How often a long write says how far it is.
 PROGRESS_EVERY_S = 1.0
 
@@ -436,6 +436,22 @@ class _QueryWorker(QObject):
                      "paths": [str(p) for p in paths]},
         )  # fmt: skip
 
+    def do_view(
+        self, path: str, start: float, end: float, columns: int, rows: int, peaks: bool,
+        spectrogram: bool, per_channel: bool,
+    ) -> None:  # fmt: skip
+        from engine.audio import views
+
+        answer: dict = {"path": path, "start": start, "end": end, "columns": columns,
+                        "rows": rows, "per_channel": per_channel}  # fmt: skip
+        if peaks:
+            answer["mins"], answer["maxs"] = views.range_peaks(
+                path, start, end, columns, per_channel
+            )
+        if spectrogram:
+            answer["spectrogram"] = views.spectrogram(path, start, end, columns, rows)
+        self.outbox.post("view", answer)
+
     def do_duplicates(self, near: bool) -> None:
         assert self._library is not None
         self._near_duplicates = near
@@ -613,6 +629,7 @@ class EngineBridge(QObject):
     clip_ready = Signal(object)
     loudness_ready = Signal(object)  # a region's levels (do_loudness)
     duplicates_found = Signal(object)  # [Group.to_json()] (do_duplicates)
+    view_ready = Signal(object)  # peaks and spectrogram of a stretch (do_view)
     metadata_ready = Signal(object)  # the selected files' fields (do_metadata)
     import_planned = Signal(object)  # what a CSV import would change (do_import)
     rename_planned = Signal(object)  # a UCS rename's plan (do_rename)
@@ -684,6 +701,7 @@ class EngineBridge(QObject):
             "clip": self.clip_ready.emit,
             "loudness": self.loudness_ready.emit,
             "duplicates": self.duplicates_found.emit,
+            "view": self.view_ready.emit,
             "metadata": self.metadata_ready.emit,
             "import_plan": self.import_planned.emit,
             "rename_plan": self.rename_planned.emit,
@@ -802,6 +820,13 @@ class EngineBridge(QObject):
     def write_metadata(self, file_ids: list[int]) -> None:
         """Write the files' metadata into them (every pending file when empty)."""
         self._ask("write", list(file_ids))
+
+    def request_view(
+        self, path: str, start: float, end: float, columns: int, rows: int, peaks: bool,
+        spectrogram: bool, per_channel: bool,
+    ) -> None:  # fmt: skip
+        """Peaks (per channel) and/or a spectrogram of [start, end) of `path` (view_ready)."""
+        self._ask("view", path, start, end, columns, rows, peaks, spectrogram, per_channel)
 
     def find_duplicates(self, near: bool) -> None:
         """Groups of duplicate sounds (duplicates_found)."""

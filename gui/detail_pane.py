@@ -8,10 +8,12 @@ from PySide6.QtCore import QMimeData, Qt, Signal
 from PySide6.QtGui import QDrag
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDoubleSpinBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollBar,
     QSlider,
     QTextBrowser,
     QVBoxLayout,
@@ -73,6 +75,21 @@ class DetailPane(QWidget):
         super().__init__(parent)
         self.waveform = WaveformView()
         self.waveform.setMinimumHeight(120)
+        # View controls: waveform / spectrogram / both, a lane per channel, zoom, scroll.
+        self.view_mode = QComboBox()
+        self.view_mode.addItems(["waveform", "spectrogram", "both"])
+        self.view_mode.setToolTip("What the large view shows")
+        self.lanes = QCheckBox("Channels")
+        self.lanes.setToolTip("A waveform lane per channel")
+        self.zoom_in = QPushButton("+")
+        self.zoom_out = QPushButton("−")
+        self.zoom_fit = QPushButton("Fit")
+        for button, tip in ((self.zoom_in, "Zoom in (wheel, +)"), (self.zoom_out, "Zoom out (-)"),
+                            (self.zoom_fit, "Show the whole sound (double-click)")):  # fmt: skip
+            button.setToolTip(tip)
+            button.setMaximumWidth(48)
+        self.scroll = QScrollBar(Qt.Orientation.Horizontal)
+        self.scroll.setRange(0, 0)
         self.title = QLabel("")
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.play_button = QPushButton("▶ Play")
@@ -118,10 +135,15 @@ class DetailPane(QWidget):
         for w in (QLabel("Pitch"), self.pitch, self.match_loudness, self.levels):
             audition.addWidget(w)
         audition.addStretch(1)
+        view_bar = QHBoxLayout()
+        view_bar.addWidget(self.title, 1)
+        for w in (self.view_mode, self.lanes, self.zoom_out, self.zoom_in, self.zoom_fit):
+            view_bar.addWidget(w)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.title)
+        layout.addLayout(view_bar)
         layout.addWidget(self.waveform, 1)
+        layout.addWidget(self.scroll)
         layout.addLayout(transport)
         layout.addLayout(audition)
         layout.addWidget(self.metadata)
@@ -132,7 +154,28 @@ class DetailPane(QWidget):
         self.volume.valueChanged.connect(lambda v: self.volume_changed.emit(v / 100.0))
         self.loop.toggled.connect(self.loop_toggled)
         self.pitch.valueChanged.connect(self.pitch_changed)
+        self.view_mode.currentTextChanged.connect(self.waveform.set_mode)
+        self.lanes.toggled.connect(self.waveform.set_lanes)
+        self.zoom_in.clicked.connect(lambda: self.waveform.zoom(1.5))
+        self.zoom_out.clicked.connect(lambda: self.waveform.zoom(1 / 1.5))
+        self.zoom_fit.clicked.connect(self.waveform.fit)
+        self.waveform.view_changed.connect(self._follow_view)
+        self.scroll.valueChanged.connect(self._scrolled)
         self.match_loudness.toggled.connect(self.match_loudness_toggled)
+
+    # The scroll bar counts milliseconds of the sound.
+    def _follow_view(self, start: float, end: float) -> None:
+        duration = self.waveform.duration()
+        span_ms = int(round((end - start) * 1000))
+        self.scroll.blockSignals(True)
+        self.scroll.setRange(0, max(0, int(round(duration * 1000)) - span_ms))
+        self.scroll.setPageStep(max(1, span_ms))
+        self.scroll.setSingleStep(max(1, span_ms // 10))
+        self.scroll.setValue(int(round(start * 1000)))
+        self.scroll.blockSignals(False)
+
+    def _scrolled(self, value: int) -> None:
+        self.waveform.scroll_to(value / 1000.0)
 
     def nudge_pitch(self, semitones: float) -> None:
         """Shortcut steps: a semitone or a cent up or down (0: back to the file's speed)."""
@@ -154,7 +197,10 @@ class DetailPane(QWidget):
         self.title.setText(f"<b>{html.escape(name)}</b> — {html.escape(folder)}")
         if row.get("peaks") is not None:
             mins, maxs = row["peaks"]
-            self.waveform.set_peaks(mins, maxs, row["duration"] or 0.0)
+            self.waveform.set_peaks(
+                mins, maxs, row["duration"] or 0.0, row.get("channels") or 1,
+                row.get("sample_rate") or 48000,
+            )  # fmt: skip
         else:
             self.waveform.clear()
         self.waveform.set_moment(*moment)

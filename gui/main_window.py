@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import OrderedDict
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QSettings, QStringListModel, Qt, QTimer, QUrl
@@ -48,6 +49,7 @@ from gui.results_model import COLUMNS, ResultsModel
 from gui.waveform_delegate import MiniWaveformDelegate
 
 HISTORY_SIZE = 50
+SPECTROGRAM_CACHE = 16  # spectrogram images kept (a few views of a few files)
 ABOUT = """<h3>Sonarium</h3>
 <p>A sound-library browser: find sounds by name, metadata and by how they sound.</p>
 <p>Find-similar uses the <b>aisfx</b> model by Brian Ma and Alexander Lerch,
@@ -118,6 +120,7 @@ class MainWindow(QMainWindow):
         # -- search row -------------------------------------------------------------
         self.search_field = QLineEdit(placeholderText="Search sounds — e.g. door slam dur:<2")
         self.search_field.setClearButtonEnabled(True)
+        self._spectrograms: OrderedDict[tuple, object] = OrderedDict()
         self.history = [h for h in app_settings.get(self.settings, "history").split("\n") if h]
         self._history_model = QStringListModel(self.history)
         completer = QCompleter(self._history_model, self)
@@ -267,6 +270,9 @@ class MainWindow(QMainWindow):
         self.detail.match_loudness.toggled.connect(self._on_match_loudness)
         self.detail.pitch_changed.connect(self._set_pitch)
         self.bridge.loudness_ready.connect(self._on_loudness)
+        self.detail.waveform.detail_wanted.connect(self._want_view)
+        self.bridge.view_ready.connect(self._on_view)
+        self.detail.waveform.set_time_format(app_settings.get(self.settings, "time_format"))
         self.detail.waveform.seek_requested.connect(self._seek)
         self.detail.waveform.region_selected.connect(self._on_region)
         self.search_field.installEventFilter(self)
@@ -632,6 +638,42 @@ class MainWindow(QMainWindow):
         if playing and result and player is not None and player.path == result["path"]:
             player.play(result["path"], player.position, self.audition_gain(result))
 
+    def _want_view(self, start: float, end: float, columns: int, rows: int) -> None:
+        """The large view needs finer peaks or a spectrogram: from the cache, else asked."""
+        result = self.current_result()
+        if result is None:
+            return
+        peaks, spectrum = self.detail.waveform.wanted()
+        key = (result["path"], start, end, columns, rows)
+        cached = self._spectrograms.get(key) if spectrum else None
+        if cached is not None:
+            self._spectrograms.move_to_end(key)
+            self.detail.waveform.set_spectrogram(start, end, cached)
+            spectrum = False
+        if peaks or spectrum:
+            self.bridge.request_view(
+                result["path"], start, end, columns, rows, peaks, spectrum,
+                self.detail.waveform.lanes(),
+            )  # fmt: skip
+
+    def _on_view(self, answer: dict) -> None:
+        from gui.waveform import spectrogram_image
+
+        result = self.current_result()
+        if result is None or answer["path"] != result["path"]:
+            return
+        view = self.detail.waveform
+        start, end = answer["start"], answer["end"]
+        if "mins" in answer:
+            view.set_detail(start, end, answer["mins"], answer["maxs"], answer["per_channel"])
+        if "spectrogram" in answer:
+            image = spectrogram_image(answer["spectrogram"])
+            key = (answer["path"], start, end, answer["columns"], answer["rows"])
+            self._spectrograms[key] = image
+            while len(self._spectrograms) > SPECTROGRAM_CACHE:
+                self._spectrograms.popitem(last=False)
+            view.set_spectrogram(start, end, image)
+
     def _set_pitch(self, semitones: float) -> None:
         if self.player is not None:
             self.player.set_speed(semitones)
@@ -853,8 +895,15 @@ class MainWindow(QMainWindow):
         self._check_box = QMessageBox(icon, "Check library", "\n".join(lines), parent=self)
         self._check_box.open()  # not exec(): the window keeps running
 
-    def open_settings(self) -> None:
-        app_settings.SettingsDialog(self.settings, self).open()
+    def open_settings(self) -> app_settings.SettingsDialog:
+        dialog = app_settings.SettingsDialog(self.settings, self)
+        dialog.accepted.connect(
+            lambda: self.detail.waveform.set_time_format(
+                app_settings.get(self.settings, "time_format")
+            )
+        )
+        dialog.open()
+        return dialog
 
     # -- drag and drop in ---------------------------------------------------------------
 

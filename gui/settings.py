@@ -153,6 +153,12 @@ class SettingsDialog(QDialog):
         form.addRow("Library folder", self.library)
         form.addRow("Find-similar model", self.space)
         form.addRow("Files read at once (scan)", self.jobs)
+        self.time_format = _choices("time_format")
+        self.time_format.setCurrentText(picked(settings, "time_format"))
+        form.addRow("Time ruler", self.time_format)
+        self.audition_loudness = QLineEdit(picked(settings, "audition_loudness"))
+        self.audition_loudness.setToolTip(config.SETTINGS["audition_loudness"].help)
+        form.addRow("Audition loudness (LUFS)", self.audition_loudness)
         form.addRow("Index on a Ray cluster", self.cluster)
         form.addRow("Folders on the cluster", self.path_map)
         self.switches: dict[str, QCheckBox] = {}
@@ -222,6 +228,15 @@ class SettingsDialog(QDialog):
         self.settings.setValue("audio_device", audio)
         self.settings.setValue("library", self.library.text().strip())
         self.settings.setValue("similar_space", self.space.currentText())
+        self.settings.setValue("time_format", self.time_format.currentText())
+        try:
+            level = float(self.audition_loudness.text())
+            if not -70.0 <= level <= 0.0:
+                raise ValueError
+        except ValueError:
+            QMessageBox.warning(self, "Audition loudness", "Give a loudness from -70 to 0 LUFS")
+            return
+        self.settings.setValue("audition_loudness", f"{level:g}")
         self.settings.setValue("jobs", str(self.jobs.value()) if self.jobs.value() else "auto")
         self.settings.setValue("cluster", self.cluster.text().strip())
         self.settings.setValue("path_map", self.path_map.text().strip())

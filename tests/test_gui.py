@@ -197,6 +197,31 @@ def test_duplicates_dialog_finds_copies_and_removes_the_ticked(
     assert (sounds / "copies" / "door_slam copy.flac").exists()
 
 
+def test_the_large_view_zooms_scrolls_and_shows_a_spectrogram(qtbot, window):
+    search(qtbot, window, "creak")
+    with qtbot.waitSignal(window.bridge.detail_ready, timeout=10000):
+        window.results.selectRow(0)
+    view = window.detail.waveform
+    window.stop()  # a playing playhead would turn the zoomed view's pages
+    with qtbot.waitSignal(
+        window.bridge.view_ready, timeout=10000, check_params_cb=lambda a: "spectrogram" in a
+    ) as answer:
+        window.detail.view_mode.setCurrentText("both")
+    assert answer.args[0]["spectrogram"].shape[1] == view.width()
+    assert view._spectrum is not None
+    with qtbot.waitSignal(
+        window.bridge.view_ready, timeout=10000, check_params_cb=lambda a: "mins" in a
+    ) as answer:
+        view.set_view(0.5, 0.51)  # far past the stored peaks
+    assert (answer.args[0]["start"], answer.args[0]["end"]) == (0.5, 0.51)
+    assert view._detail is not None and view._detail[:2] == (0.5, 0.51)
+    assert window.detail.scroll.value() == 500  # the scroll bar follows, in ms
+    window.detail.scroll.setValue(700)
+    assert view.view()[0] == pytest.approx(0.7)
+    window.detail.zoom_fit.click()
+    assert view.view() == (0.0, pytest.approx(1.2, abs=0.01))
+
+
 def test_region_selection_renders_a_clip_to_drag(qtbot, window):
     search(qtbot, window, "creak")
     with qtbot.waitSignal(window.bridge.detail_ready, timeout=10000):

@@ -128,6 +128,10 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting("autoplay", None, "true", "play each result as it is selected"),
         Setting(
+            "theme", None, "dark", "the app's colours: dark or light (after a restart)",
+            choices=("dark", "light"),
+        ),
+        Setting(
             "time_format", None, "seconds",
             "how the time ruler counts: seconds, milliseconds, samples or timecode (25 fps)",
             choices=("seconds", "milliseconds", "samples", "timecode"),

@@ -25,10 +25,12 @@ def run_app(library_dir: str | None = None) -> int:
     from gui import settings as app_settings
     from gui.bridge import EngineBridge
     from gui.main_window import MainWindow
+    from gui.theme import apply_theme
 
     app = QApplication.instance() or QApplication(sys.argv)
     app.setApplicationName("Sonarium")
     settings = app_settings.open_settings()
+    apply_theme(app, app_settings.get(settings, "theme"))
     app_settings.apply_to_engine(settings)  # --library etc. and the environment win
     from engine import config
 
@@ -40,9 +42,15 @@ def run_app(library_dir: str | None = None) -> int:
     return code
 
 
-def screenshot(out: str, query: str = "", library_dir: str | None = None,
-               timeout_ms: int = 20000) -> int:  # fmt: skip
-    """Render the main window with the results for `query` to a PNG, then exit."""
+def screenshot(
+    out: str, query: str = "", library_dir: str | None = None, timeout_ms: int = 30000,
+    select: int = 0, view: str = "waveform", size: tuple[int, int] | None = None,
+    theme: str = "dark", duplicates: bool = False,
+) -> int:  # fmt: skip
+    """Render the main window with the results for `query` to a PNG, then exit: result
+    `select` selected, the large view as `view` (waveform, spectrogram or both), the
+    window `size` (width, height) in the `theme`; `duplicates`: the duplicates dialog
+    (near ones too) instead of the window."""
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     import tempfile
@@ -53,8 +61,10 @@ def screenshot(out: str, query: str = "", library_dir: str | None = None,
     from gui import settings as app_settings
     from gui.bridge import EngineBridge
     from gui.main_window import MainWindow
+    from gui.theme import apply_theme
 
     app = QApplication.instance() or QApplication(sys.argv)
+    apply_theme(app, theme)
     bridge = EngineBridge(library_dir)
     # Throwaway settings: a screenshot must not change the user's history or toggles,
     # nor start indexing.
@@ -63,21 +73,49 @@ def screenshot(out: str, query: str = "", library_dir: str | None = None,
         bridge, None, app_settings.open_settings(os.path.join(scratch, "s.ini")), auto_index=False
     )
     window.detail.autoplay.setChecked(False)
-    state = {"saved": False}
+    if size is not None:
+        window.fit_width(size[0])
+        window.resize(*size)
+    state: dict = {"saved": False, "target": window}
 
     def save() -> None:
         if state["saved"]:
             return
         state["saved"] = True
-        window.grab().save(out)
+        state["target"].grab().save(out)
         window.close()
         app.quit()
 
+    def later() -> None:
+        QTimer.singleShot(600, save)
+
+    def on_view(answer: dict) -> None:
+        if "spectrogram" in answer:
+            later()
+
+    def on_detail(_row: dict) -> None:
+        bridge.detail_ready.disconnect(on_detail)
+        if view != "waveform":
+            bridge.view_ready.connect(on_view)
+            window.detail.view_mode.setCurrentText(view)
+        else:
+            later()
+
     def on_results(_payload) -> None:
-        # Wait for the mini waveforms and the first row's details, then shoot.
-        if window.model.rowCount():
-            window.results.selectRow(0)
-        QTimer.singleShot(800, save)
+        bridge.results_ready.disconnect(on_results)
+        rows = window.model.rowCount()
+        if duplicates:
+            dialog = window.find_duplicates()
+            dialog.near.setChecked(True)
+            dialog.resize(size[0] if size else 1000, 560)
+            state["target"] = dialog
+            bridge.duplicates_found.connect(lambda _g: later())
+            dialog.find()
+        elif rows:
+            bridge.detail_ready.connect(on_detail)
+            window.results.selectRow(min(max(0, select), rows - 1))
+        else:
+            later()
 
     def start() -> None:
         bridge.results_ready.disconnect(start_cb)

@@ -21,11 +21,13 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHeaderView,
     QInputDialog,
+    QLabel,
     QLineEdit,
     QMainWindow,
     QMenu,
     QMessageBox,
     QSplitter,
+    QStackedWidget,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -39,6 +41,7 @@ from gui import settings as app_settings
 from gui.bridge import EngineBridge
 from gui.detail_pane import DetailPane
 from gui.duplicates_dialog import DuplicatesDialog
+from gui.empty_state import EmptyState, examples_html
 from gui.file_urls import file_url, local_path
 from gui.filters import FilterBar
 from gui.import_dialog import ImportDialog
@@ -154,19 +157,30 @@ class MainWindow(QMainWindow):
             app_settings.get(self.settings, "match_loudness") == "true"
         )
 
+        # The results, or before there are sounds the call to add a folder.
+        self.empty_state = EmptyState()
+        self.results_stack = QStackedWidget()
+        self.results_stack.addWidget(self.results)
+        self.results_stack.addWidget(self.empty_state)
+        self.examples = QLabel(examples_html())
+        self.examples.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
+        self.examples.linkActivated.connect(self.search_field.setText)
+        self.examples.setVisible(False)
         splitter = QSplitter(Qt.Orientation.Vertical)
-        splitter.addWidget(self.results)
+        splitter.addWidget(self.results_stack)
         splitter.addWidget(self.detail)
         splitter.setSizes([480, 300])
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.addWidget(self.search_field)
         layout.addWidget(self.filters)
+        layout.addWidget(self.examples)
         layout.addWidget(splitter, 1)
         self.setCentralWidget(central)
 
         self.collection_names: list[str] = []
         self.library_panel = LibraryPanel()
+        self.empty_state.add_requested.connect(self.library_panel._choose_folder)
         dock = QDockWidget("Library", self)
         dock.setObjectName("library")
         dock.setWidget(self.library_panel)
@@ -176,6 +190,10 @@ class MainWindow(QMainWindow):
         meta_dock.setObjectName("metadata")
         meta_dock.setWidget(self.metadata_editor)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, meta_dock)
+        self._docks = (dock, meta_dock)
+        screen = QGuiApplication.primaryScreen()
+        if screen is not None:
+            self.fit_width(screen.availableGeometry().width())
         self._build_menus()
         self._build_shortcuts()
 
@@ -378,6 +396,7 @@ class MainWindow(QMainWindow):
     # -- searching ------------------------------------------------------------------
 
     def _on_text_changed(self, _text: str) -> None:
+        self._show_empty_state()
         self._similar_label = ""
         self._debounce.start()
 
@@ -866,7 +885,32 @@ class MainWindow(QMainWindow):
         self.collection_names = [c["name"] for c in status.get("collections", [])]
         counts = status["counts"]
         self.statusBar().showMessage(f"{counts['indexed']} sounds in {status['dir']}")
+        self._library_empty = not status["folders"] and counts["files"] == 0
+        self._show_empty_state()
         self.refresh_results()
+
+    def fit_width(self, width: int) -> None:
+        """On a screen too narrow for the results between both panels (1366 px laptops),
+        the Metadata panel becomes a tab beside the Library panel."""
+        library, metadata = self._docks
+        needed = (
+            self.centralWidget().minimumSizeHint().width()
+            + library.minimumSizeHint().width()
+            + metadata.minimumSizeHint().width()
+        )
+        if width < needed and not self.tabifiedDockWidgets(library):
+            self.removeDockWidget(metadata)
+            self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, metadata)
+            self.tabifyDockWidget(library, metadata)
+            metadata.show()
+            library.raise_()
+
+    def _show_empty_state(self) -> None:
+        """The add-a-folder call while the library has no folders; example queries while
+        the search field is empty and there are sounds."""
+        empty = getattr(self, "_library_empty", False)
+        self.results_stack.setCurrentWidget(self.empty_state if empty else self.results)
+        self.examples.setVisible(not empty and not self.search_field.text().strip())
 
     def _show_message(self, message: str) -> None:
         self.statusBar().showMessage(message, 8000)

@@ -153,6 +153,9 @@ class SettingsDialog(QDialog):
         form.addRow("Library folder", self.library)
         form.addRow("Find-similar model", self.space)
         form.addRow("Files read at once (scan)", self.jobs)
+        self.theme = _choices("theme")
+        self.theme.setCurrentText(picked(settings, "theme"))
+        form.addRow("Theme (after a restart)", self.theme)
         self.time_format = _choices("time_format")
         self.time_format.setCurrentText(picked(settings, "time_format"))
         form.addRow("Time ruler", self.time_format)
@@ -229,6 +232,7 @@ class SettingsDialog(QDialog):
         self.settings.setValue("library", self.library.text().strip())
         self.settings.setValue("similar_space", self.space.currentText())
         self.settings.setValue("time_format", self.time_format.currentText())
+        self.settings.setValue("theme", self.theme.currentText())
         try:
             level = float(self.audition_loudness.text())
             if not -70.0 <= level <= 0.0:

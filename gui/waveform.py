@@ -520,14 +520,14 @@ class WaveformView(QWidget):
         painter.fillRect(self.rect(), BACKGROUND)
         wave_area, spec_area = self._areas()
         content_h = self.height() - RULER_PX
-        if self._duration > 0 and self._moment is not None:
-            self._band(painter, *self._moment, MOMENT, content_h)
         if spec_area.height() > 0 and self._spectrum is not None:
             s0, s1, image = self._spectrum
             x0, x1 = self._x_of(s0), self._x_of(s1)
             painter.drawImage(
                 QRect(x0, spec_area.top(), max(1, x1 - x0), spec_area.height()), image
             )
+        if self._duration > 0 and self._moment is not None:
+            self._band(painter, *self._moment, MOMENT, content_h)
         if wave_area.height() > 0:
             lanes = len(self._view_peaks()) if self._duration > 0 else 1
             painter.setPen(QPen(CENTER_LINE, 1))

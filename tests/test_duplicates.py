@@ -57,18 +57,24 @@ def test_exact_duplicates_ignore_container_and_metadata(copies, library, monkeyp
     assert _names(group) == ["door 24.wav", "door tagged.wav", "door.wav"]
 
 
-def test_near_duplicates_need_similar_vectors_and_lengths(copies, library, monkeypatch):
+def test_near_duplicates_need_similar_vectors_lengths_and_audio(copies, library, monkeypatch):
     from engine.catalog.vectors import VectorStore
 
+    data, rate = sf.read(str(copies / "a" / "door.wav"), dtype="float32")
+    cut = len(data) // 10
+    write(copies / "g" / "door quieter trimmed.wav", data[cut:-cut] * 0.5, rate, "PCM_24")
+    library.scan(workers=1)
     ids = dict(library.catalog.conn.execute("SELECT name, id FROM files").fetchall())
     store = VectorStore(library.catalog)
     space = store.ensure_space("aisfx", "test", 4)
     for i in ids.values():
         store.store(space, i, np.ones(4, dtype=np.float32), [])
+    door, quiet, other, short = (ids[n] for n in (
+        "door.wav", "door quieter trimmed.wav", "other.wav", "tone.wav"))  # fmt: skip
     neighbours = {
-        ids["other.wav"]: [(ids["door.wav"], 0.97)],  # similar, same length: near
-        ids["tone.wav"]: [(ids["door.wav"], 0.99)],  # similar but half as long: not
-        ids["door.wav"]: [(ids["other.wav"], 0.97), (ids["tone.wav"], 0.99)],
+        quiet: [(door, 0.97)],  # the same sound, 6 dB down and trimmed: near
+        other: [(door, 0.97)],  # the vectors say alike, the audio does not: not near
+        short: [(door, 0.99)],  # alike but half as long: not near
     }
 
     class Index:
@@ -76,16 +82,22 @@ def test_near_duplicates_need_similar_vectors_and_lengths(copies, library, monke
             order = [int(i) for i in store.all_file_vectors(space)[0]]
             return [neighbours.get(i, []) for i in order]
 
-    groups = dup.find_duplicates(library.catalog, Index(), "aisfx", near=True)
-    (group,) = groups
+    (group,) = dup.find_duplicates(library.catalog, Index(), "aisfx", near=True)
     assert group.kind == "near"
-    assert "other.wav" in _names(group) and "tone.wav" not in _names(group)
-    other = next(f for f in group.files if f["name"] == "other.wav")
-    assert other["similarity"] == pytest.approx(0.97) and not other["exact"]
+    assert "door quieter trimmed.wav" in _names(group)
+    assert "other.wav" not in _names(group) and "tone.wav" not in _names(group)
+    copy = next(f for f in group.files if f["name"] == "door quieter trimmed.wav")
+    assert copy["similarity"] == pytest.approx(0.97) and not copy["exact"]
+    assert (
+        dup.envelope_match(
+            dup.envelope(str(copies / "a" / "door.wav")),
+            dup.envelope(str(copies / "g" / "door quieter trimmed.wav")),
+        )
+        > 0.99
+    )
     monkeypatch.setattr(dup, "NEAR_SIMILARITY", 0.98)
-    assert [g.kind for g in dup.find_duplicates(library.catalog, Index(), "aisfx", True)] == [
-        "exact"
-    ]
+    kinds = [g.kind for g in dup.find_duplicates(library.catalog, Index(), "aisfx", True)]
+    assert kinds == ["exact"]
 
 
 def test_removed_copies_stay_out_and_trashed_ones_go_to_the_trash(

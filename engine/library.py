@@ -147,6 +147,21 @@ class Library:
     def folders(self) -> list[dict[str, Any]]:
         return self.catalog.roots()
 
+    def subfolders(self, folder: str) -> list[tuple[str, int]]:
+        """Browsing: the folders directly inside `folder` (a library folder or one
+        below it) with their file counts."""
+        return self.catalog.subfolders(folder)
+
+    def results_for_paths(self, paths: list[str]) -> list[SearchResult]:
+        """The library's files among `paths`, as results in that order (the recently
+        auditioned list)."""
+        ids = []
+        for path in paths:
+            row = self.catalog.file_by_path(path)
+            if row is not None:
+                ids.append(int(row["id"]))
+        return results_for_ids(self.catalog, ids)
+
     # -- scanning ----------------------------------------------------------------------
 
     def scan(

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)
 # Requests whose first argument is a request id the window waits on: a failure of one of
 # these is answered as "failed" for that id, so the window never waits forever.
-_WAITED_ON = ("search", "similar")
+_WAITED_ON = ("search", "similar", "paths")
 
 
 def failure_message(what: str, exc: BaseException) -> str:
@@ -152,6 +152,7 @@ class _QueryWorker(QObject):
                 "folders": lib.folders(),
                 "errors": lib.errors(),
                 "collections": lib.collections(),
+                "favorites": lib.catalog.favorites_count(),
             },
         )
 
@@ -191,6 +192,16 @@ class _QueryWorker(QObject):
             "end": request.get("end"), "results": [r.to_json() for r in results],
         }  # fmt: skip
         self.outbox.post("results", request_id, payload)
+
+    def do_paths(self, request_id: int, paths: list, label: str) -> None:
+        assert self._library is not None
+        results = self._library.results_for_paths(list(paths))
+        payload = {"query": label, "kind": "paths", "results": [r.to_json() for r in results]}
+        self.outbox.post("results", request_id, payload)
+
+    def do_subfolders(self, folder: str) -> None:
+        assert self._library is not None
+        self.outbox.post("subfolders", folder, self._library.subfolders(folder))
 
     def do_overviews(self, file_ids: list) -> None:
         assert self._library is not None
@@ -630,6 +641,7 @@ class EngineBridge(QObject):
     loudness_ready = Signal(object)  # a region's levels (do_loudness)
     duplicates_found = Signal(object)  # [Group.to_json()] (do_duplicates)
     view_ready = Signal(object)  # peaks and spectrogram of a stretch (do_view)
+    subfolders_ready = Signal(str, object)  # folder, [(path, files)] (do_subfolders)
     metadata_ready = Signal(object)  # the selected files' fields (do_metadata)
     import_planned = Signal(object)  # what a CSV import would change (do_import)
     rename_planned = Signal(object)  # a UCS rename's plan (do_rename)
@@ -702,6 +714,7 @@ class EngineBridge(QObject):
             "loudness": self.loudness_ready.emit,
             "duplicates": self.duplicates_found.emit,
             "view": self.view_ready.emit,
+            "subfolders": self.subfolders_ready.emit,
             "metadata": self.metadata_ready.emit,
             "import_plan": self.import_planned.emit,
             "rename_plan": self.rename_planned.emit,
@@ -820,6 +833,14 @@ class EngineBridge(QObject):
     def write_metadata(self, file_ids: list[int]) -> None:
         """Write the files' metadata into them (every pending file when empty)."""
         self._ask("write", list(file_ids))
+
+    def show_paths(self, paths: list[str], label: str) -> None:
+        """These files as the results (recently auditioned), in that order."""
+        self._latest += 1
+        self._ask("paths", self._latest, list(paths), label)
+
+    def request_subfolders(self, folder: str) -> None:
+        self._ask("subfolders", folder)
 
     def request_view(
         self, path: str, start: float, end: float, columns: int, rows: int, peaks: bool,

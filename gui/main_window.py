@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMenu,
     QMessageBox,
+    QPushButton,
     QSplitter,
     QStackedWidget,
     QTableView,
@@ -39,6 +40,7 @@ from engine.catalog.text import printable
 from engine.config import AUDIO_SUFFIXES
 from gui import settings as app_settings
 from gui.bridge import EngineBridge
+from gui.browse_panel import BrowsePanel
 from gui.detail_pane import DetailPane
 from gui.duplicates_dialog import DuplicatesDialog
 from gui.empty_state import EmptyState, examples_html
@@ -52,6 +54,7 @@ from gui.results_model import COLUMNS, ResultsModel
 from gui.waveform_delegate import MiniWaveformDelegate
 
 HISTORY_SIZE = 50
+RECENT_SIZE = 50  # sounds kept in Browse > Recently auditioned
 SPECTROGRAM_CACHE = 16  # spectrogram images kept (a few views of a few files)
 ABOUT = """<h3>Sonarium</h3>
 <p>A sound-library browser: find sounds by name, metadata and by how they sound.</p>
@@ -124,6 +127,13 @@ class MainWindow(QMainWindow):
         self.search_field = QLineEdit(placeholderText="Search sounds — e.g. door slam dur:<2")
         self.search_field.setClearButtonEnabled(True)
         self._spectrograms: OrderedDict[tuple, object] = OrderedDict()
+        self._browse_filter = ""
+        self.recent = [p for p in app_settings.get(self.settings, "recent").split("\n") if p]
+        self.browsing = QPushButton("")
+        self.browsing.setFlat(True)
+        self.browsing.setToolTip("Browse everything again")
+        self.browsing.setVisible(False)
+        self.browsing.clicked.connect(lambda: self.set_browse_filter("", ""))
         self.history = [h for h in app_settings.get(self.settings, "history").split("\n") if h]
         self._history_model = QStringListModel(self.history)
         completer = QCompleter(self._history_model, self)
@@ -175,6 +185,7 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.search_field)
         layout.addWidget(self.filters)
         layout.addWidget(self.examples)
+        layout.addWidget(self.browsing, 0, Qt.AlignmentFlag.AlignLeft)
         layout.addWidget(splitter, 1)
         self.setCentralWidget(central)
 
@@ -185,6 +196,13 @@ class MainWindow(QMainWindow):
         dock.setObjectName("library")
         dock.setWidget(self.library_panel)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+        self.browse = BrowsePanel()
+        browse_dock = QDockWidget("Browse", self)
+        browse_dock.setObjectName("browse")
+        browse_dock.setWidget(self.browse)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, browse_dock)
+        self.tabifyDockWidget(browse_dock, dock)
+        browse_dock.raise_()
         self.metadata_editor = MetadataEditor()
         meta_dock = QDockWidget("Metadata", self)
         meta_dock.setObjectName("metadata")
@@ -275,7 +293,7 @@ class MainWindow(QMainWindow):
         self.library_panel.collection_rename_requested.connect(self.bridge.rename_collection)
         self.library_panel.collection_export_requested.connect(self.bridge.export_collection)
         self.library_panel.collection_files_dropped.connect(self.bridge.add_to_collection)
-        self.library_panel.category_chosen.connect(self.search_field.setText)
+        self.library_panel.category_chosen.connect(lambda q: self.set_browse_filter(q, q))
         self.bridge.categories_ready.connect(self.library_panel.set_categories)
 
         self.detail.play_clicked.connect(self.play_from_start)
@@ -290,6 +308,10 @@ class MainWindow(QMainWindow):
         self.bridge.loudness_ready.connect(self._on_loudness)
         self.detail.waveform.detail_wanted.connect(self._want_view)
         self.bridge.view_ready.connect(self._on_view)
+        self.browse.filter_chosen.connect(self.set_browse_filter)
+        self.browse.subfolders_wanted.connect(self.bridge.request_subfolders)
+        self.browse.recent_chosen.connect(self.show_recent)
+        self.bridge.subfolders_ready.connect(self.browse.set_subfolders)
         self.detail.waveform.set_time_format(app_settings.get(self.settings, "time_format"))
         self.detail.waveform.seek_requested.connect(self._seek)
         self.detail.waveform.region_selected.connect(self._on_region)
@@ -401,9 +423,22 @@ class MainWindow(QMainWindow):
         self._debounce.start()
 
     def query_text(self) -> str:
-        return " ".join(
-            p for p in (self.search_field.text().strip(), self.filters.query_suffix()) if p
-        )
+        parts = (self._browse_filter, self.search_field.text().strip(), self.filters.query_suffix())
+        return " ".join(p for p in parts if p)
+
+    def set_browse_filter(self, query_filter: str, label: str) -> None:
+        """Narrow the results to a browse node (a folder, favorites), with the query."""
+        self._browse_filter = query_filter
+        self.browsing.setText(f"Browsing {label}  ✕" if query_filter else "")
+        self.browsing.setVisible(bool(query_filter))
+        self.run_search()
+
+    def show_recent(self) -> None:
+        self.bridge.show_paths(self.recent, "recently auditioned")
+
+    def _remember_audition(self, path: str) -> None:
+        self.recent = [path] + [p for p in self.recent if p != path][: RECENT_SIZE - 1]
+        self.settings.setValue("recent", "\n".join(self.recent))
 
     def _on_debounced(self) -> None:
         self._similar_label = ""
@@ -611,6 +646,7 @@ class MainWindow(QMainWindow):
         result = self.current_result()
         if result and self.player is not None:
             self.player.play(result["path"], 0.0, self.audition_gain(result))
+            self._remember_audition(result["path"])
             if self.detail.loop.isChecked():
                 self._apply_loop(True)
 
@@ -635,6 +671,7 @@ class MainWindow(QMainWindow):
             self.player.seek(seconds)
         else:
             self.player.play(result["path"], seconds, self.audition_gain(result))
+            self._remember_audition(result["path"])
 
     def audition_gain(self, result: dict) -> float:
         """dB to play `result` at: the loudness-matching gain when that is on, else 0."""
@@ -814,8 +851,8 @@ class MainWindow(QMainWindow):
             self.collect(name.strip(), True)
 
     def show_collection(self, name: str) -> None:
-        """Show a collection's files: its query (`col:"name"`) in the search field."""
-        self.search_field.setText(f'col:"{name}"')
+        """Show a collection's files (`col:"name"`, with what is typed in the search)."""
+        self.set_browse_filter('col:"' + name.replace('"', "") + '"', f"collection {name}")
 
     def reveal_current(self) -> None:
         result = self.current_result()
@@ -882,6 +919,7 @@ class MainWindow(QMainWindow):
         if self.bridge.indexing and not self._live_timer.isActive():
             self._live_timer.start()
         self.library_panel.set_status(status)
+        self.browse.set_roots(status["folders"], status.get("favorites", 0), len(self.recent))
         self.collection_names = [c["name"] for c in status.get("collections", [])]
         counts = status["counts"]
         self.statusBar().showMessage(f"{counts['indexed']} sounds in {status['dir']}")

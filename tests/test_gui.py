@@ -222,6 +222,45 @@ def test_the_large_view_zooms_scrolls_and_shows_a_spectrogram(qtbot, window):
     assert view.view() == (0.0, pytest.approx(1.2, abs=0.01))
 
 
+def test_browse_by_folder_favorites_and_recently_auditioned(qtbot, window, sounds, library):
+    write(sounds / "Doors" / "Wood" / "door_wood_01.wav", tone(0.3), 44100)
+    write(sounds / "Doors" / "Metal" / "door_metal_01.wav", tone(0.3), 44100)
+    library.scan(workers=1)
+    with qtbot.waitSignal(window.bridge.status_changed, timeout=10000):
+        window.bridge.refresh_status()
+    browse = window.browse
+    (root,) = [browse.folders.child(i) for i in range(browse.folders.childCount())]
+    assert root.text(1) == "5"
+    with qtbot.waitSignal(window.bridge.subfolders_ready, timeout=10000):
+        root.setExpanded(True)
+    (doors,) = [root.child(i) for i in range(root.childCount())]
+    assert (doors.text(0), doors.text(1)) == ("Doors", "2")
+    with qtbot.waitSignal(window.bridge.subfolders_ready, timeout=10000):
+        doors.setExpanded(True)
+    assert sorted(doors.child(i).text(0) for i in range(doors.childCount())) == ["Metal", "Wood"]
+    # A folder narrows the results, together with the query typed.
+    with qtbot.waitSignal(window.bridge.results_ready, timeout=10000):
+        browse.tree.itemClicked.emit(doors, 0)
+    assert sorted(names(window)) == ["door_metal_01.wav", "door_wood_01.wav"]
+    search(qtbot, window, "metal")
+    assert names(window) == ["door_metal_01.wav"]
+    with qtbot.waitSignal(window.bridge.results_ready, timeout=10000):
+        window.browsing.click()  # back to everything
+    assert "door_slam.wav" in names(window) or not window.browsing.isVisible()
+    # Auditioned sounds are listed, newest first.
+    search(qtbot, window, "")
+    for name in ("door_slam.wav", "glass_break_01.wav"):
+        window.results.selectRow(names(window).index(name))
+        window.play_from_start()
+    with qtbot.waitSignal(window.bridge.results_ready, timeout=10000):
+        browse.tree.itemClicked.emit(browse.recent, 0)
+    assert names(window)[:2] == ["glass_break_01.wav", "door_slam.wav"]
+    assert window.settings.value("recent").split("\n")[0].endswith("glass_break_01.wav")
+    with qtbot.waitSignal(window.bridge.results_ready, timeout=10000):
+        browse.tree.itemClicked.emit(browse.favorites, 0)
+    assert window.query_text() == "fav" and names(window) == []  # none marked yet
+
+
 def test_region_selection_renders_a_clip_to_drag(qtbot, window):
     search(qtbot, window, "creak")
     with qtbot.waitSignal(window.bridge.detail_ready, timeout=10000):
@@ -320,7 +359,8 @@ def test_collections_in_the_window(qtbot, window, monkeypatch):
     assert window.collection_names == ["Reel 3"]
     with qtbot.waitSignal(window.bridge.results_ready, timeout=10000):
         panel.collections.itemClicked.emit(panel.collections.item(0))
-    assert window.search_field.text() == 'col:"Reel 3"'
+    assert window.query_text().startswith('col:"Reel 3"')  # with what is typed
+    assert window.browsing.text().startswith("Browsing collection Reel 3")
     assert sorted(names(window)) == ["door creak ü.flac", "door_slam.wav"]
     # The detail of the current file lists its collections; remove it from this one.
     window.results.clearSelection()

@@ -269,6 +269,26 @@ class Catalog:
             c.execute("DELETE FROM roots WHERE id = ?", (row[0],))
             return len(ids)
 
+    def subfolders(self, folder: str) -> list[tuple[str, int]]:
+        """The folders directly inside `folder` that hold readable files (at any depth),
+        with how many, by name."""
+        sep = "\\" if "\\" in folder and "/" not in folder else "/"
+        inside = folder.rstrip(sep) + sep
+        escaped = inside.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self.conn.execute(
+            "SELECT folder, COUNT(*) FROM files WHERE status = 'ok' AND folder LIKE ? "
+            "ESCAPE '\\' GROUP BY folder",
+            (escaped + "%",),
+        )
+        counts: dict[str, int] = {}
+        for path, count in rows:
+            child = inside + str(path)[len(inside) :].split(sep, 1)[0]
+            counts[child] = counts.get(child, 0) + int(count)
+        return sorted(counts.items(), key=lambda kv: kv[0].lower())
+
+    def favorites_count(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM favorites").fetchone()[0])
+
     def roots(self) -> list[dict[str, Any]]:
         return self.query(
             """SELECT r.id, r.path, r.added_at, r.last_scan_at,

@@ -137,6 +137,10 @@ SETTINGS: dict[str, Setting] = {
             choices=("seconds", "milliseconds", "samples", "timecode"),
         ),
         Setting(
+            "preroll", None, "0",
+            "seconds played before a selected region when it is auditioned alone",
+        ),
+        Setting(
             "match_loudness", None, "false",
             "audition every file at the audition loudness (gain held back so the true "
             "peak stays under -1 dBTP)",

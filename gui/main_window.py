@@ -643,9 +643,23 @@ class MainWindow(QMainWindow):
         self.bridge.redo_edit(self.selected_ids())
 
     def play_from_start(self) -> None:
+        """Play the current sound from its start, or only its selected region (from the
+        pre-roll before it; looped when Loop is on)."""
         result = self.current_result()
         if result and self.player is not None:
-            self.player.play(result["path"], 0.0, self.audition_gain(result))
+            region = self.detail.waveform.selection()
+            if region is None:
+                self.player.play(result["path"], 0.0, self.audition_gain(result))
+            else:
+                try:
+                    preroll = max(0.0, float(app_settings.get(self.settings, "preroll")))
+                except ValueError:
+                    preroll = 0.0
+                looped = self.detail.loop.isChecked()
+                self.player.play(
+                    result["path"], max(0.0, region[0] - (0.0 if looped else preroll)),
+                    self.audition_gain(result), end=None if looped else region[1],
+                )  # fmt: skip
             self._remember_audition(result["path"])
             if self.detail.loop.isChecked():
                 self._apply_loop(True)
@@ -920,6 +934,7 @@ class MainWindow(QMainWindow):
             self._live_timer.start()
         self.library_panel.set_status(status)
         self.browse.set_roots(status["folders"], status.get("favorites", 0), len(self.recent))
+        self.model.set_roots([f["path"] for f in status["folders"]])
         self.collection_names = [c["name"] for c in status.get("collections", [])]
         counts = status["counts"]
         self.statusBar().showMessage(f"{counts['indexed']} sounds in {status['dir']}")

@@ -100,6 +100,18 @@ _SORT_KEYS: dict[int, Callable[[dict], Any]] = {
 }
 
 
+def relative_folder(folder: str, roots: tuple[str, ...] | list[str]) -> str:
+    """`folder` inside the first of `roots` (longest first) that holds it, as
+    "<root name>/<the rest>"; unchanged when none does."""
+    for root in roots:
+        base = root.rstrip("/\\")
+        if folder == base or folder.startswith(base + "/") or folder.startswith(base + "\\"):
+            name = base.replace("\\", "/").rsplit("/", 1)[-1] or base
+            rest = folder[len(base) :].lstrip("/\\")
+            return f"{name}/{rest}" if rest else name
+    return folder
+
+
 class ResultsModel(QAbstractTableModel):
     """Search results as a sortable, draggable table. GUI thread only."""
 
@@ -116,6 +128,7 @@ class ResultsModel(QAbstractTableModel):
         self._overviews: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         # file id -> rows; built on first need, since set_results must stay O(1) per row.
         self._rows_by_id: dict[int, list[int]] | None = None
+        self._roots: list[str] = []  # library folders, longest first
 
     # -- content ---------------------------------------------------------------------
 
@@ -250,7 +263,7 @@ class ResultsModel(QAbstractTableModel):
             return None
         r = self._results[row]
         if role == Qt.ItemDataRole.DisplayRole:
-            return self._text(r, col)
+            return self._text(r, col, self._roots)
         if role == PATH_ROLE:
             return r["path"]
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -267,8 +280,16 @@ class ResultsModel(QAbstractTableModel):
             return _more_font()  # italic: shown because it sounds alike, not a match
         return None
 
+    def set_roots(self, roots: list[str]) -> None:
+        """The library folders: the Folder column shows paths inside them."""
+        self._roots = sorted(roots, key=len, reverse=True)
+        if self._results:
+            self.dataChanged.emit(
+                self.index(0, COL_FOLDER), self.index(len(self._results) - 1, COL_FOLDER)
+            )
+
     @staticmethod
-    def _text(r: dict, col: int) -> str | None:
+    def _text(r: dict, col: int, roots: tuple[str, ...] | list[str] = ()) -> str | None:
         if col == COL_NAME:
             return printable(r["name"])
         if col == COL_DURATION:
@@ -280,7 +301,7 @@ class ResultsModel(QAbstractTableModel):
         if col == COL_FORMAT:
             return r.get("format") or ""
         if col == COL_FOLDER:
-            return printable(r.get("folder") or "")
+            return printable(relative_folder(r.get("folder") or "", roots))
         if col == COL_RELEVANCE:
             return "" if r.get("score") is None else f"{r['score']:.2f}"
         return None  # the Waveform column is painted by MiniWaveformDelegate

@@ -162,6 +162,9 @@ class SettingsDialog(QDialog):
         self.audition_loudness = QLineEdit(picked(settings, "audition_loudness"))
         self.audition_loudness.setToolTip(config.SETTINGS["audition_loudness"].help)
         form.addRow("Audition loudness (LUFS)", self.audition_loudness)
+        self.preroll = QLineEdit(picked(settings, "preroll"))
+        self.preroll.setToolTip(config.SETTINGS["preroll"].help)
+        form.addRow("Pre-roll before a selection (s)", self.preroll)
         form.addRow("Index on a Ray cluster", self.cluster)
         form.addRow("Folders on the cluster", self.path_map)
         self.switches: dict[str, QCheckBox] = {}
@@ -241,6 +244,14 @@ class SettingsDialog(QDialog):
             QMessageBox.warning(self, "Audition loudness", "Give a loudness from -70 to 0 LUFS")
             return
         self.settings.setValue("audition_loudness", f"{level:g}")
+        try:
+            preroll = float(self.preroll.text() or 0)
+            if not 0.0 <= preroll <= 10.0:
+                raise ValueError
+        except ValueError:
+            QMessageBox.warning(self, "Pre-roll", "Give a pre-roll from 0 to 10 seconds")
+            return
+        self.settings.setValue("preroll", f"{preroll:g}")
         self.settings.setValue("jobs", str(self.jobs.value()) if self.jobs.value() else "auto")
         self.settings.setValue("cluster", self.cluster.text().strip())
         self.settings.setValue("path_map", self.path_map.text().strip())

@@ -3,8 +3,13 @@ used in dark rooms) or its light one. GUI thread, before the window is built."""
 
 from __future__ import annotations
 
-from PySide6.QtGui import QColor, QPalette
+from pathlib import Path
+
+from PySide6.QtGui import QColor, QIcon, QPalette
 from PySide6.QtWidgets import QApplication
+
+# Drawn for the project (CC0); the app's other symbols are Unicode text (▶ ■ ★ ⇲).
+ICON = Path(__file__).resolve().parent.parent / "resources" / "icons" / "sonarium.svg"
 
 THEMES = ("dark", "light")
 
@@ -47,3 +52,5 @@ def apply_theme(app: QApplication, name: str) -> None:
     """Fusion, which draws the same on every platform, in the theme's colours."""
     app.setStyle("Fusion")
     app.setPalette(palette(name))
+    if ICON.is_file():
+        app.setWindowIcon(QIcon(str(ICON)))

@@ -161,8 +161,8 @@ class FakePlayer:
         self.position = 0.0
         self.error = None
 
-    def play(self, path, start=0.0, gain_db=0.0):
-        self.calls.append(("play", path, start))
+    def play(self, path, start=0.0, gain_db=0.0, end=None):
+        self.calls.append(("play", path, start) if end is None else ("play", path, start, end))
         self.gains.append(gain_db)
         self.state, self.path, self.position = "playing", path, start
 

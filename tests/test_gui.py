@@ -163,6 +163,10 @@ def test_audition_varispeed_loudness_matching_and_levels(qtbot, window):
         window.detail.waveform.region_selected.emit(0.25, 0.75)
     assert levels.args[0]["integrated_lufs"] is not None
     assert "Selection" in window.detail.levels.text()
+    # With a selection, play plays it alone, from the pre-roll before it.
+    window.settings.setValue("preroll", "0.1")
+    window.play_from_start()
+    assert player.calls[-1] == ("play", result["path"], pytest.approx(0.15), 0.75)
 
 
 def test_duplicates_dialog_finds_copies_and_removes_the_ticked(

@@ -391,3 +391,34 @@ def test_a_page_added_to_sorted_rows_is_sorted_with_them():
     model.fetchMore()
     model.append_results(2, [_result(2, duration=3.0), _result(3, duration=0.5)], more=False)
     assert [model.result(r)["duration"] for r in range(4)] == [0.5, 1.0, 3.0, 5.0]
+
+
+def test_folders_show_inside_their_library_folder():
+    from gui.results_model import relative_folder
+
+    roots = ["/sfx/Libraries/Boom", "/sfx"]
+    assert relative_folder("/sfx/Libraries/Boom/Doors/Wood", roots) == "Boom/Doors/Wood"
+    assert relative_folder("/sfx/Foley", roots) == "sfx/Foley"
+    assert relative_folder("/sfx", roots) == "sfx"
+    assert relative_folder("/sfxother/x", roots) == "/sfxother/x"  # not inside: as it is
+    assert relative_folder("D:\\\\SFX\\\\Rain", ["D:\\\\SFX"]) == "SFX/Rain"
+
+
+def test_themes_and_the_icon(qtbot):
+    from PySide6.QtGui import QIcon, QPalette
+    from PySide6.QtWidgets import QApplication
+
+    from gui.theme import ICON, apply_theme, palette
+
+    dark = palette("dark").color(QPalette.ColorRole.Window)
+    light = palette("light").color(QPalette.ColorRole.Window)
+    assert dark.lightness() < 60 < light.lightness()
+    assert not QIcon(str(ICON)).isNull()
+    app = QApplication.instance()
+    before = app.palette()
+    try:
+        apply_theme(app, "dark")
+        assert app.palette().color(QPalette.ColorRole.Base).lightness() < 60
+        assert not app.windowIcon().isNull()
+    finally:
+        app.setPalette(before)

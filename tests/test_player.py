@@ -584,3 +584,17 @@ def test_loudness_gain_is_applied_as_the_sound_is_decoded(player, factory, tmp_p
     assert player.sync()
     out = drive(player, factory.stream, 60)
     np.testing.assert_allclose(out[: len(data)], data * 10 ** (-6 / 20), atol=1e-6)
+
+
+def test_a_selection_plays_alone_and_stops_at_its_end(player, factory, tmp_path):
+    data = noise(seconds=1.0, rate=RATE, channels=2, seed=5)
+    path = write(tmp_path / "n.wav", data, rate=RATE, subtype="FLOAT")
+    player.play(path, 0.25, end=0.5)
+    assert player.sync() and player.state == "playing"
+    out = drive(player, factory.stream, 60)
+    a, b = int(0.25 * RATE), int(0.5 * RATE)
+    fade = int(0.003 * RATE)  # a 3 ms fade in (started inside the file) and out (ended)
+    np.testing.assert_array_equal(out[fade : b - a - fade], data[a + fade : b - fade])
+    assert abs(out[b - a - 1]).max() < 0.01 * abs(data[b - 1]).max() + 1e-6
+    assert not np.any(out[b - a :])  # then silence: it stopped at the selection's end
+    assert player.sync() and player.state == "stopped"

@@ -316,17 +316,22 @@ class Player:
         self._chunk_in = CHUNK_FRAMES
         self._speed = 1.0  # feeder's copy of 2 ** (semitones / 12)
         self._level = 1.0  # the playing sound's gain (loudness matching), applied on decode
+        self._cut_end = False  # the sound stops before the file's end (a selection)
         self._waiters: list[threading.Event] = []
         self._feeder = threading.Thread(target=self._run, name="sonarium-audition", daemon=True)
         self._feeder.start()
 
     # --- GUI-thread API ------------------------------------------------------------------
 
-    def play(self, path: str | Path, start: float = 0.0, gain_db: float = 0.0) -> None:
+    def play(
+        self, path: str | Path, start: float = 0.0, gain_db: float = 0.0,
+        end: float | None = None,
+    ) -> None:  # fmt: skip
         """Start `path` (a catalog path) at `start` seconds (a playing sound fades out
         first), `gain_db` louder (loudness-matched audition; applied as it is decoded,
-        never in the audio callback). Returns at once; state is 'loading' until the
-        first audio is buffered. GUI thread."""
+        never in the audio callback), and stop at `end` seconds (None: the end of the
+        file; playing a selection). Returns at once; state is 'loading' until the first
+        audio is buffered. GUI thread."""
         with self._cond:
             self._gen += 1
             gen = self._gen
@@ -336,7 +341,8 @@ class Player:
             self._mode = "loading"
             self._cond.notify_all()
         self._gain_db = float(gain_db) if math.isfinite(gain_db) else 0.0
-        self._cmds.put(("play", gen, str(path), self._cue, self._gain_db))
+        stop = None if end is None or not math.isfinite(end) else max(self._cue, float(end))
+        self._cmds.put(("play", gen, str(path), self._cue, self._gain_db, stop))
 
     def stop(self) -> None:
         """Stop with a ~5 ms fade-out. GUI thread."""
@@ -618,7 +624,7 @@ class Player:
     def _handle(self, cmd: tuple[Any, ...]) -> None:
         kind = cmd[0]
         if kind == "play":
-            self._do_play(cmd[1], cmd[2], cmd[3], cmd[4])
+            self._do_play(cmd[1], cmd[2], cmd[3], cmd[4], cmd[5])
         elif kind == "speed":
             self._do_speed(cmd[1])
         elif kind == "stop":
@@ -680,7 +686,9 @@ class Player:
     def _input_chunk(self) -> int:
         return max(64, round(CHUNK_FRAMES * self._play_rate() / self._rate))
 
-    def _do_play(self, gen: int, path: str, start: float, gain_db: float = 0.0) -> None:
+    def _do_play(
+        self, gen: int, path: str, start: float, gain_db: float = 0.0, end: float | None = None
+    ) -> None:
         if gen != self._gen:
             return  # a later play or stop is queued: skip opening this file at all
         self._drop_source()
@@ -706,6 +714,11 @@ class Player:
         self._src_rate = src.samplerate
         self._src_frames = max(0, frames)
         self._duration = self._src_frames / self._src_rate
+        # Playing a selection: the sound ends there (a loop set later still wraps).
+        self._cut_end = False
+        if end is not None and round(end * self._src_rate) < self._src_frames:
+            self._src_frames = max(0, round(end * self._src_rate))
+            self._cut_end = True
         self._matrix = channel_matrix(src.channels, self._channels)
         self._chunk_in = self._input_chunk()
         frame = min(round(start * self._src_rate), self._src_frames)
@@ -853,7 +866,13 @@ class Player:
             if block is None or not len(block):
                 self._src_done = True
                 break
-            parts.append(self._convert(block))
+            block = self._convert(block)
+            if self._cut_end and loop is None and self._read_pos + len(block) >= stop_at:
+                # A selection ends inside the file: fade its last milliseconds out, as a
+                # stop does, so it does not end on a click.
+                n = min(len(block), max(1, round(SEEK_FADE_S * self._src_rate)))
+                block[-n:] *= np.linspace(1.0, 0.0, n, dtype=np.float32)[:, None]
+            parts.append(block)
             poss.append((self._read_pos + np.arange(len(block))) / self._src_rate)
             self._read_pos += len(block)
             n -= len(block)

@@ -78,7 +78,7 @@ class _Mailbox(QObject):
 
 # Requests done on the curating thread (the rest go to the query thread).
 _CURATING = {"write", "import", "rename", "undo_rename", "collection", "clip", "export_sounds",
-             "loudness", "duplicates", "remove_duplicates", "view"}  # fmt: skip
+             "loudness", "duplicates", "remove_duplicates", "view", "render"}  # fmt: skip
 # How often a long write says how far it is.
 PROGRESS_EVERY_S = 1.0
 
@@ -192,6 +192,13 @@ class _QueryWorker(QObject):
             "end": request.get("end"), "results": [r.to_json() for r in results],
         }  # fmt: skip
         self.outbox.post("results", request_id, payload)
+
+    def do_render(self, source: str) -> None:
+        from engine.audio.export import render_file
+
+        paths = render_file(source, self._fields(source))
+        if paths:
+            self.outbox.post("rendered", source, [str(p) for p in paths])
 
     def do_paths(self, request_id: int, paths: list, label: str) -> None:
         assert self._library is not None
@@ -642,6 +649,7 @@ class EngineBridge(QObject):
     duplicates_found = Signal(object)  # [Group.to_json()] (do_duplicates)
     view_ready = Signal(object)  # peaks and spectrogram of a stretch (do_view)
     subfolders_ready = Signal(str, object)  # folder, [(path, files)] (do_subfolders)
+    rendered = Signal(str, object)  # source, [rendered paths] for dragging it (do_render)
     metadata_ready = Signal(object)  # the selected files' fields (do_metadata)
     import_planned = Signal(object)  # what a CSV import would change (do_import)
     rename_planned = Signal(object)  # a UCS rename's plan (do_rename)
@@ -715,6 +723,7 @@ class EngineBridge(QObject):
             "duplicates": self.duplicates_found.emit,
             "view": self.view_ready.emit,
             "subfolders": self.subfolders_ready.emit,
+            "rendered": self.rendered.emit,
             "metadata": self.metadata_ready.emit,
             "import_plan": self.import_planned.emit,
             "rename_plan": self.rename_planned.emit,
@@ -833,6 +842,10 @@ class EngineBridge(QObject):
     def write_metadata(self, file_ids: list[int]) -> None:
         """Write the files' metadata into them (every pending file when empty)."""
         self._ask("write", list(file_ids))
+
+    def render_for_drag(self, source: str) -> None:
+        """The whole file rendered with the transfer settings, ready to drag (rendered)."""
+        self._ask("render", source)
 
     def show_paths(self, paths: list[str], label: str) -> None:
         """These files as the results (recently auditioned), in that order."""

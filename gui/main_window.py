@@ -55,6 +55,9 @@ from gui.waveform_delegate import MiniWaveformDelegate
 
 HISTORY_SIZE = 50
 RECENT_SIZE = 50  # sounds kept in Browse > Recently auditioned
+# Files up to this long are rendered for dragging when the transfer settings convert
+# (longer ones go out as they are: use Export sounds…).
+PRERENDER_SECONDS = 600.0
 SPECTROGRAM_CACHE = 16  # spectrogram images kept (a few views of a few files)
 ABOUT = """<h3>Sonarium</h3>
 <p>A sound-library browser: find sounds by name, metadata and by how they sound.</p>
@@ -308,6 +311,7 @@ class MainWindow(QMainWindow):
         self.bridge.loudness_ready.connect(self._on_loudness)
         self.detail.waveform.detail_wanted.connect(self._want_view)
         self.bridge.view_ready.connect(self._on_view)
+        self.bridge.rendered.connect(self.model.set_rendered)
         self.browse.filter_chosen.connect(self.set_browse_filter)
         self.browse.subfolders_wanted.connect(self.bridge.request_subfolders)
         self.browse.recent_chosen.connect(self.show_recent)
@@ -531,8 +535,22 @@ class MainWindow(QMainWindow):
         self.detail.drag_clip.set_clip(None)
         self.detail.waveform.clear_selection()
         self.bridge.request_detail(self._current["id"])
+        self._prepare_drag(self._current)
         if self.detail.autoplay.isChecked():
             self.play_from_start()
+
+    def _prepare_drag(self, result: dict) -> None:
+        """When the transfer settings convert, render the current file in the background
+        so that dragging it from the results delivers the converted file."""
+        from engine.audio.transfer import Transfer
+        from engine.errors import TransferError
+
+        try:
+            converting = not Transfer.from_settings().as_source
+        except TransferError:
+            converting = False
+        if converting and (result.get("duration") or 0.0) <= PRERENDER_SECONDS:
+            self.bridge.render_for_drag(result["path"])
 
     def _on_detail(self, row: dict) -> None:
         if self._current is None or row["id"] != self._current["id"]:
@@ -999,6 +1017,7 @@ class MainWindow(QMainWindow):
                 app_settings.get(self.settings, "time_format")
             )
         )
+        dialog.accepted.connect(self.model.clear_rendered)
         dialog.open()
         return dialog
 

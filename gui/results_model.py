@@ -129,6 +129,7 @@ class ResultsModel(QAbstractTableModel):
         # file id -> rows; built on first need, since set_results must stay O(1) per row.
         self._rows_by_id: dict[int, list[int]] | None = None
         self._roots: list[str] = []  # library folders, longest first
+        self._rendered: dict[str, list[str]] = {}  # source -> its renders for dragging
 
     # -- content ---------------------------------------------------------------------
 
@@ -280,6 +281,17 @@ class ResultsModel(QAbstractTableModel):
             return _more_font()  # italic: shown because it sounds alike, not a match
         return None
 
+    def set_rendered(self, source: str, paths: list[str] | None) -> None:
+        """What dragging `source` delivers (its renders; None: the file itself)."""
+        if paths:
+            self._rendered[source] = list(paths)
+        else:
+            self._rendered.pop(source, None)
+
+    def clear_rendered(self) -> None:
+        """The transfer settings changed: files go out as they are until rendered again."""
+        self._rendered.clear()
+
     def set_roots(self, roots: list[str]) -> None:
         """The library folders: the Folder column shows paths inside them."""
         self._roots = sorted(roots, key=len, reverse=True)
@@ -358,7 +370,11 @@ class ResultsModel(QAbstractTableModel):
     def mimeData(self, indexes: Sequence[_Index]) -> QMimeData:
         """file:// URLs (and the paths as plain text) of the distinct rows, top first."""
         rows = sorted({i.row() for i in indexes if i.isValid() and i.row() < len(self._results)})
-        paths = [self._results[row]["path"] for row in rows]
+        # A file rendered with the transfer settings goes out as its render(s).
+        paths = [
+            p for row in rows
+            for p in self._rendered.get(self._results[row]["path"], [self._results[row]["path"]])
+        ]  # fmt: skip
         mime = QMimeData()
         mime.setUrls([file_url(p) for p in paths])
         mime.setText("\n".join(printable(p) for p in paths))

@@ -300,8 +300,13 @@ def test_transfer_settings_shape_the_dragged_region_and_export_sounds(
     assert window.settings.value("transfer_rate") == "48000"
 
     search(qtbot, window, "creak")
-    with qtbot.waitSignal(window.bridge.detail_ready, timeout=10000):
+    with qtbot.waitSignal(window.bridge.rendered, timeout=10000) as rendered:
         window.results.selectRow(0)
+    # Dragged from the results, the file goes out converted too.
+    (whole,) = rendered.args[1]
+    assert sf.info(whole).samplerate == 48000
+    mime = window.model.mimeData([window.model.index(0, 0)])
+    assert [u.toLocalFile() for u in mime.urls()] == [whole]
     with qtbot.waitSignal(window.bridge.clip_ready, timeout=10000) as clip:
         window.detail.waveform.region_selected.emit(0.25, 0.75)
     path = clip.args[0]["path"]

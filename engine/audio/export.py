@@ -91,6 +91,22 @@ def render_clip(
     return render(source, folder, t, start, end, name, replace_existing=True, fields=fields).paths
 
 
+def render_file(
+    source: str | Path, fields: Mapping[str, str | None] | None = None
+) -> list[Path] | None:
+    """The whole file as the transfer settings deliver it, in the clip folder, for a drag
+    from the results; None when they ask for the source as it is (drag the file)."""
+    from engine.audio.transfer import Transfer, output_name, render
+
+    t = Transfer.from_settings()
+    if t.as_source:
+        return None
+    folder = clip_dir()
+    cleanup(folder)
+    name = output_name(Path(source), None, None, t, tagged=True)
+    return render(source, folder, t, name=name, replace_existing=True, fields=fields).paths
+
+
 def cleanup(folder: Path, max_age: float = MAX_AGE_SECONDS) -> int:
     """Delete clips older than `max_age` seconds; returns how many were removed."""
     cutoff = time.time() - max_age

@@ -51,8 +51,8 @@ def test_the_meter_reads_what_pyloudnorm_reads_fed_in_any_blocks(rate, channels,
     for i in range(0, len(x), block if block > 1 else 997):
         meter.feed(x[i : i + (block if block > 1 else 997)])
     got = meter.result()
-    assert abs(got.integrated_lufs - reference) < 1e-6
-    assert abs(got.sample_peak_dbfs - 20 * math.log10(np.abs(x).max())) < 1e-9
+    assert abs(got.integrated_lufs - reference) < 0.005  # float32 filtering, float64 sums
+    assert abs(got.sample_peak_dbfs - 20 * math.log10(np.abs(x).max())) < 1e-5
     assert got.true_peak_dbtp >= got.sample_peak_dbfs - 1e-9
 
 

@@ -36,6 +36,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--fade-out", type=seconds, metavar="S")
     p.add_argument("--normalize", metavar="LEVEL", help="-1dBTP, -0.1dBFS, -23LUFS or off")
     p.add_argument("--handles", type=seconds, metavar="S", help="added around a region")
+    p.add_argument(
+        "--name", metavar="PATTERN",
+        help="file names: {name} {start} {end} {rate} {bits} {n}, e.g. '{name}_{rate}'",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_export)
 
@@ -95,16 +99,22 @@ def _region(args: argparse.Namespace) -> tuple[float | None, float | None]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from engine.audio.transfer import render
+    from engine.audio.transfer import pattern_name, render
 
     t = transfer_of(args)
     start, end = _region(args)
     out = Path(args.out)
     done: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
-    for name in args.files:
+    for n, name in enumerate(args.files, start=1):
         try:
-            r = render(name, out, t, start, end)
+            named = None
+            if args.name:
+                import soundfile as sf
+
+                rate = t.rate or int(sf.info(name).samplerate)
+                named = pattern_name(args.name, Path(name), start, end, t, rate, n)
+            r = render(name, out, t, start, end, named)
         except (OSError, ValueError, RuntimeError) as exc:  # soundfile raises RuntimeError
             failed.append({"file": name, "error": str(exc)})
             continue

@@ -508,14 +508,22 @@ class _QueryWorker(QObject):
         row = self._library.catalog.file_by_path(path)
         return None if row is None else file_values(self._library.catalog, row["id"])
 
-    def do_export_sounds(self, paths: list, folder: str) -> None:
-        from engine.audio.transfer import Transfer, render
+    def do_export_sounds(self, paths: list, folder: str, pattern: str = "") -> None:
+        import soundfile as sf
+
+        from engine.audio.transfer import Transfer, pattern_name, render
+        from engine.catalog.paths import os_path
 
         t = Transfer.from_settings()
         written, failed = 0, []
-        for path in paths:
+        for n, path in enumerate(paths, start=1):
             try:
-                written += len(render(path, Path(folder), t, fields=self._fields(path)).paths)
+                name = None
+                if pattern:
+                    rate = t.rate or int(sf.info(os_path(path)).samplerate)
+                    name = pattern_name(pattern, Path(path), None, None, t, rate, n)
+                rendered = render(path, Path(folder), t, name=name, fields=self._fields(path))
+                written += len(rendered.paths)
             except (OSError, ValueError, RuntimeError) as exc:
                 failed.append(f"{Path(path).name}: {exc}")
         text = f"Exported {written} files to {folder}"
@@ -875,9 +883,10 @@ class EngineBridge(QObject):
         """Integrated loudness and true peak of [start, end) of `source` (loudness_ready)."""
         self._ask("loudness", source, start, end)
 
-    def export_sounds(self, paths: list[str], folder: str) -> None:
-        """Render the files into `folder` with the transfer settings."""
-        self._ask("export_sounds", list(paths), folder)
+    def export_sounds(self, paths: list[str], folder: str, pattern: str = "") -> None:
+        """Render the files into `folder` with the transfer settings, named by `pattern`
+        (engine.audio.transfer.pattern_name; empty: the source's name)."""
+        self._ask("export_sounds", list(paths), folder, pattern)
 
     def export_metadata(self, path: str, file_ids: list[int]) -> None:
         """Write a CSV of the files' metadata (the whole library when none)."""

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QScrollBar,
+    QSizePolicy,
     QSlider,
     QTextBrowser,
     QVBoxLayout,
@@ -92,6 +93,9 @@ class DetailPane(QWidget):
         self.scroll.setRange(0, 0)
         self.title = QLabel("")
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # A long name or folder is cut at the pane's edge instead of widening the window.
+        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.title.setMinimumWidth(40)
         self.play_button = QPushButton("▶ Play")
         self.stop_button = QPushButton("■ Stop")
         self.loop = QCheckBox("Loop (L)")

@@ -179,6 +179,7 @@ class MainWindow(QMainWindow):
         self.examples.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
         self.examples.linkActivated.connect(self.search_field.setText)
         self.examples.setVisible(False)
+        self.examples.setWordWrap(True)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.results_stack)
         splitter.addWidget(self.detail)
@@ -588,8 +589,18 @@ class MainWindow(QMainWindow):
             self._show_message("Select the sounds to export first")
             return
         folder = QFileDialog.getExistingDirectory(self, "Export sounds into")
-        if folder:
-            self.bridge.export_sounds([self.model.result(r)["path"] for r in rows], folder)
+        if not folder:
+            return
+        pattern, ok = QInputDialog.getText(
+            self, "Export sounds",
+            "File names ({name} {rate} {bits} {n}; empty: as the source):",
+            text=app_settings.get(self.settings, "export_pattern"),
+        )  # fmt: skip
+        if not ok:
+            return
+        self.settings.setValue("export_pattern", pattern.strip())
+        paths = [self.model.result(r)["path"] for r in rows]
+        self.bridge.export_sounds(paths, folder, pattern.strip())
 
     def export_csv(self) -> None:
         path, _ = QFileDialog.getSaveFileName(
@@ -969,7 +980,7 @@ class MainWindow(QMainWindow):
             + library.minimumSizeHint().width()
             + metadata.minimumSizeHint().width()
         )
-        if width < needed and not self.tabifiedDockWidgets(library):
+        if width < needed and metadata not in self.tabifiedDockWidgets(library):
             self.removeDockWidget(metadata)
             self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, metadata)
             self.tabifyDockWidget(library, metadata)

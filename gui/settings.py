@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 from engine import config
 
 # App state kept beside the settings that is not a setting itself.
-STATE_DEFAULTS = {"history": "", "recent": ""}
+STATE_DEFAULTS = {"history": "", "recent": "", "export_pattern": "{name}"}
 # Keys earlier versions stored under another name.
 _LEGACY_KEYS = {"clap_model": "model"}
 # Settings the app passes on to the engine when the user picked a value.

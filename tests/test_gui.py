@@ -320,12 +320,16 @@ def test_transfer_settings_shape_the_dragged_region_and_export_sounds(
     out = tmp_path / "delivered"
     out.mkdir()
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args: str(out))
+    from PySide6.QtWidgets import QInputDialog
+
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("{name}_{rate}", True))
     with qtbot.waitSignal(
         window.bridge.message, timeout=10000, check_params_cb=lambda m: m.startswith("Exported")
     ) as done:
         window.export_sounds()
     assert done.args[0] == f"Exported 1 files to {out}"
-    assert sf.info(str(out / "door creak ü.wav")).samplerate == 48000
+    assert sf.info(str(out / "door creak ü_48000.wav")).samplerate == 48000
+    assert window.settings.value("export_pattern") == "{name}_{rate}"
 
 
 def test_favorite_key_and_settings_persist(qtbot, window, tmp_path):
@@ -747,3 +751,30 @@ def test_only_the_newest_waited_on_request_of_a_batch_is_run(qtbot, window, monk
         box.posted.emit()
     assert answered.args[0]["query"] == "gla"
     assert asked == ["gla"]
+
+
+@pytest.mark.parametrize(
+    ("size", "scale", "extra"),
+    [("1366x768", "1", ["--view", "spectrogram", "--theme", "light"]),
+     ("3840x2160", "2", ["--view", "both"]), ("1366x768", "1", ["--duplicates"])],
+)  # fmt: skip
+def test_screenshots_fit_a_laptop_and_a_4k_screen(tmp_path, library, sounds, size, scale, extra):
+    out = tmp_path / "shot.png"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "screenshot", str(out), "--query", "door",
+         "--library", str(library.dir), "--size", size, *extra],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen", "QT_SCALE_FACTOR": scale},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    image = QImage(str(out))
+    w, h = (int(v) for v in size.split("x"))
+    if "--duplicates" in extra:
+        assert image.width() <= w  # the dialog, not the window
+    else:
+        # The whole window fits the screen (device pixels: logical size times the scale).
+        assert (image.width(), image.height()) == (w * int(scale), h * int(scale))
+    colours = {
+        image.pixel(x, y) for x in range(0, image.width(), 23) for y in range(0, image.height(), 19)
+    }
+    assert len(colours) > (8 if "--duplicates" in extra else 20)  # drawn, not blank

@@ -329,3 +329,29 @@ def test_the_scan_stores_loudness_and_measures_rows_scanned_before_it(tmp_path, 
     assert levels() == first
     assert dict(library.catalog.conn.execute("SELECT name, scanned_at FROM files")) == scanned
     assert library.scan(workers=1).measured == 0
+
+
+def test_export_names_follow_a_pattern(tmp_path):
+    from engine.audio.transfer import pattern_name
+
+    t = Transfer(rate=48000, bits="24")
+    src = tmp_path / "Door Slam.wav"
+    assert pattern_name("{name}_{rate}_{bits}", src, None, None, t, 48000, 3) == (
+        "Door Slam_48000_24.wav"
+    )
+    assert pattern_name("SFX_{n}", src, 1.0, 2.5, Transfer(format="flac"), 44100, 7) == (
+        "SFX_7.flac"
+    )
+    assert pattern_name("{name} {start}-{end}", src, 1.0, 2.5, t, 48000, 1) == (
+        "Door Slam 1.000-2.500.wav"
+    )
+    for bad in ("{nope}", "{name}/{n}", "   ", "{"):
+        with pytest.raises(TransferError):
+            pattern_name(bad, src, None, None, t, 48000, 1)
+    out = tmp_path / "named"
+    made = _cli("export", str(write(src, tone(0.5), 44100)), "--out", str(out),
+                "--rate", "48000", "--name", "SFX_{n}_{rate}")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert (out / "SFX_1_48000.wav").exists()
+    refused = _cli("export", str(src), "--out", str(out), "--name", "{bad}")
+    assert refused.returncode == 1 and "name pattern" in refused.stderr

@@ -217,6 +217,36 @@ def output_name(
     return f"{stem}.{t.format if t.format != 'aiff' else 'aif'}"
 
 
+PATTERN_FIELDS = ("name", "start", "end", "rate", "bits", "n")
+
+
+def pattern_name(
+    pattern: str, source: Path, start: float | None, end: float | None, t: Transfer,
+    rate: int, n: int,
+) -> str:  # fmt: skip
+    """An Export name from a pattern: {name} (the source's name without its suffix),
+    {start} and {end} (seconds of a region, empty without one), {rate} (Hz), {bits} and
+    {n} (1, 2, ... in the order exported), e.g. "{name}_{rate}" or "SFX_{n}_{name}"; the
+    format's suffix is added. TransferError for unknown fields or a name that is empty
+    or holds a path separator."""
+    values = {
+        "name": source.stem,
+        "start": "" if start is None else f"{start:.3f}",
+        "end": "" if end is None else f"{end:.3f}",
+        "rate": str(rate), "bits": t.bits or "", "n": str(n),
+    }  # fmt: skip
+    try:
+        text = pattern.format(**values)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise TransferError(
+            f"name pattern {pattern!r}: use {', '.join('{' + f + '}' for f in PATTERN_FIELDS)}"
+        ) from exc
+    text = re.sub(r"[\x00-\x1f]+", "_", text).strip()
+    if not text or "/" in text or "\\" in text or text in (".", ".."):
+        raise TransferError(f"name pattern {pattern!r} gives no usable file name ({text!r})")
+    return f"{text}.{t.format if t.format != 'aiff' else 'aif'}"
+
+
 def render(
     source: str | Path,
     folder: Path,

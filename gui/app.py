@@ -90,10 +90,14 @@ def screenshot(
         QTimer.singleShot(600, save)
 
     def on_view(answer: dict) -> None:
-        if "spectrogram" in answer:
+        current = window.current_result()
+        if "spectrogram" in answer and current and answer["path"] == current["path"]:
             later()
 
-    def on_detail(_row: dict) -> None:
+    def on_detail(row: dict) -> None:
+        current = window.current_result()
+        if current is None or row["id"] != current["id"]:
+            return  # the detail of a row selected before
         bridge.detail_ready.disconnect(on_detail)
         if view != "waveform":
             bridge.view_ready.connect(on_view)

@@ -91,25 +91,10 @@ def plant(library, folder: Path, count: int, seed: int) -> dict[str, tuple[int, 
 
 
 def groups_at(exact: list[list[int]], near: list[tuple[int, int, float]], t: float) -> list[set]:
-    parent: dict[int, int] = {}
+    """The product's grouping (duplicates.linked) of the near pairs at or above `t`."""
+    import engine.curate.duplicates as dup
 
-    def root(x: int) -> int:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for ids in exact:
-        for i in ids:
-            parent[root(i)] = root(ids[0])
-    for a, b, s in near:
-        if s >= t:
-            parent[root(a)] = root(b)
-    members: dict[int, set] = {}
-    for i in parent:
-        members.setdefault(root(i), set()).add(i)
-    return [g for g in members.values() if len(g) > 1]
+    return [set(g) for g in dup.linked(exact, [p for p in near if p[2] >= t])]
 
 
 def score(groups: list[set], family: dict[int, int], kinds: dict[int, str]) -> dict:

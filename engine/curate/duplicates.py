@@ -23,8 +23,8 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -77,12 +77,6 @@ class Progress:
     stage: str  # "hashing" or "comparing"
     done: int
     total: int
-
-
-@dataclass
-class _Found:
-    exact: list[list[int]] = field(default_factory=list)
-    near: list[tuple[int, int, float]] = field(default_factory=list)
 
 
 def content_hash(path: str) -> str:
@@ -326,6 +320,29 @@ def _rank(row: dict[str, Any]) -> tuple:
     )
 
 
+def linked(exact: list[list[int]], pairs: Iterable[tuple[int, int, float]]) -> list[list[int]]:
+    """The groups (of two or more ids) that exact groups and near pairs join into
+    (union-find: a near pair joins the whole groups its two files are in)."""
+    parent: dict[int, int] = {}
+
+    def root(x: int) -> int:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for ids in exact:
+        for i in ids:
+            parent[root(i)] = root(ids[0])
+    for a, b, _ in pairs:
+        parent[root(a)] = root(b)
+    members: dict[int, list[int]] = {}
+    for i in parent:
+        members.setdefault(root(i), []).append(i)
+    return [ids for ids in members.values() if len(ids) > 1]
+
+
 def find_duplicates(
     catalog: Catalog,
     index: Any = None,
@@ -336,40 +353,21 @@ def find_duplicates(
 ) -> list[Group]:
     """Exact duplicate groups, and with `near` (needs the find-similar `index`, a
     SimilarIndex) near-duplicate groups too; largest groups first."""
-    found = _Found()
-    found.exact = [ids for ids in _hashes(catalog, progress, cancel).values() if len(ids) > 1]
-    if near and index is not None:
-        found.near = _near_pairs(catalog, index, space, progress, cancel)
-    # Union-find: exact groups first, then near pairs join whole groups.
-    parent: dict[int, int] = {}
-
-    def root(x: int) -> int:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    exact_of: dict[int, int] = {}
-    for ids in found.exact:
-        for i in ids:
-            exact_of[i] = ids[0]
-            parent[root(i)] = root(ids[0])
-    similarity: dict[tuple[int, int], float] = {}
-    for a, b, near_score in found.near:
-        similarity[(a, b)] = near_score
-        parent[root(a)] = root(b)
-    members: dict[int, list[int]] = {}
-    for i in parent:
-        members.setdefault(root(i), []).append(i)
-    rows = _rows(catalog, list(parent))
+    exact = [ids for ids in _hashes(catalog, progress, cancel).values() if len(ids) > 1]
+    near_pairs = (
+        _near_pairs(catalog, index, space, progress, cancel) if near and index is not None else []
+    )
+    exact_of = {i: ids[0] for ids in exact for i in ids}
+    similarity = {(a, b): score for a, b, score in near_pairs}
+    members = linked(exact, near_pairs)
+    rows = _rows(catalog, [i for ids in members for i in ids])
     groups: list[Group] = []
-    for ids in members.values():
+    for ids in members:
         present = [rows[i] for i in ids if i in rows]
         if len(present) < 2:
             continue
         best = max(present, key=_rank)
-        exact = all(exact_of.get(int(r["id"])) == exact_of.get(int(best["id"])) is not None
+        all_exact = all(exact_of.get(int(r["id"])) == exact_of.get(int(best["id"])) is not None
                     for r in present)  # fmt: skip
         keep_id = int(best["id"])
         twins = {i for i in ids if i == keep_id or (
@@ -381,7 +379,7 @@ def find_duplicates(
             files.append({k: r[k] for k in r if k != "fingerprint"}
                          | {"similarity": None if score is None else round(score, 4),
                             "exact": i in twins})  # fmt: skip
-        groups.append(Group("exact" if exact else "near", files, keep_id))
+        groups.append(Group("exact" if all_exact else "near", files, keep_id))
     groups.sort(key=lambda g: (-len(g.files), g.kind != "exact", g.files[0]["path"]))
     return groups
 

@@ -1,14 +1,26 @@
-"""Fitting the hybrid search's fusion on judged queries: weighted reciprocal-rank fusion
-of the content and keyword rankings, over a grid of content weight and RRF k.
+"""Fitting the hybrid search's fusion and its relevance on judged queries.
 
     python bench/fit_fusion.py QUERIES.json --library DIR [--check OTHER_QUERIES.json
-        --check-library OTHER_DIR]
+        --check-library OTHER_DIR] [--hide 0.5] [--seed 1]
 
 Fit on the training corpus's queries (`bench/train_queries.json`, written for the
-training corpus, never the dev corpus) and report the chosen setting on the dev queries
-with --check: the dev numbers judge, they never choose. Each query's two rankings are
-computed once (the product's own code) and fused in memory for every setting. Prints one
-JSON object.
+training corpus, never the dev corpus) and report the fitted constants on the dev queries
+with --check: the dev numbers judge, they never choose. Each query's two legs are
+computed once with the product's own code (engine.search.hybrid: content_hits,
+keyword_ranking, fusion_features), on the library as it is and on a copy with a seeded
+share of its names hidden (the adapter learned again without them, as `eval
+--hide-names` does), so the fusion learns what a keyword match is worth when some
+names say nothing. Then:
+
+- the fusion: logistic regression (L2 1.0, Newton's method) of "relevant" over the
+  features of every file either leg brought;
+- the content-only relevance (no keyword leg: content-only mode, or no word of the
+  query matches a name): logistic regression over the content score in spreads, for the
+  hidden files among the content leg's first 100.
+
+Both are printed as constants for engine/search/hybrid.py, with mAP@10 of the fitted
+fusion against the shipped one and against reciprocal-rank fusion (w=1, k=60) on the same
+legs, and the share of results relevant per predicted band. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -16,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,117 +36,166 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.eval.metrics import evaluate_text, load_queries, relative_ids  # noqa: E402
+from engine.adapt.adapter import AdaptOptions  # noqa: E402
+from engine.adapt.base import compose_text_space  # noqa: E402
+from engine.adapt.training import train_adapter  # noqa: E402
+from engine.eval.hidden import choose_hidden, copy_catalog, hide_metadata  # noqa: E402
+from engine.eval.metrics import average_precision_at, load_queries, relative_ids  # noqa: E402
 from engine.library import Library  # noqa: E402
-from engine.search.hybrid import CONTENT_CANDIDATES, content_hits, content_text, fuse  # noqa: E402
-from engine.search.keyword import keyword_search  # noqa: E402
+from engine.search import hybrid  # noqa: E402
+from engine.search.keyword import keyword_ranking  # noqa: E402
 from engine.search.query import parse_query  # noqa: E402
+from engine.search.similar import SimilarIndex  # noqa: E402
 
-WEIGHTS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
-KS = (5, 10, 20, 30, 60, 100)
-
-
-def rankings(library: Library, queries: list[dict]) -> dict[str, tuple[list[int], list[int]]]:
-    space = library.text_space()
-    if space is None:
-        raise SystemExit("the library has no text search over sound yet: run sonarium scan")
-    index = library._similar_index()
-    out = {}
-    for q in queries:
-        parsed = parse_query(q["query"])
-        content, _ = content_hits(
-            library.catalog, index, space, parsed, content_text(parsed), CONTENT_CANDIDATES
-        )
-        keyword = keyword_search(library.catalog, parsed, limit=CONTENT_CANDIDATES)
-        out[q["query"]] = ([fid for fid, _ in content], [h.id for h in keyword])
-    return out
+L2 = 1.0
+BANDS = ((0.0, 0.1), (0.1, 0.3), (0.3, 0.6), (0.6, 1.01))
 
 
-def score(queries, ids, ranked, weight: float, k: int) -> float:
-    def rank(query: str) -> list[int]:
-        content, keyword = ranked[query]
-        fused = fuse(content, keyword, weight, 1.0, k)
-        return [fid for fid, _ in sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:10]]
-
-    return evaluate_text(queries, ids, rank)["overall"]["AP@10"]
-
-
-def grid(library_dir: str, queries_path: str) -> tuple[dict[str, float], Any]:
-    queries = load_queries(queries_path)
-    with Library(library_dir) as library:
-        ids = relative_ids(library.catalog)
-        ranked = rankings(library, queries)
-        table = {f"w={w},k={k}": score(queries, ids, ranked, w, k) for w in WEIGHTS for k in KS}
-    return table, (queries, ids, ranked)
-
-
-def calibration(
-    data: Any, weight: float, k: int, top: int = 100, given: tuple[float, float] | None = None
-) -> dict[str, Any]:
-    """Platt scaling: P(relevant) = sigmoid(a * s + b) for s, the fused score as a share
-    of the best possible, over each query's first ``top`` results. Newton's method on
-    the log-likelihood (two parameters, a few thousand points)."""
-    queries, ids, ranked = data
-    best = (weight + 1.0) / (k + 1)
-    xs, ys = [], []
+def legs(catalog, index, space, queries, ids, hidden=frozenset()) -> list[dict[str, Any]]:
+    """Each judged query's legs, as the product computes them."""
+    out = []
     for q in queries:
         relevant = {ids[p] for p in q["relevant"] if p in ids}
         if not relevant:
             continue
-        fused = fuse(*ranked[q["query"]], weight, 1.0, k)
-        for fid, s in sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:top]:
-            xs.append(s / best)
-            ys.append(1.0 if fid in relevant else 0.0)
-    x, y = np.array(xs), np.array(ys)
-    a, b = given or (1.0, 0.0)
-    for _ in range(0 if given else 50):
-        p = 1 / (1 + np.exp(-(a * x + b)))
-        g = np.array([np.sum((p - y) * x), np.sum(p - y)])
-        w = p * (1 - p)
-        h = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]]) + 1e-9
-        a, b = np.array([a, b]) - np.linalg.solve(h, g)
-    p = 1 / (1 + np.exp(-(a * x + b)))
-    bins = [(lo, hi) for lo, hi in ((0, 0.1), (0.1, 0.3), (0.3, 0.6), (0.6, 1.01))]
-    reliability = {
-        f"{lo:.1f}-{min(hi, 1):.1f}": [round(float(y[(p >= lo) & (p < hi)].mean()), 3)
-                                        if ((p >= lo) & (p < hi)).any() else None,
-                                        int(((p >= lo) & (p < hi)).sum())]
-        for lo, hi in bins
-    }  # fmt: skip
-    return {"a": round(float(a), 3), "b": round(float(b), 3), "points": len(x),
-            "observed share relevant per predicted band [share, n]": reliability}  # fmt: skip
+        parsed = parse_query(q["query"])
+        content, _ = hybrid.content_hits(
+            catalog, index, space, parsed, hybrid.content_text(parsed), hybrid.CONTENT_CANDIDATES
+        )
+        keyword = keyword_ranking(catalog, parsed, hybrid.CONTENT_CANDIDATES)
+        out.append({"content": content, "keyword": keyword, "groups": len(parsed.groups),
+                    "relevant": relevant, "hidden": hidden})  # fmt: skip
+    return out
+
+
+def collect(library_dir: str, queries_path: str, hide: float, seed: int) -> dict[str, list]:
+    """{"shown": legs with every name, "hidden": legs with `hide` of them hidden}."""
+    queries = load_queries(queries_path)
+    with Library(library_dir) as library:
+        ids = relative_ids(library.catalog)
+        space = library.text_space()
+        if space is None:
+            raise SystemExit("the library has no text search over sound yet: run sonarium scan")
+        found = {"shown": legs(library.catalog, library._similar_index(), space, queries, ids)}
+        hidden = choose_hidden(ids, hide, seed)
+        with tempfile.TemporaryDirectory(prefix="sonarium-fit-") as tmp:
+            catalog = copy_catalog(library.catalog, Path(tmp))
+            try:
+                hide_metadata(catalog, hidden)
+                index = SimilarIndex(catalog, Path(tmp))
+                ucs = library.ucs_table()
+                adapter = train_adapter(catalog, space.name, AdaptOptions(), ucs=ucs, hidden=hidden)
+                hidden_space = compose_text_space(
+                    catalog, index, adapter, library.base_knowledge(), ucs
+                )
+                found["hidden"] = legs(catalog, index, hidden_space, queries, ids, hidden)
+            finally:
+                catalog.close()
+    return found
+
+
+def logistic(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Weights (bias first) of an L2-regularised logistic regression."""
+    x = np.hstack([np.ones((len(x), 1)), x])
+    w = np.zeros(x.shape[1])
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-x @ w))
+        g = x.T @ (p - y) + L2 * w
+        h = (x * (p * (1 - p))[:, None]).T @ x + L2 * np.eye(len(w))
+        w -= np.linalg.solve(h, g)
+    return w
+
+
+def fusion_points(sets: list[list[dict]]) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = [], []
+    for found in sets:
+        # A query whose words match no name gets the content-only relevance instead.
+        for q in (q for q in found if q["keyword"]):
+            ids, x = hybrid.fusion_features(q["content"], q["keyword"], q["groups"])
+            xs.append(x)
+            ys.append(np.isin(ids, list(q["relevant"])).astype(float))
+    return np.vstack(xs), np.concatenate(ys)
+
+
+def content_points(found: list[dict], top: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """Content score in spreads of the hidden files among each query's content leg."""
+    xs, ys = [], []
+    for q in found:
+        hits, (mean, spread) = q["content"]
+        kept = [(fid, s) for fid, s in hits if fid in q["hidden"]][:top]
+        xs += [(s - mean) / spread for _, s in kept]
+        ys += [fid in q["relevant"] for fid, _ in kept]
+    return np.array(xs).reshape(-1, 1), np.array(ys, dtype=float)
+
+
+def rrf(q: dict, k: int = 60) -> list[int]:
+    fused: dict[int, float] = {}
+    for rank, (fid, _) in enumerate(q["content"][0], start=1):
+        fused[fid] = fused.get(fid, 0.0) + 1 / (k + rank)
+    for rank, (fid, _, _) in enumerate(q["keyword"], start=1):
+        fused[fid] = fused.get(fid, 0.0) + 1 / (k + rank)
+    return [fid for fid, _ in sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def measure(found: list[dict], w: np.ndarray, c: np.ndarray) -> dict[str, Any]:
+    """mAP@10 of the fusion with weights `w` (bias first; `c`: the content-only
+    relevance's), of the shipped one and of
+    RRF, and the share relevant per predicted band over each query's first 100."""
+    aps: dict[str, list[float]] = {"fitted": [], "shipped": [], "rrf w=1 k=60": []}
+    predicted, observed = [], []
+    for q in found:
+        args = (q["content"], q["keyword"], q["groups"])
+        ranked = hybrid.fuse(*args, weights=w[1:], bias=float(w[0]), content_only=c)
+        aps["fitted"].append(average_precision_at([f for f, _ in ranked], q["relevant"]))
+        shipped = [f for f, _ in hybrid.fuse(*args)]
+        aps["shipped"].append(average_precision_at(shipped, q["relevant"]))
+        aps["rrf w=1 k=60"].append(average_precision_at(rrf(q), q["relevant"]))
+        predicted += [p for _, p in ranked[:100]]
+        observed += [f in q["relevant"] for f, _ in ranked[:100]]
+    return {**{k: round(float(np.mean(v)), 4) for k, v in aps.items()},
+            "share relevant per predicted band [share, n]": bands(predicted, observed)}  # fmt: skip
+
+
+def bands(predicted: list[float], observed: list[bool]) -> dict[str, list]:
+    p, y = np.array(predicted), np.array(observed, dtype=float)
+    out = {}
+    for lo, hi in BANDS:
+        inside = (p >= lo) & (p < hi)
+        out[f"{lo:.1f}-{min(hi, 1):.1f}"] = [
+            round(float(y[inside].mean()), 3) if inside.any() else None,
+            int(inside.sum()),
+        ]
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("queries")
     parser.add_argument("--library", required=True)
-    parser.add_argument("--check", help="queries to report the fitted setting on")
+    parser.add_argument("--check", help="queries to report the fitted constants on")
     parser.add_argument("--check-library")
+    parser.add_argument("--hide", type=float, default=0.5, help="share of names hidden")
+    parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    table, data = grid(args.library, args.queries)
-    best = max(table, key=lambda key: (round(table[key], 4), key == "w=1.0,k=60"))
-    w, k = (float(part.split("=")[1]) for part in best.split(","))
-    result = {
+    fit = collect(args.library, args.queries, args.hide, args.seed)
+    w = logistic(*fusion_points([fit["shown"], fit["hidden"]]))
+    c = logistic(*content_points(fit["hidden"]))
+    result: dict[str, Any] = {
         "fit_on": args.queries,
-        "default (w=1.0,k=60)": round(table["w=1.0,k=60"], 4),
-        "best": best,
-        "best_mAP@10": round(table[best], 4),
-        "grid": {key: round(v, 4) for key, v in table.items()},
-        "calibration (fit)": calibration(data, w, int(k)),
-    }
+        "constants": {"FUSION_BIAS": round(float(w[0]), 3),
+                      **{f"FUSION_{n.split('_')[0].upper()}": round(float(v), 3)
+                         for n, v in zip(hybrid.FEATURES, w[1:], strict=True)},
+                      "CONTENT_ONLY_BIAS": round(float(c[0]), 3),
+                      "CONTENT_ONLY_Z": round(float(c[1]), 3)},
+        "fit": {name: measure(found, w, c) for name, found in fit.items()},
+    }  # fmt: skip
     if args.check:
-        check, check_data = grid(args.check_library or args.library, args.check)
+        check = collect(args.check_library or args.library, args.check, args.hide, args.seed)
         result["check_on"] = args.check
-        result["check default (w=1.0,k=60)"] = round(check["w=1.0,k=60"], 4)
-        result["check best-from-fit"] = round(check[best], 4)
-        result["check grid (for the record, never for choosing)"] = {
-            key: round(v, 4) for key, v in check.items()
-        }
-        fitted = result["calibration (fit)"]
-        result["calibration from the fit, on the check queries"] = calibration(
-            check_data, w, int(k), given=(fitted["a"], fitted["b"])
-        )
+        result["check (never for choosing)"] = {name: measure(f, w, c) for name, f in check.items()}
+        x, y = content_points(check["hidden"])
+        p = 1 / (1 + np.exp(-(c[0] + c[1] * x[:, 0])))
+        result["check content-only relevance per band"] = bands(p.tolist(), y.astype(bool).tolist())
     print(json.dumps(result, indent=2))
 
 

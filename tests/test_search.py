@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import sqlite3
 
@@ -247,3 +248,32 @@ def test_a_helpers_malformed_expression_reaches_the_caller(library, sounds, monk
     monkeypatch.setattr(keyword, "_HELPERS", 1)
     with pytest.raises(QueryError):
         library.search("wood door creak", mode="keyword")
+
+
+def test_fusion_ranks_by_words_matched_bm25_and_content_as_a_chance():
+    """The fusion is a chance per file: more of the query's words, a better BM25 or a
+    content score further above the candidates' mean each raise it; a file only one leg
+    brought still counts; without keyword hits the content-only calibration answers."""
+    from engine.search import hybrid
+
+    content = ([(1, 0.9), (2, 0.5), (4, 0.5), (3, 0.1)], (0.5, 0.2))  # z = 2, 0, 0, -2
+    keyword = [(4, 8.0, 2), (2, 8.0, 1), (5, 2.0, 1)]  # (id, BM25, words matched of 2)
+    ranked = hybrid.fuse(content, keyword, 2)
+    chance = dict(ranked)
+    assert sorted(chance) == [1, 2, 3, 4, 5]
+    assert [p for _, p in ranked] == sorted(chance.values(), reverse=True)
+    assert all(0.0 < p < 1.0 for p in chance.values())
+    assert chance[4] > chance[2]  # both words beat one, at the same BM25...
+    assert chance[2] > chance[5]  # ...a better BM25 beats a worse one
+    assert chance[1] > chance[3]  # content: two spreads above beats two below
+    ids, x = hybrid.fusion_features(content, keyword, 2)
+    row = dict(zip(ids.tolist(), x.tolist(), strict=True))
+    assert row[5] == [hybrid.CONTENT_MISSING_Z, 0.5, 0.25]  # not among content's hits
+    assert row[2] == [0.0, 0.5, 1.0] and row[4] == [0.0, 1.0, 1.0] and row[1] == [2.0, 0, 0]
+    # No keyword hits: the content-only calibration, in content order.
+    alone = hybrid.fuse(content, [], 2)
+    assert [fid for fid, _ in alone] == [1, 2, 4, 3]
+    expected = 1 / (1 + math.exp(-(hybrid.CONTENT_ONLY_BIAS + 2 * hybrid.CONTENT_ONLY_Z)))
+    assert alone[0][1] == pytest.approx(expected)
+    # Ties break by id, so the same legs always give the same page.
+    assert hybrid.fuse(([(7, 1.0), (6, 1.0)], (1.0, 1.0)), [], 1)[0][0] == 6

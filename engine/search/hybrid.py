@@ -4,15 +4,16 @@ Runs on the thread that owns the Library's catalog; the keyword leg of a text qu
 beside it on a reader connection, on a thread of its own. Filters (`dur:`, `sr:`, `fav`...)
 and exclusions are applied to both lists before fusing, and the content list is widened
 until it holds enough filtered matches, so a filtered page is never empty while
-matches exist. Fusion is weighted reciprocal-rank fusion: it needs no calibration
-between BM25 and cosine scores, which differ per model and library; its weights and k, and
-the calibration of the relevance shown, were fitted on the training corpus's judged
-queries (bench/fit_fusion.py) and are reported on the dev queries by `eval`.
+matches exist. Fusion is a logistic model of the chance that a file is what the words ask
+for, over what each leg knows of it: how far its content score stands above the query's
+nearest candidates (in spreads, so cosines of any model and library compare), the share
+of the query's words it matches, and its BM25 against the best keyword match's. Its
+constants were fitted on the training corpus's judged queries (bench/fit_fusion.py) and
+are reported on the dev queries by `eval`; its output is the relevance shown.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, Protocol
@@ -25,16 +26,24 @@ from engine.search.keyword import SearchResult, keyword_ranking, keyword_search
 from engine.search.query import ParsedQuery, parse_query
 from engine.search.similar import SimilarIndex, best_moments, to_results
 
-RRF_K = 100
-# How much each list's rank counts in the fusion. Fitted on the training corpus's judged
-# queries (bench/fit_fusion.py; never on the dev queries, which only measure): see
-# docs/measurements.md, fusion.
-CONTENT_WEIGHT = 0.25
-KEYWORD_WEIGHT = 1.0
-# Relevance shown for a result: sigmoid(A * share + B), share = its fused score over the
-# best possible. Fitted with the weights above (docs/measurements.md, fusion).
-RELEVANCE_A = 7.94
-RELEVANCE_B = -6.602
+# The fusion's constants: logit = BIAS + CONTENT * z + COVERAGE * share of words matched
+# + BM25 * (BM25 / the best keyword hit's). Fitted by logistic regression on the training
+# corpus's judged queries, names shown and half of them hidden (bench/fit_fusion.py; never
+# on the dev queries, which only measure): see docs/measurements.md, fusion.
+FUSION_BIAS = -4.778
+FUSION_CONTENT = 0.455
+FUSION_COVERAGE = 0.461
+FUSION_BM25 = 4.462
+# Relevance when the keyword leg brings nothing (content-only search, or no word of the
+# query in any name): logit = BIAS + Z * z. Fitted on the content leg's hidden files with
+# half the training corpus's names hidden (bench/fit_fusion.py): absent names say nothing
+# there, where on a named library a file missing every word is less likely what was
+# asked for, which the fusion's constants have learned.
+CONTENT_ONLY_BIAS = -4.447
+CONTENT_ONLY_Z = 1.069
+# A file the content leg did not bring counts as this many spreads below the mean of the
+# candidates it did bring (about the last of CONTENT_CANDIDATES, and below it).
+CONTENT_MISSING_Z = -2.5
 # Results at least this likely to be relevant are "matches"; the rest are shown after
 # them as more that sound alike, and not counted.
 MATCH_THRESHOLD = 0.2
@@ -68,6 +77,13 @@ def _allowed(catalog: Catalog, parsed: ParsedQuery, ids: list[int]) -> set[int]:
     return {row[0] for row in catalog.conn.execute(sql, args)}
 
 
+# The content leg: (file id, score) best first, and the mean and spread of the scores of
+# the query's nearest CONTENT_CANDIDATES (before filters), which the fusion measures in.
+ContentLeg = tuple[list[tuple[int, float]], tuple[float, float]]
+# The keyword leg: (file id, BM25 score, word groups matched) best first.
+KeywordLeg = list[tuple[int, float, int]]
+
+
 def content_hits(
     catalog: Catalog,
     index: SimilarIndex,
@@ -75,8 +91,9 @@ def content_hits(
     parsed: ParsedQuery,
     text: str,
     needed: int,
-) -> tuple[list[tuple[int, float]], np.ndarray]:
-    """(file id, score) best first, filtered, at least `needed` long when possible."""
+) -> tuple[ContentLeg, np.ndarray]:
+    """The content leg, filtered, at least `needed` long when possible, and the query's
+    vector."""
     vector = space.embed_text([text])[0]
     total = VectorStore(catalog).embedded_count(index.space_id(space.name))
     # Candidates for a page: the index's nearest CONTENT_CANDIDATES (what eval measures)
@@ -86,15 +103,21 @@ def content_hits(
     standardized = getattr(space, "query_is_standardized", False)
     # A space with its own ranking (engine.adapt.adapter) scores candidates itself.
     rank = getattr(space, "rank", None)
+    stats: tuple[float, float] | None = None
     while True:
         if rank is not None:
             hits = rank(text, k)
         else:
             hits = index.query(space.name, vector, k, standardized=standardized)
+        if stats is None:
+            nearest = np.array([score for _, score in hits[:CONTENT_CANDIDATES]], np.float64)
+            stats = (
+                (float(nearest.mean()), float(nearest.std()) or 1.0) if len(nearest) else (0.0, 1.0)
+            )
         allowed = _allowed(catalog, parsed, [fid for fid, _ in hits])
         kept = [(fid, score) for fid, score in hits if fid in allowed]
         if len(kept) >= needed or k >= total:
-            return kept, vector
+            return (kept, stats), vector
         k *= 2
 
 
@@ -120,39 +143,71 @@ def _both_legs(
     parsed: ParsedQuery,
     text: str,
     limit: int,
-) -> tuple[list[tuple[int, float]], np.ndarray, list[int]]:
-    """content_hits and the keyword ranking's ids (CONTENT_CANDIDATES or `limit` of
-    them), side by side when the catalog lends a reader; in turn when it does not."""
+) -> tuple[ContentLeg, np.ndarray, KeywordLeg]:
+    """content_hits and the keyword ranking (CONTENT_CANDIDATES or `limit` long), side by
+    side when the catalog lends a reader; in turn when it does not."""
     need = max(limit, CONTENT_CANDIDATES)
     with catalog.readers(1) as readers:
         if not readers:
             content, vector = content_hits(catalog, index, space, parsed, text, limit)
-            return content, vector, [fid for fid, _ in keyword_ranking(catalog, parsed, need)]
+            return content, vector, keyword_ranking(catalog, parsed, need)
         leg = _keyword_thread().submit(keyword_ranking, catalog, parsed, need, readers[0])
         try:
             content, vector = content_hits(catalog, index, space, parsed, text, limit)
         finally:
             # The reader goes back to the catalog only once the leg is done with it.
             wait([leg])
-        return content, vector, [fid for fid, _ in leg.result()]
+        return content, vector, leg.result()
+
+
+# The fusion's features, in the order of FUSION_WEIGHTS.
+FEATURES = ("content_z", "coverage", "bm25")
+FUSION_WEIGHTS = np.array([FUSION_CONTENT, FUSION_COVERAGE, FUSION_BM25])
+
+
+def fusion_features(
+    content: ContentLeg, keyword: KeywordLeg, groups: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(file ids, features (n, len(FEATURES))) of every file either leg brought, in id
+    order: the content score in spreads above the candidates' mean, the share of the
+    query's `groups` word groups matched, BM25 over the best keyword hit's. What the
+    fusion's constants were fitted on (bench/fit_fusion.py)."""
+    hits, (mean, spread) = content
+    ids = sorted({fid for fid, _ in hits} | {fid for fid, _, _ in keyword})
+    row = {fid: i for i, fid in enumerate(ids)}
+    x = np.zeros((len(ids), len(FEATURES)))
+    x[:, 0] = CONTENT_MISSING_Z
+    for fid, score in hits:
+        x[row[fid], 0] = (score - mean) / spread
+    best = max((score for _, score, _ in keyword), default=0.0)
+    for fid, score, matched in keyword:
+        x[row[fid], 1] = matched / max(groups, 1)
+        x[row[fid], 2] = score / best if best > 0 else 0.0
+    return np.array(ids, dtype=np.int64), x
 
 
 def fuse(
-    content: list[int],
-    keyword: list[int],
-    content_weight: float | None = None,
-    keyword_weight: float | None = None,
-    k: int = RRF_K,
-) -> dict[int, float]:
-    """Weighted reciprocal-rank fusion of two rankings (file ids, best first)."""
-    wc = CONTENT_WEIGHT if content_weight is None else content_weight
-    wk = KEYWORD_WEIGHT if keyword_weight is None else keyword_weight
-    fused: dict[int, float] = {}
-    for rank, fid in enumerate(content, start=1):
-        fused[fid] = fused.get(fid, 0.0) + wc / (k + rank)
-    for rank, fid in enumerate(keyword, start=1):
-        fused[fid] = fused.get(fid, 0.0) + wk / (k + rank)
-    return fused
+    content: ContentLeg,
+    keyword: KeywordLeg,
+    groups: int,
+    weights: np.ndarray | None = None,
+    bias: float | None = None,
+    content_only: np.ndarray | None = None,
+) -> list[tuple[int, float]]:
+    """(file id, chance that it is what was asked for) of every file either leg
+    brought, best first (ties by id). Without keyword hits, the content-only relevance.
+    `weights`, `bias` and `content_only` (bias, z) replace the shipped constants (for
+    fitting them)."""
+    ids, x = fusion_features(content, keyword, groups)
+    if keyword:
+        w = FUSION_WEIGHTS if weights is None else weights
+        logits = x @ w + (FUSION_BIAS if bias is None else bias)
+    else:
+        c0, c1 = (CONTENT_ONLY_BIAS, CONTENT_ONLY_Z) if content_only is None else content_only
+        logits = c0 + c1 * x[:, 0]
+    order = np.lexsort((ids, -logits))
+    chance = 1.0 / (1.0 + np.exp(-logits[order]))
+    return list(zip(ids[order].tolist(), chance.tolist(), strict=True))
 
 
 def hybrid_search(
@@ -170,19 +225,12 @@ def hybrid_search(
         # Only filters: nothing for the text encoder to match.
         return [] if content_only else keyword_search(catalog, parsed, limit=limit)
     if content_only or not parsed.match:
+        # Content only, or no words to match by name (nothing for the keyword leg).
         content, vector = content_hits(catalog, index, space, parsed, text, limit)
-        keyword = (
-            []
-            if content_only
-            else [h.id for h in keyword_search(catalog, parsed, max(limit, CONTENT_CANDIDATES))]
-        )
+        keyword: KeywordLeg = []
     else:
         content, vector, keyword = _both_legs(catalog, index, space, parsed, text, limit)
-    fused = fuse([fid for fid, _ in content], keyword)
-    # The fused score as a share of the best possible (first in both lists; content-only:
-    # first in one), then calibrated into the chance that the file is what was asked for.
-    best = CONTENT_WEIGHT / (RRF_K + 1) + (0.0 if content_only else KEYWORD_WEIGHT / (RRF_K + 1))
-    ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    ranked = fuse(content, keyword, len(parsed.groups))[:limit]
     store = VectorStore(catalog)
     space_id = index.space_id(space.name)
     # Window vectors are stored raw; a standardised query is mapped back to compare.
@@ -190,15 +238,7 @@ def hybrid_search(
     window_query = to_windows(vector) if to_windows else vector
     # Moments for the results a user looks at first; the rest play from their start.
     moments = best_moments(store, space_id, [fid for fid, _ in ranked[:MOMENTS_FOR]], window_query)
-    results = to_results(
-        catalog, [(fid, relevance(score / best)) for fid, score in ranked], moments
-    )
+    results = to_results(catalog, ranked, moments)
     for r in results:
         r.match = r.score >= MATCH_THRESHOLD
     return results
-
-
-def relevance(share: float) -> float:
-    """The chance that a result is relevant, from its fused score as a share of the best
-    possible (Platt scaling; constants fitted on the training corpus's judged queries)."""
-    return 1.0 / (1.0 + math.exp(-(RELEVANCE_A * share + RELEVANCE_B)))

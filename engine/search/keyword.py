@@ -194,10 +194,10 @@ def _ranked_by_coverage(
     params: list[Any],
     need: int,
     conn: sqlite3.Connection | None,
-) -> list[tuple[int, float]]:
-    """(file id, score) of the best `need` files matching all of the query's words, then
-    most of them, tier by tier, each tier by BM25; lower tiers are read only while there
-    are fewer than `need`."""
+) -> list[tuple[int, float, int]]:
+    """(file id, score, words matched) of the best `need` files matching all of the
+    query's words, then most of them, tier by tier, each tier by BM25; lower tiers are
+    read only while there are fewer than `need`."""
     best: dict[int, tuple[int, float, str]] = {}  # file id -> (words matched, score, name)
     for batch in _tiers(parsed.groups):
         found = _all_top_matches(catalog, [e for _, e in batch], conditions, params, need, conn)
@@ -210,7 +210,7 @@ def _ranked_by_coverage(
         if len(best) >= need:
             break
     ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[1][2].lower(), kv[0]))
-    return [(file_id, entry[1]) for file_id, entry in ranked[:need]]
+    return [(file_id, entry[1], entry[0]) for file_id, entry in ranked[:need]]
 
 
 def _conditions(parsed: ParsedQuery) -> tuple[list[str], list[Any]]:
@@ -229,9 +229,11 @@ def keyword_ranking(
     query: str | ParsedQuery,
     limit: int,
     conn: sqlite3.Connection | None = None,
-) -> list[tuple[int, float]]:
-    """(file id, score) of the best `limit` files matching the query's words, ranked as
-    keyword_search ranks them; empty for a query without words. Reads through the
+) -> list[tuple[int, float, int]]:
+    """(file id, score, how many of the query's word groups it matches) of the best
+    `limit` files matching the query's words, ranked as keyword_search ranks them; empty
+    for a query without words. (A query of more than four words ranks the files missing
+    some of them as one tier, matching 1.) Reads through the
     catalog on its owning thread, or only through `conn` (a reader lent to the calling
     thread: hybrid search ranks keywords beside its content leg)."""
     parsed = parse_query(query) if isinstance(query, str) else query
@@ -267,8 +269,8 @@ def keyword_search(
     if parsed.match:
         ranked = _ranked_by_coverage(catalog, parsed, conditions, params, limit + offset, None)
         page = ranked[offset:]
-        results = results_for_ids(catalog, [file_id for file_id, _ in page])
-        scores = dict(page)
+        results = results_for_ids(catalog, [file_id for file_id, _, _ in page])
+        scores = {file_id: score for file_id, score, _ in page}
         for result in results:
             result.score = scores[result.id]
         return results

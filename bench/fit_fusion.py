@@ -15,8 +15,9 @@ names say nothing. Then:
 - the fusion: logistic regression (L2 1.0, Newton's method) of "relevant" over the
   features of every file either leg brought;
 - the content-only relevance (no keyword leg: content-only mode, or no word of the
-  query matches a name): logistic regression over the content score in spreads, for the
-  hidden files among the content leg's first 100.
+  query matches a name, or a file without words of its own that matches none): logistic
+  regression over the content score in spreads, for the files without words among the
+  content leg's first 100 with names hidden.
 
 Both are printed as constants for engine/search/hybrid.py, with mAP@10 of the fitted
 fusion against the shipped one and against reciprocal-rank fusion (w=1, k=60) on the same
@@ -51,7 +52,7 @@ L2 = 1.0
 BANDS = ((0.0, 0.1), (0.1, 0.3), (0.3, 0.6), (0.6, 1.01))
 
 
-def legs(catalog, index, space, queries, ids, hidden=frozenset()) -> list[dict[str, Any]]:
+def legs(catalog, index, space, queries, ids) -> list[dict[str, Any]]:
     """Each judged query's legs, as the product computes them."""
     out = []
     for q in queries:
@@ -63,8 +64,11 @@ def legs(catalog, index, space, queries, ids, hidden=frozenset()) -> list[dict[s
             catalog, index, space, parsed, hybrid.content_text(parsed), hybrid.CONTENT_CANDIDATES
         )
         keyword = keyword_ranking(catalog, parsed, hybrid.CONTENT_CANDIDATES)
+        brought, _ = hybrid.fusion_features(content, keyword, len(parsed.groups))
+        named = space.described(brought)
+        described = set((brought if named is None else brought[named]).tolist())
         out.append({"content": content, "keyword": keyword, "groups": len(parsed.groups),
-                    "relevant": relevant, "hidden": hidden})  # fmt: skip
+                    "relevant": relevant, "described": described})  # fmt: skip
     return out
 
 
@@ -88,7 +92,7 @@ def collect(library_dir: str, queries_path: str, hide: float, seed: int) -> dict
                 hidden_space = compose_text_space(
                     catalog, index, adapter, library.base_knowledge(), ucs
                 )
-                found["hidden"] = legs(catalog, index, hidden_space, queries, ids, hidden)
+                found["hidden"] = legs(catalog, index, hidden_space, queries, ids)
             finally:
                 catalog.close()
     return found
@@ -112,17 +116,20 @@ def fusion_points(sets: list[list[dict]]) -> tuple[np.ndarray, np.ndarray]:
         # A query whose words match no name gets the content-only relevance instead.
         for q in (q for q in found if q["keyword"]):
             ids, x = hybrid.fusion_features(q["content"], q["keyword"], q["groups"])
-            xs.append(x)
-            ys.append(np.isin(ids, list(q["relevant"])).astype(float))
+            # A file without words of its own and no keyword hit: content-only relevance.
+            kept = (x[:, 1] > 0) | np.isin(ids, list(q["described"]))
+            xs.append(x[kept])
+            ys.append(np.isin(ids[kept], list(q["relevant"])).astype(float))
     return np.vstack(xs), np.concatenate(ys)
 
 
 def content_points(found: list[dict], top: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    """Content score in spreads of the hidden files among each query's content leg."""
+    """Content score in spreads of the files without words of their own among each
+    query's content leg (its first `top` of them)."""
     xs, ys = [], []
     for q in found:
         hits, (mean, spread) = q["content"]
-        kept = [(fid, s) for fid, s in hits if fid in q["hidden"]][:top]
+        kept = [(fid, s) for fid, s in hits if fid not in q["described"]][:top]
         xs += [(s - mean) / spread for _, s in kept]
         ys += [fid in q["relevant"] for fid, _ in kept]
     return np.array(xs).reshape(-1, 1), np.array(ys, dtype=float)
@@ -145,9 +152,12 @@ def measure(found: list[dict], w: np.ndarray, c: np.ndarray) -> dict[str, Any]:
     predicted, observed = [], []
     for q in found:
         args = (q["content"], q["keyword"], q["groups"])
-        ranked = hybrid.fuse(*args, weights=w[1:], bias=float(w[0]), content_only=c)
+        described = lambda ids, q=q: np.isin(ids, list(q["described"]))  # noqa: E731
+        ranked = hybrid.fuse(
+            *args, described, weights=w[1:], bias=float(w[0]), content_only=(c[0], c[1])
+        )
         aps["fitted"].append(average_precision_at([f for f, _ in ranked], q["relevant"]))
-        shipped = [f for f, _ in hybrid.fuse(*args)]
+        shipped = [f for f, _ in hybrid.fuse(*args, described)]
         aps["shipped"].append(average_precision_at(shipped, q["relevant"]))
         aps["rrf w=1 k=60"].append(average_precision_at(rrf(q), q["relevant"]))
         predicted += [p for _, p in ranked[:100]]

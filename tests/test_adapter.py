@@ -395,6 +395,12 @@ def test_hybrid_relevance_is_a_calibrated_chance_and_matches_come_first(tmp_path
     assert [r.match for r in results] == [s >= hybrid.MATCH_THRESHOLD for s in scores]
     matches = sum(r.match for r in results)
     assert 0 < matches < len(results)  # a few match; the rest only sound alike
+    # The files whose words taught the adapter are the described ones.
+    space = library.text_space()
+    own = getattr(space, "own", space)
+    every = np.array([r["id"] for r in library.catalog.query("SELECT id FROM files")])
+    taught = set(own.adapter.file_ids.tolist())
+    assert len(taught) > 0 and own.described(every).tolist() == [f in taught for f in every]
     # Content alone ("sound only") gives chances of its own calibration, in order too.
     alone = [r.score for r in library.search("bird song", 40, mode="content")]
     assert all(0.0 < s < 1.0 for s in alone) and alone == sorted(alone, reverse=True)

@@ -84,6 +84,9 @@ def test_base_knowledge_finds_sounds_in_a_library_that_says_nothing(tmp_path, li
         index = SimilarIndex(other.catalog, other.dir)
         space = compose_text_space(other.catalog, index, None, loaded, encoder=encoder)
         assert isinstance(space, AdaptedTextSpace) and space.categories is not None
+        # It cannot tell which files are described (its ids are another catalog's).
+        every = np.array([r["id"] for r in other.catalog.query("SELECT id FROM files")])
+        assert space.described(every) is None
         # ...but the base knowledge finds the bird and the door by words.
         assert names_of(other.catalog, index, space, "bird")[0] == "1003.wav"
         assert names_of(other.catalog, index, space, "door")[0] == "1002.wav"

@@ -275,5 +275,11 @@ def test_fusion_ranks_by_words_matched_bm25_and_content_as_a_chance():
     assert [fid for fid, _ in alone] == [1, 2, 4, 3]
     expected = 1 / (1 + math.exp(-(hybrid.CONTENT_ONLY_BIAS + 2 * hybrid.CONTENT_ONLY_Z)))
     assert alone[0][1] == pytest.approx(expected)
+    # A file without words of its own is not marked down for missing the query's words:
+    # it gets the content-only relevance; a named one missing them, the fusion's.
+    unnamed = hybrid.fuse(content, keyword, 2, lambda ids: ids != 3)
+    alone_3 = 1 / (1 + math.exp(-(hybrid.CONTENT_ONLY_BIAS - 2 * hybrid.CONTENT_ONLY_Z)))
+    assert dict(unnamed)[3] == pytest.approx(alone_3)
+    assert dict(unnamed)[1] == pytest.approx(chance[1])
     # Ties break by id, so the same legs always give the same page.
     assert hybrid.fuse(([(7, 1.0), (6, 1.0)], (1.0, 1.0)), [], 1)[0][0] == 6

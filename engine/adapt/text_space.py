@@ -100,6 +100,9 @@ class AdaptedTextSpace:
         self._log_prob_generation = -1
         self._reference_log_probs: tuple[int, np.ndarray] | None = None
         self._mean, self._std = adapter.mean, adapter.std
+        # The files of this library whose words taught the adapter (None: base knowledge
+        # learned elsewhere, whose file ids are another catalog's, cannot tell).
+        self._taught = None if own_statistics else np.sort(adapter.file_ids)
         if own_statistics:
             self._mean, self._std = self._library_statistics()
 
@@ -322,6 +325,19 @@ class AdaptedTextSpace:
         scores = self.score(text, sorted(self.candidates(text, k)))
         return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
 
+    def described(self, file_ids: np.ndarray) -> np.ndarray | None:
+        """Which of `file_ids` have words of their own that taught this adapter (a
+        caption: a usable name, description or tags); None for base knowledge, which
+        cannot tell. Above MAX_PAIRS described files the adapter learned from a sample,
+        and the rest read as undescribed."""
+        if self._taught is None:
+            return None
+        at = np.searchsorted(self._taught, file_ids)
+        inside = at < len(self._taught)
+        found = np.zeros(len(file_ids), dtype=bool)
+        found[inside] = self._taught[at[inside]] == file_ids[inside]
+        return found
+
     def embed_text(self, texts: list[str]) -> np.ndarray:
         return np.stack([self._query(t)[0] for t in texts])
 
@@ -359,6 +375,9 @@ class BlendedTextSpace:
         candidates = candidates_of(self.own.index, self.name, rows, k)
         scores = self.score(text, sorted(candidates))
         return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+
+    def described(self, file_ids: np.ndarray) -> np.ndarray | None:
+        return self.own.described(file_ids)
 
     def embed_text(self, texts: list[str]) -> np.ndarray:
         return self.own.embed_text(texts)

@@ -15,6 +15,7 @@ are reported on the dev queries by `eval`; its output is the relevance shown.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, Protocol
 
@@ -30,17 +31,18 @@ from engine.search.similar import SimilarIndex, best_moments, to_results
 # + BM25 * (BM25 / the best keyword hit's). Fitted by logistic regression on the training
 # corpus's judged queries, names shown and half of them hidden (bench/fit_fusion.py; never
 # on the dev queries, which only measure): see docs/measurements.md, fusion.
-FUSION_BIAS = -4.778
-FUSION_CONTENT = 0.455
-FUSION_COVERAGE = 0.461
-FUSION_BM25 = 4.462
-# Relevance when the keyword leg brings nothing (content-only search, or no word of the
-# query in any name): logit = BIAS + Z * z. Fitted on the content leg's hidden files with
-# half the training corpus's names hidden (bench/fit_fusion.py): absent names say nothing
-# there, where on a named library a file missing every word is less likely what was
-# asked for, which the fusion's constants have learned.
-CONTENT_ONLY_BIAS = -4.447
-CONTENT_ONLY_Z = 1.069
+FUSION_BIAS = -5.137
+FUSION_CONTENT = 0.38
+FUSION_COVERAGE = 0.654
+FUSION_BM25 = 4.883
+# Relevance from content alone: logit = BIAS + Z * z, for a file without words of its own
+# that matches none of the query's, and for every file when no name matches (content-only
+# search included). Fitted on the files without words among the content leg's first 100,
+# half the training corpus's names hidden (bench/fit_fusion.py). A missing keyword match
+# says nothing of a file with no name to match; of a named file it says "less likely",
+# which the fusion's constants have learned.
+CONTENT_ONLY_BIAS = -4.608
+CONTENT_ONLY_Z = 1.122
 # A file the content leg did not bring counts as this many spreads below the mean of the
 # candidates it did bring (about the last of CONTENT_CANDIDATES, and below it).
 CONTENT_MISSING_Z = -2.5
@@ -190,21 +192,32 @@ def fuse(
     content: ContentLeg,
     keyword: KeywordLeg,
     groups: int,
+    described: Callable[[np.ndarray], np.ndarray | None] | None = None,
+    *,
     weights: np.ndarray | None = None,
     bias: float | None = None,
-    content_only: np.ndarray | None = None,
+    content_only: tuple[float, float] | None = None,
 ) -> list[tuple[int, float]]:
     """(file id, chance that it is what was asked for) of every file either leg
-    brought, best first (ties by id). Without keyword hits, the content-only relevance.
-    `weights`, `bias` and `content_only` (bias, z) replace the shipped constants (for
-    fitting them)."""
+    brought, best first (ties by id).
+
+    A file missing every word of the query is less likely what was asked for only if it
+    has words of its own: so the content-only relevance answers for the files that
+    `described(ids)` (a mask; None, or None returned: cannot tell, all of them) says
+    have none, and for every file when no name matches any word. `weights`, `bias` and
+    `content_only` (bias, z) replace the shipped constants (for fitting them)."""
     ids, x = fusion_features(content, keyword, groups)
+    c0, c1 = (CONTENT_ONLY_BIAS, CONTENT_ONLY_Z) if content_only is None else content_only
+    alone = c0 + c1 * x[:, 0]
     if keyword:
         w = FUSION_WEIGHTS if weights is None else weights
         logits = x @ w + (FUSION_BIAS if bias is None else bias)
+        named = described(ids) if described is not None else None
+        if named is not None:
+            unnamed = (x[:, 1] == 0) & ~named
+            logits[unnamed] = alone[unnamed]
     else:
-        c0, c1 = (CONTENT_ONLY_BIAS, CONTENT_ONLY_Z) if content_only is None else content_only
-        logits = c0 + c1 * x[:, 0]
+        logits = alone
     order = np.lexsort((ids, -logits))
     chance = 1.0 / (1.0 + np.exp(-logits[order]))
     return list(zip(ids[order].tolist(), chance.tolist(), strict=True))
@@ -230,7 +243,8 @@ def hybrid_search(
         keyword: KeywordLeg = []
     else:
         content, vector, keyword = _both_legs(catalog, index, space, parsed, text, limit)
-    ranked = fuse(content, keyword, len(parsed.groups))[:limit]
+    described = getattr(space, "described", None)
+    ranked = fuse(content, keyword, len(parsed.groups), described)[:limit]
     store = VectorStore(catalog)
     space_id = index.space_id(space.name)
     # Window vectors are stored raw; a standardised query is mapped back to compare.

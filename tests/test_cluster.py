@@ -164,11 +164,14 @@ def test_a_cancelled_driver_resumes_without_storing_twice(tmp_path, cluster):
         lib.close()
 
 
+KILLED_FILES = 160
+
+
 def test_the_cli_indexes_through_the_cluster_and_a_killed_driver_resumes(tmp_path, cluster):
     """`add --cluster`: a driver killed mid-run (SIGKILL) leaves stored files stored; the
     next `scan --cluster` embeds the rest, and no file has two vectors."""
     head, _ = cluster
-    sounds = make_sounds(tmp_path / "sfx", 48)
+    sounds = make_sounds(tmp_path / "sfx", KILLED_FILES)
     env = {**os.environ, "SONARIUM_LIBRARY": str(tmp_path / "lib"), "PYTHONPATH": str(ROOT)}
     command = [sys.executable, str(ROOT / "main.py")]
     added = subprocess.run(
@@ -177,17 +180,19 @@ def test_the_cli_indexes_through_the_cluster_and_a_killed_driver_resumes(tmp_pat
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
     with Library(tmp_path / "lib") as lib:
-        assert lib.catalog.conn.execute("SELECT COUNT(*) FROM files").fetchone()[0] == 48
+        assert lib.catalog.conn.execute("SELECT COUNT(*) FROM files").fetchone()[0] == KILLED_FILES
     run = subprocess.Popen(
         [*command, "scan", "--cluster", f"ray:{head.address}"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     with Library(tmp_path / "lib") as lib:
         count = "SELECT COUNT(*) FROM file_vectors"
-        for _ in range(3000):  # until the first files are stored, then kill the driver
+        # Until the first files are stored, then kill the driver: looked at often, with
+        # enough files that the rest cannot all be stored in between (48 once were).
+        for _ in range(15000):
             if lib.catalog.conn.execute(count).fetchone()[0] > 0 or run.poll() is not None:
                 break
-            time.sleep(0.1)
+            time.sleep(0.02)
         run.kill()
         run.wait(timeout=60)
         stored = lib.catalog.conn.execute(count).fetchone()[0]
@@ -203,7 +208,7 @@ def test_the_cli_indexes_through_the_cluster_and_a_killed_driver_resumes(tmp_pat
             "SELECT COUNT(*), COUNT(DISTINCT space_id || ':' || file_id || ':' || start) "
             "FROM window_vectors"
         ).fetchone()
-    assert spaces >= 2 and vectors == 48 * spaces  # every file in every space, once
+    assert spaces >= 2 and vectors == KILLED_FILES * spaces  # every file in every space, once
     assert windows[0] == windows[1] > 0  # no window stored twice
     assert 0 < stored < vectors  # the driver was killed half way
 

@@ -233,9 +233,9 @@ def keyword_ranking(
     """(file id, score, how many of the query's word groups it matches) of the best
     `limit` files matching the query's words, ranked as keyword_search ranks them; empty
     for a query without words. (A query of more than four words ranks the files missing
-    some of them as one tier, matching 1.) Reads through the
-    catalog on its owning thread, or only through `conn` (a reader lent to the calling
-    thread: hybrid search ranks keywords beside its content leg)."""
+    some of them as one tier, matching 1.) Reads through the catalog on its owning
+    thread, or only through `conn` (a reader lent to the calling thread: hybrid search
+    ranks keywords beside its content leg)."""
     parsed = parse_query(query) if isinstance(query, str) else query
     if not parsed.match:
         return []

@@ -177,7 +177,8 @@ def main() -> None:
     hash_s = time.perf_counter() - began
     index = library._similar_index()
     product = (dup.NEAR_SIMILARITY, dup.NEAR_ENVELOPE)
-    dup.NEAR_SIMILARITY = 0.80  # collect every plausible pair once, then sweep
+    strict = (dup.NEAR_SIMILARITY_STRICT, dup.NEAR_ENVELOPE_STRICT)
+    dup.NEAR_SIMILARITY_STRICT = 0.70  # collect every plausible pair once, then sweep
     began = time.perf_counter()
     candidates = dup.near_candidates(library.catalog, index, "aisfx")
     matches = dup.envelope_matches(library.catalog, candidates)
@@ -187,9 +188,16 @@ def main() -> None:
         for (a, b, s), m in zip(candidates, matches, strict=True)
     ]
 
-    def at(t: float, e: float) -> dict:
-        near = [(a, b, s) for a, b, s, m in scored if s >= t and m >= e]
-        return score(groups_at(exact, near, 0.0), family, kinds)
+    def at(t: float, e: float, t2: float = 2.0, e2: float = 2.0) -> dict:
+        # Two tiers, as the product: similar vectors and agreeing envelopes, or less
+        # similar vectors and envelopes that agree almost exactly (a trimmed copy).
+        near = [(a, b, s) for a, b, s, m in scored
+                if (s >= t and m >= e) or (s >= t2 and m >= e2)]  # fmt: skip
+        found = score(groups_at(exact, near, 0.0), family, kinds)
+        found["pairs_between_corpus_files"] = sum(
+            1 for a, b, _ in near if a not in family and b not in family
+        )
+        return found
 
     out: dict = {"library": str(args.library), "planted": len(kinds), "originals": args.planted,
                  "seed": args.seed, "index_new_files_s": round(index_s, 1),
@@ -208,9 +216,21 @@ def main() -> None:
         best = max(ok)[1] if ok else max(sweep, key=lambda k: sweep[k]["precision"] or 0)
         out["fitted"] = {"similarity": best[0], "envelope": best[1]}
         out["at_fitted"] = sweep[best]
+        # The strict tier on top of the fitted first one.
+        tiers = {}
+        for t2 in np.round(np.arange(0.70, best[0], 0.02), 2):
+            for e2 in (0.95, 0.97, 0.98, 0.99, 0.995):
+                tiers[(float(t2), e2)] = at(best[0], best[1], float(t2), e2)
+        out["strict_sweep"] = {
+            f"{t}/{e}": {k: v[k] for k in ("precision", "recall", "pairs_between_corpus_files")}
+            | {"trim": v["recall_by_kind"]["trim"]}
+            for (t, e), v in tiers.items()
+        }
     t = args.threshold if args.threshold is not None else product[0]
-    out["product"] = {"similarity": t, "envelope": product[1]}
-    out["at_product"] = at(t, product[1])
+    out["product"] = {"similarity": t, "envelope": product[1],
+                      "strict_similarity": strict[0], "strict_envelope": strict[1]}  # fmt: skip
+    out["at_product"] = at(t, product[1], *strict)
+    out["at_product_one_tier"] = at(t, product[1])
     library.close()
     print(json.dumps(out, indent=2))
 

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.catalog.text import printable
-from gui.results_model import format_duration
+from gui.results_model import format_duration, relative_folder
 
 _ID = Qt.ItemDataRole.UserRole
 
@@ -38,6 +38,7 @@ class DuplicatesDialog(QDialog):
         self.near = QCheckBox("Near duplicates too (re-encoded, re-levelled, trimmed, resampled)")
         self.find_button = QPushButton("Find")
         self.summary = QLabel("")
+        self._roots: list[str] = []  # library folders, longest first
         self.tree = QTreeWidget()
         self.tree.setColumnCount(6)
         self.tree.setHeaderLabels(["Name", "Folder", "Format", "Rate", "Length", "Match"])
@@ -73,6 +74,11 @@ class DuplicatesDialog(QDialog):
     def _set_busy(self, busy: bool) -> None:
         self.find_button.setEnabled(not busy)
 
+    def set_roots(self, roots: list[str]) -> None:
+        """The library folders: the Folder column shows each copy's folder inside them
+        (the full path stays in the name's tooltip)."""
+        self._roots = sorted(roots, key=len, reverse=True)
+
     def show_groups(self, groups: list[dict]) -> None:
         """Fill the tree from Group.to_json()s."""
         self._set_busy(False)
@@ -86,8 +92,9 @@ class DuplicatesDialog(QDialog):
                 keep = f["id"] == g["keep"]
                 match = "keep" if keep else ("same audio" if f["exact"] else
                                              f"{(f['similarity'] or 0):.3f}")  # fmt: skip
+                folder = relative_folder(f["folder"] or "", self._roots)
                 item = QTreeWidgetItem([
-                    printable(f["name"]), printable(f["folder"]),
+                    printable(f["name"]), printable(folder),
                     f"{f['format']} {f['subtype'] or ''}", f"{f['sample_rate']} Hz",
                     format_duration(f["duration"]), match,
                 ])  # fmt: skip

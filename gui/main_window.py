@@ -639,6 +639,7 @@ class MainWindow(QMainWindow):
             dialog.remove_requested.connect(self.bridge.remove_duplicates)
             self.bridge.duplicates_found.connect(dialog.show_groups)
             self._duplicates_dialog = dialog
+        dialog.set_roots(self.model.roots)
         dialog.show()
         dialog.raise_()
         dialog.find()

@@ -292,6 +292,11 @@ class ResultsModel(QAbstractTableModel):
         """The transfer settings changed: files go out as they are until rendered again."""
         self._rendered.clear()
 
+    @property
+    def roots(self) -> list[str]:
+        """The library folders, longest first."""
+        return list(self._roots)
+
     def set_roots(self, roots: list[str]) -> None:
         """The library folders: the Folder column shows paths inside them."""
         self._roots = sorted(roots, key=len, reverse=True)

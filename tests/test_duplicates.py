@@ -95,7 +95,16 @@ def test_near_duplicates_need_similar_vectors_lengths_and_audio(copies, library,
         )
         > 0.99
     )
+    assert dup.is_near(0.85, 0.995) and not dup.is_near(0.85, 0.95)
+    assert dup.is_near(0.92, 0.95) and not dup.is_near(0.75, 0.999)
+    # Vectors below the first tier: the second tier still takes the trimmed copy, whose
+    # envelope agrees almost exactly, and still not the other sound.
     monkeypatch.setattr(dup, "NEAR_SIMILARITY", 0.98)
+    (group,) = [g for g in dup.find_duplicates(library.catalog, Index(), "aisfx", True)
+                if g.kind == "near"]  # fmt: skip
+    assert _names(group) == ["door 24.wav", "door copy.flac", "door quieter trimmed.wav",
+                             "door tagged.wav", "door.wav"]  # fmt: skip
+    monkeypatch.setattr(dup, "NEAR_SIMILARITY_STRICT", 0.98)
     kinds = [g.kind for g in dup.find_duplicates(library.catalog, Index(), "aisfx", True)]
     assert kinds == ["exact"]
 
@@ -145,3 +154,36 @@ def test_cli_lists_groups_and_removes_only_when_confirmed(copies, library, libra
     (group,) = json.loads(_cli("duplicates", "--json").stdout)
     assert len(group["files"]) == 3
     assert sf.info(target).frames == 44100  # still on disk
+
+
+def _envelope_match_by_offsets(a: np.ndarray, b: np.ndarray) -> float:
+    """The definition, one alignment at a time: what the FFT form must equal."""
+    if len(a) < len(b):
+        a, b = b, a
+    n, m = len(a), len(b)
+    need = max(1, int(np.ceil(dup._MIN_OVERLAP * m)))
+    best = -1.0
+    for k in range(need - m, n - need + 1):
+        lo, hi = max(0, k), min(n, k + m)
+        x, y = a[lo:hi].astype(np.float64), b[lo - k : hi - k].astype(np.float64)
+        x = (x - x.mean(axis=0)).ravel()
+        y = (y - y.mean(axis=0)).ravel()
+        denom = float(np.sqrt((x * x).sum() * (y * y).sum()))
+        if denom > 0:
+            best = max(best, float((x * y).sum()) / denom)
+    return best
+
+
+def test_envelope_match_is_the_best_correlation_over_alignments():
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        n, m = (int(v) for v in rng.integers(1, 200, size=2))
+        a = (rng.normal(size=(n, dup.ENVELOPE_BANDS)) - 5).astype(np.float32)
+        b = rng.normal(size=(m, dup.ENVELOPE_BANDS)).astype(np.float32)
+        if trial % 3 == 0 and n > 20:
+            b = a[n // 10 : n - n // 10] + 0.5  # a trimmed, louder copy: correlates 1
+            assert dup.envelope_match(a, b) == pytest.approx(1.0, abs=1e-6)
+        assert dup.envelope_match(a, b) == pytest.approx(_envelope_match_by_offsets(a, b), abs=1e-5)
+    silent = np.full((80, dup.ENVELOPE_BANDS), -10.0, dtype=np.float32)
+    assert dup.envelope_match(silent, silent) == -1.0  # no shape to compare
+    assert dup.envelope_match(silent[:0], silent) == -1.0

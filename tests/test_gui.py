@@ -185,6 +185,10 @@ def test_duplicates_dialog_finds_copies_and_removes_the_ticked(
     assert group["kind"] == "exact" and len(group["files"]) == 2
     assert dialog.tree.topLevelItemCount() == 1 and len(dialog.ticked()) == 1
     assert "1 groups, 1 copies" in dialog.summary.text()
+    top = dialog.tree.topLevelItem(0)
+    # Folders inside the library folder, as in the results; the full path in the tooltip.
+    assert {top.child(i).text(1) for i in range(2)} == {sounds.name, f"{sounds.name}/copies"}
+    assert any(top.child(i).toolTip(0).startswith(str(sounds)) for i in range(2))
     asked: list[str] = []
 
     def answer(parent, title, text, *rest):

@@ -1,7 +1,9 @@
 """Browse: the library's folders as a tree with file counts (subfolders read when a folder
-is opened), favorites and the sounds auditioned lately. Clicking a folder or Favorites
-narrows the results to it, together with whatever is typed in the search field; clicking
-Recently auditioned lists those sounds. GUI thread only; counts come from the bridge."""
+is opened), the UCS categories the files have (Category > SubCategory, with counts), the
+collections, favorites and the sounds auditioned lately. Clicking a folder, a category or
+Favorites narrows the results to it, together with whatever is typed in the search field;
+clicking a collection or Recently auditioned lists those sounds. GUI thread only; counts
+come from the bridge."""
 
 from __future__ import annotations
 
@@ -23,11 +25,12 @@ def folder_filter(path: str) -> str:
 class BrowsePanel(QWidget):
     """Emits ``filter_chosen(query filter, label)`` (empty: browse everything),
     ``subfolders_wanted(folder)`` when a folder is opened the first time, and
-    ``recent_chosen()`` for the recently auditioned list."""
+    ``recent_chosen()`` for the recently auditioned list, ``collection_chosen(name)``."""
 
     filter_chosen = Signal(str, str)
     subfolders_wanted = Signal(str)
     recent_chosen = Signal()
+    collection_chosen = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -37,6 +40,12 @@ class BrowsePanel(QWidget):
         self.tree.setColumnWidth(0, 230)
         self.everything = self._top("All sounds", "all", "")
         self.folders = self._top("Folders", "heading", "")
+        self.categories = self._top("Categories", "heading", "")
+        self.collections = self._top("Collections", "heading", "")
+        # Queries and names live in Python dicts keyed by the item's texts, not in item
+        # data (see LibraryPanel.set_status: PySide6 and Python strings at exit).
+        self._category_queries: dict[tuple[str, str], str] = {}
+        self._collection_names: dict[str, str] = {}
         self.favorites = self._top("★ Favorites", "filter", "fav")
         self.recent = self._top("Recently auditioned", "recent", "")
         layout = QVBoxLayout(self)
@@ -68,6 +77,44 @@ class BrowsePanel(QWidget):
                 child.setText(1, str(count))
         self.favorites.setText(1, str(favorites))
         self.recent.setText(1, str(recent))
+
+    def set_categories(self, rows: list[dict]) -> None:
+        """The UCS categories the files have (Library.ucs_categories()): Category >
+        SubCategory (CatID), with file counts; keeps the node open or closed."""
+        self.categories.takeChildren()
+        self._category_queries = {}
+        tops: dict[str, QTreeWidgetItem] = {}
+        totals: dict[str, int] = {}
+        for r in rows:
+            category = r["category"] or r["catid"]
+            top = tops.get(category)
+            if top is None:
+                top = tops[category] = QTreeWidgetItem([printable(category), ""])
+                top.setData(0, _KIND, "category")
+                self.categories.addChild(top)
+                self._category_queries[(top.text(0), "")] = (
+                    f'cat:"{category}"' if r["category"] else f"cat:{r['catid']}"
+                )
+            totals[category] = totals.get(category, 0) + int(r["files"])
+            label = f"{r['subcategory']} ({r['catid']})" if r["subcategory"] else r["catid"]
+            child = QTreeWidgetItem([printable(label), str(r["files"])])
+            child.setData(0, _KIND, "category")
+            top.addChild(child)
+            self._category_queries[(top.text(0), child.text(0))] = f"cat:{r['catid']}"
+        for category, top in tops.items():
+            top.setText(1, str(totals[category]))
+        self.categories.setText(1, str(len(tops)) if tops else "")
+
+    def set_collections(self, collections: list[dict]) -> None:
+        """The collections (Library.collections(): name, files) with their file counts."""
+        self.collections.takeChildren()
+        self._collection_names = {}
+        for c in collections:
+            item = QTreeWidgetItem([printable(str(c["name"])), str(c["files"])])
+            item.setData(0, _KIND, "collection")
+            self.collections.addChild(item)
+            self._collection_names[item.text(0)] = str(c["name"])
+        self.collections.setText(1, str(len(collections)) if collections else "")
 
     def _folder_item(self, parent: QTreeWidgetItem, path: str, text: str, count: int) -> None:
         item = QTreeWidgetItem([text, str(count)])
@@ -117,3 +164,14 @@ class BrowsePanel(QWidget):
             self.filter_chosen.emit("", "")
         elif kind == "recent":
             self.recent_chosen.emit()
+        elif kind == "category":
+            parent = item.parent()
+            top = parent is self.categories
+            key = (item.text(0), "") if top else (parent.text(0), item.text(0))
+            query = self._category_queries.get(key)
+            if query:
+                self.filter_chosen.emit(query, item.text(0))
+        elif kind == "collection":
+            name = self._collection_names.get(item.text(0))
+            if name is not None:
+                self.collection_chosen.emit(name)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 # Queries a new user can click to see what search does (words, a description, filters).
 EXAMPLES = ("door slam", "rain on a window", "distant thunder", "glass breaking",
@@ -40,9 +40,18 @@ class EmptyState(QWidget):
         drop = QLabel("or drop a folder anywhere on this window")
         drop.setAlignment(Qt.AlignmentFlag.AlignCenter)
         drop.setEnabled(False)  # drawn in the palette's quieter colour
+        self.text = text
         layout = QVBoxLayout(self)
         layout.addStretch(2)
-        for w in (title, text, self.add_button, drop):
+        layout.addWidget(title, 0, Qt.AlignmentFlag.AlignHCenter)
+        # A wrapped label given an alignment in a box layout loses its height-for-width
+        # and is drawn clipped over the title; between stretches it keeps it.
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(text, 10)
+        row.addStretch(1)
+        layout.addLayout(row)
+        for w in (self.add_button, drop):
             layout.addWidget(w, 0, Qt.AlignmentFlag.AlignHCenter)
         layout.addStretch(3)
         self.add_button.clicked.connect(self.add_requested)

@@ -1,10 +1,11 @@
 """Library panel: folders with file counts, add/remove/rescan, indexing progress, errors,
 the collections (click one to show its files; drop results on one to add them; new,
-rename, export as a folder copy, delete) and the UCS categories with their counts."""
+rename, export as a folder copy, delete). The Browse panel lists them with the UCS
+categories for browsing."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QDialog,
     QFileDialog,
@@ -17,8 +18,6 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
-    QTreeWidget,
-    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -77,7 +76,6 @@ class LibraryPanel(QWidget):
     collection_rename_requested = Signal(str, str)  # old name, new name
     collection_export_requested = Signal(str, str)  # name, folder
     collection_files_dropped = Signal(str, list)  # name, file paths
-    category_chosen = Signal(str)  # a query (cat:CATID or cat:"CATEGORY")
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -124,12 +122,6 @@ class LibraryPanel(QWidget):
         for b in (self.rename_collection_button, self.export_collection_button):
             b.setEnabled(False)
         self.collection_names: list[str] = []
-        self.categories = QTreeWidget()
-        self.categories.setHeaderLabels(["UCS category", "Files"])
-        self.categories.setToolTip("Click a category or subcategory to show its files")
-        self.categories.setMaximumHeight(200)
-        # (category text, subcategory text or "") -> its query; not item data (see below)
-        self._category_queries: dict[tuple[str, str], str] = {}
 
         buttons = QHBoxLayout()
         for b in (self.add_button, self.remove_button, self.rescan_button):
@@ -151,8 +143,6 @@ class LibraryPanel(QWidget):
                   self.export_collection_button, self.delete_collection_button):  # fmt: skip
             collection_buttons.addWidget(b)
         layout.addLayout(collection_buttons)
-        layout.addWidget(QLabel("Categories"))
-        layout.addWidget(self.categories)
 
         self.add_button.clicked.connect(self._choose_folder)
         self.remove_button.clicked.connect(self._remove_selected)
@@ -167,7 +157,6 @@ class LibraryPanel(QWidget):
         self.rename_collection_button.clicked.connect(self._rename_collection)
         self.export_collection_button.clicked.connect(self._export_collection)
         self.collections.files_dropped.connect(self._on_files_dropped)
-        self.categories.itemClicked.connect(self._on_category_clicked)
 
     def _on_collection_row(self, row: int) -> None:
         for b in (self.delete_collection_button, self.rename_collection_button,
@@ -206,38 +195,6 @@ class LibraryPanel(QWidget):
     def _on_files_dropped(self, row: int, paths: list) -> None:
         if 0 <= row < len(self.collection_names):
             self.collection_files_dropped.emit(self.collection_names[row], list(paths))
-
-    def set_categories(self, rows: list[dict]) -> None:
-        """The UCS categories the files have: Category > SubCategory (CatID), with counts."""
-        self.categories.clear()
-        self._category_queries = {}
-        tops: dict[str, QTreeWidgetItem] = {}
-        totals: dict[str, int] = {}
-        for r in rows:
-            category = r["category"] or r["catid"]
-            top = tops.get(category)
-            if top is None:
-                top = tops[category] = QTreeWidgetItem([printable(category), ""])
-                self.categories.addTopLevelItem(top)
-                self._category_queries[(top.text(0), "")] = (
-                    f'cat:"{category}"' if r["category"] else f"cat:{r['catid']}"
-                )
-            totals[category] = totals.get(category, 0) + int(r["files"])
-            label = f"{r['subcategory']} ({r['catid']})" if r["subcategory"] else r["catid"]
-            child = QTreeWidgetItem([printable(label), str(r["files"])])
-            child.setTextAlignment(1, Qt.AlignmentFlag.AlignRight)
-            top.addChild(child)
-            self._category_queries[(top.text(0), child.text(0))] = f"cat:{r['catid']}"
-        for category, top in tops.items():
-            top.setText(1, str(totals[category]))
-            top.setTextAlignment(1, Qt.AlignmentFlag.AlignRight)
-
-    def _on_category_clicked(self, item: QTreeWidgetItem) -> None:
-        parent = item.parent()
-        key = (parent.text(0), item.text(0)) if parent is not None else (item.text(0), "")
-        query = self._category_queries.get(key)
-        if query:
-            self.category_chosen.emit(query)
 
     def _on_collection_clicked(self, item: QListWidgetItem) -> None:
         row = self.collections.row(item)

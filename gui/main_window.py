@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMenu,
     QMessageBox,
+    QProgressBar,
     QPushButton,
     QSplitter,
     QStackedWidget,
@@ -213,6 +214,20 @@ class MainWindow(QMainWindow):
         meta_dock.setWidget(self.metadata_editor)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, meta_dock)
         self._docks = (dock, meta_dock)
+        # Indexing progress in the status bar, whichever panel is in front; a click shows
+        # the Library panel with its details and Pause. Fixed width: a label resizing on
+        # every update would relayout the status bar while the user types.
+        self.index_status = QPushButton("")
+        self.index_status.setFlat(True)
+        self.index_status.setToolTip("Indexing: click for details")
+        self.index_status.setFixedWidth(self.fontMetrics().averageCharWidth() * 52)
+        self.index_status.clicked.connect(dock.raise_)
+        self.index_bar = QProgressBar()
+        self.index_bar.setTextVisible(False)
+        self.index_bar.setFixedWidth(120)
+        for w in (self.index_status, self.index_bar):
+            w.setVisible(False)
+            self.statusBar().addPermanentWidget(w)
         screen = QGuiApplication.primaryScreen()
         if screen is not None:
             self.fit_width(screen.availableGeometry().width())
@@ -279,7 +294,7 @@ class MainWindow(QMainWindow):
             lambda ids, rank: self.bridge.accept_suggestion(ids, rank)
         )
         self.bridge.suggestions_ready.connect(self._on_suggestions)
-        self.bridge.index_progressed.connect(self.library_panel.set_progress)
+        self.bridge.index_progressed.connect(self._on_index_progress)
         self.bridge.index_finished.connect(self._on_index_finished)
 
         self.library_panel.add_requested.connect(self.add_folders)
@@ -297,8 +312,7 @@ class MainWindow(QMainWindow):
         self.library_panel.collection_rename_requested.connect(self.bridge.rename_collection)
         self.library_panel.collection_export_requested.connect(self.bridge.export_collection)
         self.library_panel.collection_files_dropped.connect(self.bridge.add_to_collection)
-        self.library_panel.category_chosen.connect(lambda q: self.set_browse_filter(q, q))
-        self.bridge.categories_ready.connect(self.library_panel.set_categories)
+        self.bridge.categories_ready.connect(self.browse.set_categories)
 
         self.detail.play_clicked.connect(self.play_from_start)
         self.detail.stop_clicked.connect(self.stop)
@@ -316,6 +330,7 @@ class MainWindow(QMainWindow):
         self.browse.filter_chosen.connect(self.set_browse_filter)
         self.browse.subfolders_wanted.connect(self.bridge.request_subfolders)
         self.browse.recent_chosen.connect(self.show_recent)
+        self.browse.collection_chosen.connect(self.show_collection)
         self.bridge.subfolders_ready.connect(self.browse.set_subfolders)
         self.detail.waveform.set_time_format(app_settings.get(self.settings, "time_format"))
         self.detail.waveform.seek_requested.connect(self._seek)
@@ -944,8 +959,18 @@ class MainWindow(QMainWindow):
         if not self._similar_label and not self.results.currentIndex().isValid():
             self.run_search()
 
+    def _on_index_progress(self, progress: dict) -> None:
+        self.library_panel.set_progress(progress)
+        self.index_status.setText(self.library_panel.progress_label.text())
+        self.index_bar.setMaximum(max(1, progress["total"]))
+        self.index_bar.setValue(progress["done"])
+        for w in (self.index_status, self.index_bar):
+            w.setVisible(True)
+
     def _on_index_finished(self, summary: dict) -> None:
         self.library_panel.set_finished(summary)
+        for w in (self.index_status, self.index_bar):
+            w.setVisible(False)
         self._live_timer.stop()
         if not self._similar_label:
             self.run_search()
@@ -966,6 +991,7 @@ class MainWindow(QMainWindow):
         self.browse.set_roots(status["folders"], status.get("favorites", 0), len(self.recent))
         self.model.set_roots([f["path"] for f in status["folders"]])
         self.collection_names = [c["name"] for c in status.get("collections", [])]
+        self.browse.set_collections(status.get("collections", []))
         counts = status["counts"]
         self.statusBar().showMessage(f"{counts['indexed']} sounds in {status['dir']}")
         self._library_empty = not status["folders"] and counts["files"] == 0

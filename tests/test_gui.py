@@ -374,6 +374,13 @@ def test_collections_in_the_window(qtbot, window, monkeypatch):
     panel = window.library_panel
     assert panel.collections.item(0).text() == "Reel 3 (2)"
     assert window.collection_names == ["Reel 3"]
+    node = window.browse.collections
+    assert (node.child(0).text(0), node.child(0).text(1)) == ("Reel 3", "2")
+    search(qtbot, window, "")
+    with qtbot.waitSignal(window.bridge.results_ready, timeout=10000):
+        window.browse.tree.itemClicked.emit(node.child(0), 0)
+    assert sorted(names(window)) == ["door creak ü.flac", "door_slam.wav"]
+    search(qtbot, window, "door")
     with qtbot.waitSignal(window.bridge.results_ready, timeout=10000):
         panel.collections.itemClicked.emit(panel.collections.item(0))
     assert window.query_text().startswith('col:"Reel 3"')  # with what is typed
@@ -400,7 +407,7 @@ def test_collections_in_the_window(qtbot, window, monkeypatch):
         check_params_cb=lambda s: s["collections"] == [],
     ):  # fmt: skip
         panel.delete_collection_button.click()
-    assert panel.collections.count() == 0
+    assert panel.collections.count() == 0 and window.browse.collections.childCount() == 0
 
 
 def test_command_line_and_environment_win_over_stored_settings(tmp_path, monkeypatch, qtbot):
@@ -782,3 +789,41 @@ def test_screenshots_fit_a_laptop_and_a_4k_screen(tmp_path, library, sounds, siz
         image.pixel(x, y) for x in range(0, image.width(), 23) for y in range(0, image.height(), 19)
     }
     assert len(colours) > (8 if "--duplicates" in extra else 20)  # drawn, not blank
+
+
+@pytest.mark.parametrize("size", [(1366, 768), (1920, 1080)])
+def test_first_run_shows_a_readable_call_to_add_a_folder(
+    qtbot, tmp_path, library, monkeypatch, size
+):
+    bridge = EngineBridge(str(library.dir), spaces=("mfcc",))
+    settings = app_settings.open_settings(str(tmp_path / "settings.ini"))
+    win = MainWindow(bridge, FakePlayer(), settings, auto_index=False)
+    qtbot.addWidget(win)
+    win.resize(*size)
+    with qtbot.waitSignal(bridge.status_changed, timeout=10000):
+        win.show()
+    qtbot.waitUntil(lambda: win.results_stack.currentWidget() is win.empty_state)
+    assert not win.examples.isVisible()
+    text = win.empty_state.text
+    # Every wrapped line of the explanation is drawn: none clipped under the title.
+    qtbot.waitUntil(lambda: text.height() >= text.heightForWidth(text.width()))
+    assert text.width() > 200
+    chosen = tmp_path / "sfx"
+    write(chosen / "thunder.wav", noise(0.5, seed=4), 44100)
+    monkeypatch.setattr(
+        "gui.library_panel.QFileDialog.getExistingDirectory", lambda *a, **k: str(chosen)
+    )
+    # Progress shows in the status bar whichever panel is in front (Browse, here).
+    seen = []
+    bridge.index_progressed.connect(
+        lambda p: seen.append((win.index_status.isVisible(), win.index_status.text()))
+    )
+    with qtbot.waitSignal(bridge.index_finished, timeout=60000) as done:
+        qtbot.mouseClick(win.empty_state.add_button, Qt.MouseButton.LeftButton)
+    assert done.args[0]["added"] == 1
+    assert seen and all(visible for visible, _ in seen)
+    assert any(text.startswith("Scanning: ") for _, text in seen)
+    assert not win.index_status.isVisible() and not win.index_bar.isVisible()
+    qtbot.waitUntil(lambda: win.results_stack.currentWidget() is win.results)
+    qtbot.waitUntil(win.examples.isVisible)
+    win.close()

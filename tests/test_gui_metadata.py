@@ -221,14 +221,23 @@ def test_the_category_tree_counts_files_and_shows_them(qtbot, window):
     with qtbot.waitSignal(window.bridge.categories_ready, timeout=10000,
                           check_params_cb=lambda rows: rows and rows[0]["files"] == 2):  # fmt: skip
         editor.apply_button.click()
-    tree = window.library_panel.categories
-    top = tree.topLevelItem(0)
+    browse = window.browse
+    top = browse.categories.child(0)
+    assert browse.categories.text(0) == "Categories" and browse.categories.childCount() == 1
     assert (top.text(0), top.text(1)) == ("DOORS", "2")
     assert top.child(0).text(0) == "WOOD (DOORWood)"
     shown = lambda p: p["query"].startswith("cat:DOORWood")  # noqa: E731
     with qtbot.waitSignal(window.bridge.results_ready, timeout=10000, check_params_cb=shown):
-        tree.itemClicked.emit(top.child(0), 0)
+        browse.tree.itemClicked.emit(top.child(0), 0)
     assert sorted(names(window)) == ["door creak ü.flac", "door_slam.wav"]
+    assert window.browsing.text().startswith("Browsing WOOD (DOORWood)")
+    # The category combines with what is typed, as a folder does.
+    search(qtbot, window, "slam")
+    assert names(window) == ["door_slam.wav"]
+    shown = lambda p: p["query"].startswith('cat:"DOORS"')  # noqa: E731
+    with qtbot.waitSignal(window.bridge.results_ready, timeout=10000, check_params_cb=shown):
+        browse.tree.itemClicked.emit(top, 0)
+    assert names(window) == ["door_slam.wav"]
 
 
 def test_the_write_on_edit_setting_writes_as_edits_are_applied(qtbot, window, sounds, monkeypatch):

@@ -219,8 +219,7 @@ class MainWindow(QMainWindow):
         # every update would relayout the status bar while the user types.
         self.index_status = QPushButton("")
         self.index_status.setFlat(True)
-        self.index_status.setToolTip("Indexing: click for details")
-        self.index_status.setFixedWidth(self.fontMetrics().averageCharWidth() * 52)
+        self.index_status.setFixedWidth(self.fontMetrics().averageCharWidth() * 60)
         self.index_status.clicked.connect(dock.raise_)
         self.index_bar = QProgressBar()
         self.index_bar.setTextVisible(False)
@@ -961,7 +960,12 @@ class MainWindow(QMainWindow):
 
     def _on_index_progress(self, progress: dict) -> None:
         self.library_panel.set_progress(progress)
-        self.index_status.setText(self.library_panel.progress_label.text())
+        text = self.library_panel.progress_label.text()
+        room = self.index_status.width() - 2 * self.fontMetrics().averageCharWidth()
+        self.index_status.setText(
+            self.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, room)
+        )
+        self.index_status.setToolTip(f"{text}\nClick for details")
         self.index_bar.setMaximum(max(1, progress["total"]))
         self.index_bar.setValue(progress["done"])
         for w in (self.index_status, self.index_bar):
@@ -972,8 +976,9 @@ class MainWindow(QMainWindow):
         for w in (self.index_status, self.index_bar):
             w.setVisible(False)
         self._live_timer.stop()
-        if not self._similar_label:
-            self.run_search()
+        # Not while a sound is selected: new results would take it (and its region,
+        # its audition) away from under the user.
+        self.refresh_results()
 
     def _refresh_while_indexing(self) -> None:
         if not self.bridge.indexing:

@@ -827,3 +827,24 @@ def test_first_run_shows_a_readable_call_to_add_a_folder(
     qtbot.waitUntil(lambda: win.results_stack.currentWidget() is win.results)
     qtbot.waitUntil(win.examples.isVisible)
     win.close()
+
+
+def test_indexing_finishing_keeps_the_sound_being_auditioned(qtbot, window, sounds, monkeypatch):
+    search(qtbot, window, "door")
+    window.results.selectRow(0)
+    chosen = window.current_result()["id"]
+    searches = []
+    monkeypatch.setattr(window, "run_search", lambda: searches.append(window.query_text()))
+    write(sounds / "late_arrival.wav", noise(0.3, seed=9), 44100)
+    with qtbot.waitSignal(window.bridge.index_finished, timeout=60000) as done:
+        window.rescan()
+    assert done.args[0]["added"] == 1
+    with qtbot.waitSignal(window.bridge.status_changed, timeout=10000):
+        window.bridge.refresh_status()
+    assert searches == [] and window.current_result()["id"] == chosen
+    # With nothing selected, the finished index shows in the results.
+    window.results.clearSelection()
+    window.results.setCurrentIndex(window.model.index(-1, 0))
+    with qtbot.waitSignal(window.bridge.index_finished, timeout=60000):
+        window.rescan()
+    assert searches and set(searches) == {"door"}

@@ -1061,8 +1061,20 @@ class MainWindow(QMainWindow):
             )
         )
         dialog.accepted.connect(self.model.clear_rendered)
+        dialog.accepted.connect(self._render_again)
         dialog.open()
         return dialog
+
+    def _render_again(self) -> None:
+        """The transfer settings may have changed: what is ready to drag (the current
+        file, its region) is rendered again with them, so a drag never delivers the old."""
+        result = self.current_result()
+        if result is None:
+            return
+        self._prepare_drag(result)
+        region = self.detail.waveform.selection()
+        if region is not None:
+            self._on_region(*region)
 
     # -- drag and drop in ---------------------------------------------------------------
 

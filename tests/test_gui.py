@@ -333,7 +333,38 @@ def test_transfer_settings_shape_the_dragged_region_and_export_sounds(
         window.export_sounds()
     assert done.args[0] == f"Exported 1 files to {out}"
     assert sf.info(str(out / "door creak ü_48000.wav")).samplerate == 48000
+    # Delivered with the mode any new file of the user's gets, not mkstemp's 0600.
+    from engine.catalog.sidefiles import FILE_MODE
+
+    assert os.stat(out / "door creak ü_48000.wav").st_mode & 0o777 == FILE_MODE
+    assert os.stat(path).st_mode & 0o777 == FILE_MODE
     assert window.settings.value("export_pattern") == "{name}_{rate}"
+
+
+def test_changing_the_transfer_settings_renders_the_selected_region_again(
+    qtbot, window, monkeypatch
+):
+    import soundfile as sf
+
+    for name in app_settings.TRANSFER:
+        monkeypatch.setenv(f"SONARIUM_{name.upper()}", "")  # restored after the test
+    search(qtbot, window, "creak")
+    with qtbot.waitSignal(window.bridge.detail_ready, timeout=10000):
+        window.results.selectRow(0)
+    window.detail.waveform.set_selection(0.25, 0.75)
+    with qtbot.waitSignal(window.bridge.clip_ready, timeout=10000) as clip:
+        window.detail.waveform.region_selected.emit(0.25, 0.75)
+    assert sf.info(clip.args[0]["path"]).samplerate == 44100  # as the source
+    dialog = window.open_settings()
+    dialog.transfer["transfer_rate"].setCurrentText("48000")
+    dialog.transfer["transfer_bits"].setCurrentText("24")
+    with qtbot.waitSignal(window.bridge.clip_ready, timeout=10000) as clip:
+        dialog.accept()
+    path = clip.args[0]["path"]
+    info = sf.info(path)
+    assert (info.samplerate, info.subtype) == (48000, "PCM_24")
+    assert [u.toLocalFile() for u in window.detail.drag_clip.mime_data().urls()] == [path]
+    dialog.close()
 
 
 def test_favorite_key_and_settings_persist(qtbot, window, tmp_path):

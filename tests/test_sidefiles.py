@@ -1,11 +1,12 @@
 """Files beside the catalog are written whole or not at all (engine/catalog/sidefiles.py)."""
 
+import os
 import threading
 
 import numpy as np
 import pytest
 
-from engine.catalog.sidefiles import written
+from engine.catalog.sidefiles import FILE_MODE, written
 from engine.errors import CannotWrite
 
 
@@ -18,6 +19,14 @@ def test_a_finished_write_replaces_the_file_and_leaves_nothing_else(tmp_path):
         assert path.read_bytes() == b"old"  # not visible before the block ends
     assert path.read_bytes() == b"new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index.faiss"]
+    # The mode a plain open() gives (umask applied), not mkstemp's owner-only 0600.
+    assert os.stat(path).st_mode & 0o777 == FILE_MODE == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):

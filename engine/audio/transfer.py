@@ -21,7 +21,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,6 +33,7 @@ from engine import config
 from engine.audio.decode import header_problem, length_known, open_sound
 from engine.audio.loudness import PEAK_CEILING_DBTP, LoudnessMeter
 from engine.catalog.fields import COLUMNS, shown, tag_values
+from engine.catalog.sidefiles import temp_file
 from engine.curate.copy import link_free_name
 from engine.curate.write import write_fields
 from engine.errors import FileNotWritable, TransferError
@@ -363,9 +363,7 @@ def _split_name(base: str, i: int, files: int) -> str:
 
 
 def _temp(folder: Path, name: str) -> Path:
-    fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=Path(name).suffix, dir=folder)
-    os.close(fd)
-    return Path(temp)
+    return temp_file(folder, name)
 
 
 def _copy_exact(snd: sf.SoundFile, first: int, last: int | None, writers: list, files: int) -> None:

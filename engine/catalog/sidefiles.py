@@ -19,6 +19,32 @@ from pathlib import Path
 from engine.errors import CannotWrite
 
 
+def _read_umask() -> int:
+    """The process's umask. Read once, at import (on the thread that imports the engine):
+    setting it to read it back is not safe while other threads create files."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes a file only its owner may read (0600); what we hand to the user (exports,
+# dragged clips, copies in their folders) gets the mode a plain open() would give it.
+FILE_MODE = 0o666 & ~_read_umask()
+
+
+def temp_file(folder: str | os.PathLike[str], name: str) -> Path:
+    """A new empty file with a unique hidden name beside `name` in `folder` (same suffix),
+    with the usual mode (FILE_MODE); the caller renames it into place or removes it."""
+    fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=Path(name).suffix, dir=folder)
+    os.close(fd)
+    try:
+        os.chmod(temp, FILE_MODE)
+    except OSError:
+        os.unlink(temp)
+        raise
+    return Path(temp)
+
+
 @contextlib.contextmanager
 def written(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yields a fresh temporary path beside ``path`` (same suffix, so writers that add one
@@ -27,13 +53,9 @@ def written(path: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(
-            prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent
-        )
+        temp = temp_file(target.parent, target.name)
     except OSError as exc:
         raise cannot_write(target, exc) from exc
-    os.close(fd)
-    temp = Path(name)
     try:
         yield temp
         with open(temp, "rb+") as f:

@@ -1,7 +1,9 @@
 """Find duplicates: groups of copies of one sound with where each copy lives, the one
-suggested to keep unticked and the rest ticked; Remove from library (scans leave them
-out from now on) or Move to trash, each after a confirmation. GUI thread only; the
-bridge finds and removes on the curating thread."""
+suggested to keep unticked, its exact copies (the same audio) ticked and near copies
+unticked for the user to judge (a near copy may be a velocity layer or a take that only
+sounds alike); Remove from library (scans leave them out from now on) or Move to trash,
+each after a confirmation. GUI thread only; the bridge finds and removes on the curating
+thread."""
 
 from __future__ import annotations
 
@@ -83,7 +85,7 @@ class DuplicatesDialog(QDialog):
         """Fill the tree from Group.to_json()s."""
         self._set_busy(False)
         self.tree.clear()
-        copies = 0
+        copies = near = 0
         for g in groups:
             top = QTreeWidgetItem([f"{g['kind']} duplicates: {len(g['files'])} copies"])
             top.setFirstColumnSpanned(True)
@@ -100,14 +102,16 @@ class DuplicatesDialog(QDialog):
                 ])  # fmt: skip
                 item.setData(0, _ID, f["id"])
                 item.setToolTip(0, printable(f["path"]))
-                item.setCheckState(0, Qt.CheckState.Unchecked if keep else Qt.CheckState.Checked)
+                ticked = not keep and bool(f["exact"])
+                item.setCheckState(0, Qt.CheckState.Checked if ticked else Qt.CheckState.Unchecked)
                 top.addChild(item)
                 copies += 0 if keep else 1
+                near += 0 if keep or f["exact"] else 1
             top.setExpanded(True)
-        self.summary.setText(
-            f"{len(groups)} groups, {copies} copies beyond the ones to keep" if groups
-            else "No duplicates found"
-        )  # fmt: skip
+        text = f"{len(groups)} groups, {copies} copies beyond the ones to keep"
+        if near:
+            text += f" ({near} near copies left unticked: tick the ones to remove)"
+        self.summary.setText(text if groups else "No duplicates found")
         self.remove_button.setEnabled(bool(groups))
         self.trash_button.setEnabled(bool(groups))
 

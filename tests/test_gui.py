@@ -879,3 +879,24 @@ def test_indexing_finishing_keeps_the_sound_being_auditioned(qtbot, window, soun
     with qtbot.waitSignal(window.bridge.index_finished, timeout=60000):
         window.rescan()
     assert searches and set(searches) == {"door"}
+
+
+def test_near_copies_are_left_for_the_user_to_tick(qtbot):
+    from gui.duplicates_dialog import DuplicatesDialog
+
+    def entry(i, exact, similarity):
+        return {"id": i, "name": f"hit {i}.wav", "folder": "/sfx/kit",
+                "path": f"/sfx/kit/hit {i}.wav", "format": "WAV", "subtype": "PCM_16",
+                "sample_rate": 44100, "duration": 0.5, "exact": exact,
+                "similarity": similarity}  # fmt: skip
+
+    dialog = DuplicatesDialog()
+    qtbot.addWidget(dialog)
+    dialog.show_groups([{"kind": "near", "keep": 1, "files": [
+        entry(1, True, 1.0), entry(2, True, 1.0), entry(3, False, 0.93)]}])  # fmt: skip
+    top = dialog.tree.topLevelItem(0)
+    assert [top.child(i).checkState(0) for i in range(3)] == [
+        Qt.CheckState.Unchecked, Qt.CheckState.Checked, Qt.CheckState.Unchecked]  # fmt: skip
+    assert dialog.ticked() == [2]
+    assert top.child(2).text(5) == "0.930"
+    assert "1 near copies left unticked" in dialog.summary.text()

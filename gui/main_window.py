@@ -30,7 +30,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSplitter,
     QStackedWidget,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -52,12 +51,14 @@ from gui.library_panel import LibraryPanel
 from gui.metadata_editor import MetadataEditor
 from gui.rename_dialog import RenameDialog
 from gui.results_model import COLUMNS, ResultsModel
+from gui.results_view import ResultsView
 from gui.waveform_delegate import MiniWaveformDelegate
 
 HISTORY_SIZE = 50
 RECENT_SIZE = 50  # sounds kept in Browse > Recently auditioned
-# Files up to this long are rendered for dragging when the transfer settings convert
-# (longer ones go out as they are: use Export sounds…).
+# Files up to this long are rendered for dragging as soon as they are selected when the
+# transfer settings convert (longer ones when they are dragged: a render is written to
+# disk, and an hour of 24-bit stereo is a gigabyte).
 PRERENDER_SECONDS = 600.0
 SPECTROGRAM_CACHE = 16  # spectrogram images kept (a few views of a few files)
 ABOUT = """<h3>Sonarium</h3>
@@ -148,7 +149,8 @@ class MainWindow(QMainWindow):
         # -- results ----------------------------------------------------------------
         self.model = ResultsModel(self)
         self._shown_query: str | None = None  # the search whose results are shown
-        self.results = QTableView()
+        self.results = ResultsView()
+        self._awaiting_renders: set[str] = set()  # dragged before they were rendered
         self.results.setModel(self.model)
         self.results.setItemDelegateForColumn(COLUMNS.index("Waveform"), MiniWaveformDelegate(self))
         self.results.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -325,7 +327,8 @@ class MainWindow(QMainWindow):
         self.bridge.loudness_ready.connect(self._on_loudness)
         self.detail.waveform.detail_wanted.connect(self._want_view)
         self.bridge.view_ready.connect(self._on_view)
-        self.bridge.rendered.connect(self.model.set_rendered)
+        self.bridge.rendered.connect(self._on_rendered)
+        self.results.renders_needed.connect(self._render_for_drag)
         self.browse.filter_chosen.connect(self.set_browse_filter)
         self.browse.subfolders_wanted.connect(self.bridge.request_subfolders)
         self.browse.recent_chosen.connect(self.show_recent)
@@ -556,16 +559,38 @@ class MainWindow(QMainWindow):
 
     def _prepare_drag(self, result: dict) -> None:
         """When the transfer settings convert, render the current file in the background
-        so that dragging it from the results delivers the converted file."""
+        so that dragging it from the results delivers the converted file at once (longer
+        files are rendered when they are dragged: ResultsView)."""
+        self.model.converting = self._converting()
+        if self.model.converting and (result.get("duration") or 0.0) <= PRERENDER_SECONDS:
+            self.bridge.render_for_drag(result["path"])
+
+    @staticmethod
+    def _converting() -> bool:
         from engine.audio.transfer import Transfer
         from engine.errors import TransferError
 
         try:
-            converting = not Transfer.from_settings().as_source
-        except TransferError:
-            converting = False
-        if converting and (result.get("duration") or 0.0) <= PRERENDER_SECONDS:
-            self.bridge.render_for_drag(result["path"])
+            return not Transfer.from_settings().as_source
+        except TransferError:  # refused in Settings; files go out as they are
+            return False
+
+    def _render_for_drag(self, paths: list[str]) -> None:
+        """A drag of files not rendered yet: render them; the next drag delivers them."""
+        self._awaiting_renders |= set(paths)
+        for path in paths:
+            self.bridge.render_for_drag(path)
+        self.statusBar().showMessage(
+            f"Rendering {len(paths)} files with the transfer settings; drag again when they "
+            "are ready"
+        )
+
+    def _on_rendered(self, source: str, paths: list) -> None:
+        self.model.set_rendered(source, paths)
+        if source in self._awaiting_renders:
+            self._awaiting_renders.discard(source)
+            if not self._awaiting_renders:
+                self.statusBar().showMessage("Rendered with the transfer settings: ready to drag")
 
     def _on_detail(self, row: dict) -> None:
         if self._current is None or row["id"] != self._current["id"]:

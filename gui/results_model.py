@@ -130,6 +130,8 @@ class ResultsModel(QAbstractTableModel):
         self._rows_by_id: dict[int, list[int]] | None = None
         self._roots: list[str] = []  # library folders, longest first
         self._rendered: dict[str, list[str]] = {}  # source -> its renders for dragging
+        # The transfer settings convert: a file goes out only as its render.
+        self.converting = False
 
     # -- content ---------------------------------------------------------------------
 
@@ -287,6 +289,14 @@ class ResultsModel(QAbstractTableModel):
             self._rendered[source] = list(paths)
         else:
             self._rendered.pop(source, None)
+
+    def unrendered(self, indexes: Sequence[_Index]) -> list[str]:
+        """The paths of these rows that must be rendered before they can be dragged (none
+        when the transfer settings deliver files as they are)."""
+        if not self.converting:
+            return []
+        rows = sorted({i.row() for i in indexes if i.isValid() and i.row() < len(self._results)})
+        return [p for r in rows if (p := self._results[r]["path"]) not in self._rendered]
 
     def clear_rendered(self) -> None:
         """The transfer settings changed: files go out as they are until rendered again."""

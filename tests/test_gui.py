@@ -900,3 +900,27 @@ def test_near_copies_are_left_for_the_user_to_tick(qtbot):
     assert dialog.ticked() == [2]
     assert top.child(2).text(5) == "0.930"
     assert "1 near copies left unticked" in dialog.summary.text()
+
+
+def test_a_drag_of_unrendered_files_renders_them_instead_of_sending_the_sources(
+    qtbot, window, monkeypatch
+):
+    import soundfile as sf
+
+    for name in app_settings.TRANSFER:
+        monkeypatch.setenv(f"SONARIUM_{name.upper()}", "")  # restored after the test
+    monkeypatch.setenv("SONARIUM_TRANSFER_RATE", "48000")
+    search(qtbot, window, "door")
+    with qtbot.waitSignal(window.bridge.rendered, timeout=10000):
+        window.results.selectRow(0)
+    window.results.selectAll()  # the second door sound was never current: not rendered
+    rows = [window.model.index(r, 0) for r in range(2)]
+    (missing,) = window.model.unrendered(rows)
+    assert missing == window.model.result(1)["path"]
+    with qtbot.waitSignal(window.bridge.rendered, timeout=10000) as rendered:
+        window.results.startDrag(Qt.DropAction.CopyAction)  # refused: renders instead
+    assert rendered.args[0] == missing
+    assert window.statusBar().currentMessage().startswith("Rendered with the transfer")
+    assert window.model.unrendered(rows) == []
+    urls = [u.toLocalFile() for u in window.model.mimeData(rows).urls()]
+    assert len(urls) == 2 and all(sf.info(u).samplerate == 48000 for u in urls)

@@ -11,6 +11,8 @@ from PySide6.QtCore import QLine, QPoint, QRect, QRectF, QSize, Qt, QTimer, Sign
 from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from engine.audio.views import frequency_span
+
 BACKGROUND = QColor("#1b1d21")
 CENTER_LINE = QColor("#3a3e46")
 WAVE = QColor("#4fb3e8")
@@ -87,6 +89,7 @@ def paint_mini_waveform(
     painter.restore()
 
 
+LABEL_PLATE = QColor(0, 0, 0, 150)  # behind the spectrogram's frequency labels
 # Below the waveform: the time ruler.
 RULER_PX = 18
 RULER_BG = QColor("#24272d")
@@ -515,6 +518,36 @@ class WaveformView(QWidget):
             )
             t += step
 
+    def frequency_marks(self, area: QRect) -> list[tuple[int, str]]:
+        """(y, label) of the frequency scale drawn over a spectrogram in `area`: 100 Hz,
+        1k, 10k... (and 50, 200, 500... when there is room), the log scale of
+        engine.audio.views.spectrogram."""
+        low, high = frequency_span(self._rate)
+        span = np.log(high / low)
+        if area.height() <= 0 or span <= 0:
+            return []
+        steps = (1, 2, 5) if area.height() >= 160 else (1,)
+        marks = []
+        for decade in (10.0, 100.0, 1000.0, 10000.0, 100000.0):
+            for m in steps:
+                f = decade * m
+                if low * 1.05 < f < high * 0.95:
+                    y = area.bottom() - int(np.log(f / low) / span * area.height())
+                    label = f"{f / 1000:g}k" if f >= 1000 else f"{f:g}"
+                    marks.append((y, label))
+        return marks
+
+    def _paint_frequencies(self, painter: QPainter, area: QRect) -> None:
+        metrics = painter.fontMetrics()
+        painter.setPen(QPen(RULER_TEXT, 1))
+        for y, label in self.frequency_marks(area):
+            # On a dark plate: the spectrogram under a label may be bright.
+            box = QRect(0, y - metrics.ascent() // 2 - 2, metrics.horizontalAdvance(label) + 10,
+                        metrics.ascent() + 4)  # fmt: skip
+            painter.fillRect(box, LABEL_PLATE)
+            painter.drawLine(0, y, 4, y)
+            painter.drawText(6, y + metrics.ascent() // 2 - 1, label)
+
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
         painter.fillRect(self.rect(), BACKGROUND)
@@ -526,6 +559,7 @@ class WaveformView(QWidget):
             painter.drawImage(
                 QRect(x0, spec_area.top(), max(1, x1 - x0), spec_area.height()), image
             )
+            self._paint_frequencies(painter, spec_area)
         if self._duration > 0 and self._moment is not None:
             self._band(painter, *self._moment, MOMENT, content_h)
         if wave_area.height() > 0:

@@ -217,6 +217,13 @@ def test_the_large_view_zooms_scrolls_and_shows_a_spectrogram(qtbot, window):
         window.detail.view_mode.setCurrentText("both")
     assert answer.args[0]["spectrogram"].shape[1] == view.width()
     assert view._spectrum is not None
+    # A frequency scale over the spectrogram: log-spaced, higher frequencies higher up,
+    # inside the spectrogram's half of the view (44.1 kHz file: up to 10k).
+    _, area = view._areas()
+    marks = dict((label, y) for y, label in view.frequency_marks(area))
+    assert {"100", "1k", "10k"} <= set(marks) and "20k" not in marks
+    assert area.top() <= marks["10k"] < marks["1k"] < marks["100"] <= area.bottom()
+    assert marks["1k"] - marks["10k"] == pytest.approx(marks["100"] - marks["1k"], abs=2)
     with qtbot.waitSignal(
         window.bridge.view_ready, timeout=10000, check_params_cb=lambda a: "mins" in a
     ) as answer:

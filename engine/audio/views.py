@@ -93,10 +93,15 @@ def range_peaks(
     return mins[0], maxs[0]
 
 
+def frequency_span(rate: int) -> tuple[float, float]:
+    """The spectrogram's lowest and highest frequency (Hz) for a file at `rate`: its
+    rows are log-spaced between them, the highest at the top. Any thread."""
+    return max(20.0, rate / FFT_SIZE), rate / 2.0
+
+
 def _frequencies(rows: int, rate: int) -> np.ndarray:
     """Row edges in Hz, low to high, log-spaced from 20 Hz (or one FFT bin) to Nyquist."""
-    low = max(20.0, rate / FFT_SIZE)
-    high = rate / 2.0
+    low, high = frequency_span(rate)
     return low * (high / low) ** (np.arange(rows + 1) / rows)
 
 

@@ -125,6 +125,9 @@ def screenshot(
         bridge.results_ready.disconnect(start_cb)
         bridge.results_ready.connect(on_results)
         window.search_field.setText(query)
+        # Typing's debounce would search again 150 ms later and replace the results
+        # (and the selection) the picture is waiting on.
+        window._debounce.stop()
         window.run_search()
 
     start_cb = lambda _p: QTimer.singleShot(0, start)  # noqa: E731

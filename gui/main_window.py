@@ -210,6 +210,7 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, browse_dock)
         self.tabifyDockWidget(browse_dock, dock)
         browse_dock.raise_()
+        self._browse_dock = browse_dock
         self.metadata_editor = MetadataEditor()
         meta_dock = QDockWidget("Metadata", self)
         meta_dock.setObjectName("metadata")
@@ -1042,7 +1043,7 @@ class MainWindow(QMainWindow):
             self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, metadata)
             self.tabifyDockWidget(library, metadata)
             metadata.show()
-            library.raise_()
+            self._browse_dock.raise_()  # browsing first, as on a wide screen
 
     def _show_empty_state(self) -> None:
         """The add-a-folder call while the library has no folders; example queries while

@@ -842,6 +842,10 @@ def test_first_run_shows_a_readable_call_to_add_a_folder(
         win.show()
     qtbot.waitUntil(lambda: win.results_stack.currentWidget() is win.empty_state)
     assert not win.examples.isVisible()
+    # Browse in front, also when a narrow screen stacks the Metadata panel in its tabs.
+    library_dock = win._docks[0]
+    qtbot.waitUntil(lambda: library_dock.visibleRegion().isEmpty())
+    assert not win._browse_dock.visibleRegion().isEmpty()
     text = win.empty_state.text
     # Every wrapped line of the explanation is drawn: none clipped under the title.
     qtbot.waitUntil(lambda: text.height() >= text.heightForWidth(text.width()))

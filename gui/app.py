@@ -113,7 +113,16 @@ def screenshot(
             dialog.near.setChecked(True)
             dialog.resize(size[0] if size else 1000, 560)
             state["target"] = dialog
-            bridge.duplicates_found.connect(lambda _g: later())
+            # Opening the dialog asked for exact copies; the picture waits for the answer
+            # to this second, near request (the curating thread answers in order).
+            answers: list = []
+
+            def on_found(groups: list) -> None:
+                answers.append(groups)
+                if len(answers) == 2:
+                    later()
+
+            bridge.duplicates_found.connect(on_found)
             dialog.find()
         elif rows:
             bridge.detail_ready.connect(on_detail)

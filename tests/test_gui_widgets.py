@@ -93,6 +93,36 @@ def test_tiny_drag_is_not_a_region(qtbot, view):
     assert view.selection() is None
 
 
+def _wheel(view, x, dy=0, dx=0, modifiers=Qt.KeyboardModifier.NoModifier):
+    from PySide6.QtCore import QPointF
+    from PySide6.QtGui import QWheelEvent
+
+    pos = QPointF(x, HEIGHT / 2)
+    event = QWheelEvent(
+        pos, view.mapToGlobal(pos), QPoint(0, 0), QPoint(dx, dy), Qt.MouseButton.NoButton,
+        modifiers, Qt.ScrollPhase.NoScrollPhase, False,
+    )  # fmt: skip
+    view.wheelEvent(event)
+
+
+def test_wheel_zooms_about_the_pointer_keys_zoom_and_double_click_fits(qtbot, view):
+    _wheel(view, WIDTH * 0.75, dy=120)  # one notch up, at 7.5 s
+    v0, v1 = view.view()
+    assert v1 - v0 < DURATION * 0.9
+    # The time under the pointer stays under it.
+    assert v0 + 0.75 * (v1 - v0) == pytest.approx(7.5, abs=0.05)
+    _wheel(view, WIDTH / 2, dy=120, modifiers=Qt.KeyboardModifier.ShiftModifier)  # scroll
+    w0, w1 = view.view()
+    assert w1 - w0 == pytest.approx(v1 - v0) and w0 < v0
+    width = w1 - w0
+    qtbot.keyClick(view, Qt.Key.Key_Minus)
+    assert view.view()[1] - view.view()[0] > width
+    qtbot.keyClick(view, Qt.Key.Key_Plus)
+    assert view.view()[1] - view.view()[0] == pytest.approx(width, rel=1e-6)
+    qtbot.mouseDClick(view, Qt.MouseButton.LeftButton, pos=QPoint(WIDTH // 2, HEIGHT // 2))
+    assert view.view() == (0.0, pytest.approx(DURATION))
+
+
 def test_empty_view_ignores_mouse(qtbot, view):
     view.clear()
     with qtbot.assertNotEmitted(view.seek_requested):

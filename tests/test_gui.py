@@ -921,16 +921,42 @@ def test_a_drag_of_unrendered_files_renders_them_instead_of_sending_the_sources(
     for name in app_settings.TRANSFER:
         monkeypatch.setenv(f"SONARIUM_{name.upper()}", "")  # restored after the test
     monkeypatch.setenv("SONARIUM_TRANSFER_RATE", "48000")
-    search(qtbot, window, "door")
+    from PySide6.QtCore import QItemSelectionModel
+
+    assert window.model.rowCount() == 3  # the whole library, listed
     with qtbot.waitSignal(window.bridge.rendered, timeout=10000):
         window.results.selectRow(0)
-    window.results.selectAll()  # the second door sound was never current: not rendered
+    # The second sound joins the selection without ever being current: not rendered.
+    flags = QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+    window.results.selectionModel().select(window.model.index(1, 0), flags)
     rows = [window.model.index(r, 0) for r in range(2)]
+    chosen = sorted(window.selected_ids())
     (missing,) = window.model.unrendered(rows)
     assert missing == window.model.result(1)["path"]
+    # A real press on the selection and a move past the drag distance: the drag is
+    # refused and the files are rendered instead; the rest of that press (the button still
+    # down) leaves the selection alone, no rubber band from where the drag began.
+    from PySide6.QtCore import QPointF
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    viewport = window.results.viewport()
+    start = window.results.visualRect(window.model.index(1, 0)).center()
+
+    def move(dy):
+        at = QPointF(start.x() + 5, start.y() + dy)
+        QApplication.sendEvent(viewport, QMouseEvent(
+            QEvent.Type.MouseMove, at, viewport.mapToGlobal(at), Qt.MouseButton.NoButton,
+            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+        ))  # fmt: skip
+
+    qtbot.mousePress(viewport, Qt.MouseButton.LeftButton, pos=start)
     with qtbot.waitSignal(window.bridge.rendered, timeout=10000) as rendered:
-        window.results.startDrag(Qt.DropAction.CopyAction)  # refused: renders instead
+        move(30)  # past the drag distance, down over the third row
     assert rendered.args[0] == missing
+    move(40)
+    qtbot.mouseRelease(viewport, Qt.MouseButton.LeftButton, pos=start)
+    assert sorted(window.selected_ids()) == chosen
     assert window.statusBar().currentMessage().startswith("Rendered with the transfer")
     assert window.model.unrendered(rows) == []
     urls = [u.toLocalFile() for u in window.model.mimeData(rows).urls()]

@@ -142,10 +142,7 @@ class MetadataEditor(QWidget):
             editor.setEnabled(n > 0)
         for button in (self.apply_button, self.write_button):
             button.setEnabled(n > 0)
-        pending = payload.get("pending", 0)
-        self.pending.setText(
-            f"{pending} of these files have edits not written into them yet" if pending else ""
-        )
+        self.pending.setText(pending_text(payload.get("pending", 0), n))
 
     def show_suggestions(self, payload: dict) -> None:
         """The selected files' category suggestions: {"ids", "suggestions": {id: [{"catid",
@@ -183,3 +180,13 @@ class MetadataEditor(QWidget):
         changes = self.changes()
         if self.file_ids and changes:
             self.apply_requested.emit(list(self.file_ids), changes, self.append.isChecked())
+
+
+def pending_text(pending: int, selected: int) -> str:
+    """What the editor says of selected files whose edits are not written into them."""
+    if not pending:
+        return ""
+    if selected == 1:
+        return "This file has edits not written into it yet"
+    verb = "has" if pending == 1 else "have"
+    return f"{pending} of these {selected} files {verb} edits not written into them yet"

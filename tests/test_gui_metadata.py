@@ -57,7 +57,7 @@ def test_edit_several_files_undo_and_write_them(qtbot, window, sounds):
     editor.set_text("keywords", "hinge")
     with message(qtbot, window, "Changed 4 fields of 2 files"):
         editor.apply_button.click()
-    qtbot.waitUntil(lambda: "2 of these files" in editor.pending.text(), timeout=5000)
+    qtbot.waitUntil(lambda: editor.pending.text().startswith("2 of these 2 files have"))
     search(qtbot, window, "squeaky")
     assert sorted(names(window)) == sorted([wav, flac])
 
@@ -294,3 +294,12 @@ def test_the_detail_pane_says_who_edited_what_and_whether_it_is_written(qtbot, w
         window.metadata_editor.apply_button.click()
     text = window.detail.metadata.toPlainText()
     assert "Keywords by " in text and "(not written)" in text
+
+
+def test_the_unwritten_edits_line_reads_right_for_one_file_and_many():
+    from gui.metadata_editor import pending_text
+
+    assert pending_text(0, 3) == ""
+    assert pending_text(1, 1) == "This file has edits not written into it yet"
+    assert pending_text(1, 200) == "1 of these 200 files has edits not written into them yet"
+    assert pending_text(37, 200) == "37 of these 200 files have edits not written into them yet"

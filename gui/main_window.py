@@ -133,6 +133,7 @@ class MainWindow(QMainWindow):
         self.search_field.setClearButtonEnabled(True)
         self._spectrograms: OrderedDict[tuple, object] = OrderedDict()
         self._browse_filter = ""
+        self._browse_label = ""  # what Browse narrowed to, in words ("blobby-data")
         self.recent = [p for p in app_settings.get(self.settings, "recent").split("\n") if p]
         self.browsing = QPushButton("")
         self.browsing.setFlat(True)
@@ -452,6 +453,7 @@ class MainWindow(QMainWindow):
     def set_browse_filter(self, query_filter: str, label: str) -> None:
         """Narrow the results to a browse node (a folder, favorites), with the query."""
         self._browse_filter = query_filter
+        self._browse_label = label if query_filter else ""
         self.browsing.setText(f"Browsing {label}  ✕" if query_filter else "")
         self.browsing.setVisible(bool(query_filter))
         self.run_search()
@@ -518,8 +520,16 @@ class MainWindow(QMainWindow):
             # A full page: scrolling to the end fetches the next one.
             plus = "+" if self.model.has_more() and not more else ""
             noun = "result" if matches == 1 and not plus else "results"
+            # Narrowed by Browse: the node in words, not its filter's syntax.
+            narrowed = bool(self._browse_filter) and query.startswith(self._browse_filter)
+            label = self._browse_label if narrowed else ""
+            if label:
+                typed = query[len(self._browse_filter) :].strip()
+                where = (f" for “{printable(typed)}”" if typed else "") + f" in {printable(label)}"
+            else:
+                where = f" for “{printable(query)}”" if query else ""
             self.statusBar().showMessage(
-                f"{matches}{plus} {noun}" + (f" for “{printable(query)}”" if query else "")
+                f"{matches}{plus} {noun}{where}"
                 + (f", then {more}{'+' if self.model.has_more() else ''} more that sound "
                    "alike" if more else "")
             )  # fmt: skip

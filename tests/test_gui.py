@@ -257,8 +257,11 @@ def test_browse_by_folder_favorites_and_recently_auditioned(qtbot, window, sound
     with qtbot.waitSignal(window.bridge.results_ready, timeout=10000):
         browse.tree.itemClicked.emit(doors, 0)
     assert sorted(names(window)) == ["door_metal_01.wav", "door_wood_01.wav"]
+    folder = str(sounds / "Doors")
+    assert window.statusBar().currentMessage() == f"2 results in {folder}"  # not the filter
     search(qtbot, window, "metal")
     assert names(window) == ["door_metal_01.wav"]
+    assert window.statusBar().currentMessage() == f"1 result for “metal” in {folder}"
     with qtbot.waitSignal(window.bridge.results_ready, timeout=10000):
         window.browsing.click()  # back to everything
     assert "door_slam.wav" in names(window) or not window.browsing.isVisible()

@@ -295,8 +295,12 @@ class ResultsModel(QAbstractTableModel):
         when the transfer settings deliver files as they are)."""
         if not self.converting:
             return []
-        rows = sorted({i.row() for i in indexes if i.isValid() and i.row() < len(self._results)})
+        rows = self._distinct_rows(indexes)
         return [p for r in rows if (p := self._results[r]["path"]) not in self._rendered]
+
+    def _distinct_rows(self, indexes: Sequence[_Index]) -> list[int]:
+        """The rows of these indexes (any column), each once, top first."""
+        return sorted({i.row() for i in indexes if i.isValid() and i.row() < len(self._results)})
 
     def clear_rendered(self) -> None:
         """The transfer settings changed: files go out as they are until rendered again."""
@@ -384,7 +388,7 @@ class ResultsModel(QAbstractTableModel):
 
     def mimeData(self, indexes: Sequence[_Index]) -> QMimeData:
         """file:// URLs (and the paths as plain text) of the distinct rows, top first."""
-        rows = sorted({i.row() for i in indexes if i.isValid() and i.row() < len(self._results)})
+        rows = self._distinct_rows(indexes)
         # A file rendered with the transfer settings goes out as its render(s).
         paths = [
             p for row in rows

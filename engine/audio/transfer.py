@@ -296,7 +296,7 @@ def render(
         base = name or output_name(source, start, end, t)
         names = [base] if files == 1 else [_split_name(base, i, files) for i in range(files)]
         folder.mkdir(parents=True, exist_ok=True)
-        temps = [_temp(folder, n) for n in names]
+        temps = [temp_file(folder, n) for n in names]
         try:
             writers = [
                 sf.SoundFile(str(tmp), "w", samplerate=out_rate,
@@ -360,10 +360,6 @@ def _split_name(base: str, i: int, files: int) -> str:
     stem, suffix = os.path.splitext(base)
     label = ("L", "R")[i] if files == 2 else str(i + 1)
     return f"{stem}.{label}{suffix}"
-
-
-def _temp(folder: Path, name: str) -> Path:
-    return temp_file(folder, name)
 
 
 def _copy_exact(snd: sf.SoundFile, first: int, last: int | None, writers: list, files: int) -> None:

@@ -36,6 +36,10 @@ def cmd_knowledge(args: argparse.Namespace) -> int:
         print(f"file level: {a.stats.get('pairs')} described files ({a.audio_identity})")
         print(f"categories: {len(c.catids)} ({c.stats.get('pairs')} files taught them, "
               f"{c.stats.get('speech', 0)} of them as speech)")  # fmt: skip
+        if base.classes is not None:
+            heads = ", ".join(h.name for h in base.classes.heads)
+            print(f"the audio model's classifiers: {heads} over "
+                  f"{len(base.classes.categories)} UCS categories")  # fmt: skip
         return 0
     if not args.ucs:
         print("knowledge build needs --ucs TABLE (the categories' words)")

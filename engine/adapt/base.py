@@ -22,11 +22,12 @@ import numpy as np
 
 from engine.adapt.adapter import Adapter, AdaptOptions
 from engine.adapt.categories import CategoryKnowledge, CategoryOptions, train_categories
+from engine.adapt.classes import ClassKnowledge, learn_classes
 from engine.adapt.text_space import AdaptedTextSpace, BlendedTextSpace
 from engine.catalog.db import Catalog
 from engine.catalog.vectors import VectorStore, normalise
 from engine.config import DEFAULT_SIMILAR_SPACE
-from engine.errors import AdapterInvalid, ModelUnavailable
+from engine.errors import AdapterInvalid, ModelUnavailable, NothingToLearn
 from engine.scan.ucs import UcsTable
 
 log = logging.getLogger(__name__)
@@ -43,14 +44,24 @@ MAX_SPEECH_FILES = 1500
 HANDOVER_PAIRS = 500
 
 
+# Files whose raw embedding length is measured for the classifiers' scale (seeded sample).
+SCALE_FILES = 200
+
+
 @dataclass
 class BaseKnowledge:
     adapter: Adapter
     categories: CategoryKnowledge
+    # The audio model's own classifiers, where it has them (aisfx): engine/adapt/classes.py.
+    classes: ClassKnowledge | None = None
 
 
 def base_files(folder: Path, audio_space: str = DEFAULT_SIMILAR_SPACE) -> tuple[Path, Path]:
     return folder / f"{audio_space}.base.adapter.npz", folder / f"{audio_space}.categories.npz"
+
+
+def classes_file(folder: Path, audio_space: str = DEFAULT_SIMILAR_SPACE) -> Path:
+    return folder / f"{audio_space}.classes.npz"
 
 
 def load_base(
@@ -72,7 +83,24 @@ def load_base(
     ):
         log.warning("base knowledge files disagree on their models; not used")
         return None
-    return BaseKnowledge(adapter, categories)
+    return BaseKnowledge(adapter, categories, _load_classes(folder or KNOWLEDGE_DIR, categories))
+
+
+def _load_classes(folder: Path, categories: CategoryKnowledge) -> ClassKnowledge | None:
+    """The classifiers' knowledge beside the categories, or None (absent, damaged or for
+    other models or CatIDs: logged; the rest of the base knowledge still serves)."""
+    path = classes_file(folder, categories.audio_space)
+    if not path.exists():
+        return None
+    try:
+        classes = ClassKnowledge.load(path)
+    except AdapterInvalid as exc:
+        log.warning("the audio model's class knowledge is unusable: %s", exc)
+        return None
+    if classes.audio_identity != categories.audio_identity or classes.catids != categories.catids:
+        log.warning("class knowledge was learned for another model or UCS table; not used")
+        return None
+    return classes
 
 
 def own_weight(pairs: int) -> float:
@@ -98,7 +126,7 @@ def compose_text_space(
         try:
             base_space = AdaptedTextSpace(
                 catalog, index, base.adapter, ucs, encoder,
-                categories=base.categories, own_statistics=True,
+                categories=base.categories, classes=base.classes, own_statistics=True,
             )  # fmt: skip
         except ModelUnavailable as exc:
             log.info("base knowledge not used: %s", exc)
@@ -120,6 +148,8 @@ def build_base(
     category_options: CategoryOptions | None = None,
     encoder: Any = None,
     speech: Catalog | None = None,
+    heads: dict[str, list[tuple[np.ndarray, np.ndarray]]] | None = None,
+    scale: float | None = None,
 ) -> BaseKnowledge:
     """Learn base knowledge from a (training) library and write it into `out`.
 
@@ -127,7 +157,10 @@ def build_base(
     Every sound of `speech` (a library of spoken words, embedded with the same audio
     model) teaches the categories as SPEECH_CAPTION, never by its name. Raises
     NothingToLearn when the library has too few described files, ModelUnavailable when
-    `speech` was embedded with another audio model.
+    `speech` was embedded with another audio model. The audio model's own classifiers
+    (`heads`; aisfx's UCS heads by default for aisfx vectors, none for other models) are
+    aligned to the UCS categories; `scale` is the raw embedding's typical length (measured
+    on the library's files when not given).
     """
     from engine.adapt.training import train_adapter
     from engine.models.text_encoder import shared_encoder
@@ -138,6 +171,7 @@ def build_base(
         catalog, audio_space, (options or AdaptOptions()).replace(knowledge=False),
         encoder=encoder,
     )  # fmt: skip
+    taught = adapter.file_ids.copy()
     adapter = replace(adapter, file_ids=np.full_like(adapter.file_ids, -1), audio_generation=-1)
     audio = normalise(adapter.audio_vectors.astype(np.float32))
     captions = adapter.text_vectors
@@ -154,11 +188,85 @@ def build_base(
         options=category_options,
     )  # fmt: skip
     categories.stats |= pairs
+    if heads is None and adapter.audio_identity.startswith("aisfx-"):
+        from engine.models.aisfx.model import load_ucs_heads
+
+        heads = load_ucs_heads()
+    classes = None
+    if heads:
+        classes = _learn_classes(catalog, ucs, categories, adapter, taught, heads, scale)
     out.mkdir(parents=True, exist_ok=True)
     adapter_file, categories_file = base_files(out, audio_space)
     adapter.save(adapter_file)
     categories.save(categories_file)
-    return BaseKnowledge(adapter, categories)
+    if classes is not None:
+        classes.save(classes_file(out, audio_space))
+    else:
+        classes_file(out, audio_space).unlink(missing_ok=True)
+    return BaseKnowledge(adapter, categories, classes)
+
+
+def _learn_classes(
+    catalog: Catalog,
+    ucs: UcsTable,
+    categories: CategoryKnowledge,
+    adapter: Adapter,
+    taught: np.ndarray,
+    heads: dict[str, list[tuple[np.ndarray, np.ndarray]]],
+    scale: float | None,
+) -> ClassKnowledge:
+    """Align the classifiers' classes to UCS categories on the described files, whose
+    captions read like categories as softly as they teach the category classifier."""
+    names = sorted({ucs.by_catid[c].category for c in categories.catids})
+    of_catid = np.array([names.index(ucs.by_catid[c].category) for c in categories.catids])
+    store = VectorStore(catalog)
+    space = store.space(adapter.audio_space)
+    assert space is not None  # the adapter was just trained on it
+    ids, raw = store.file_vectors(space["id"], [int(f) for f in taught])
+    row_of = {int(f): i for i, f in enumerate(taught)}
+    captions = adapter.text_vectors[[row_of[int(f)] for f in ids]].astype(np.float32)
+    tau = categories.options.label_tau
+    logits = captions @ categories.category_vectors.T / tau
+    soft = np.exp(logits - logits.max(1, keepdims=True))
+    soft /= soft.sum(1, keepdims=True)
+    labels = np.zeros((len(ids), len(names)), dtype=np.float32)
+    np.add.at(labels.T, of_catid, soft.T)
+    if scale is None:
+        scale = typical_length(catalog, adapter.audio_space)
+    return learn_classes(
+        raw, labels, heads, categories=names, catids=categories.catids,
+        category_of_catid=of_catid, scale=scale, audio_space=adapter.audio_space,
+        audio_identity=adapter.audio_identity,
+    )  # fmt: skip
+
+
+def typical_length(catalog: Catalog, audio_space: str, files: int = SCALE_FILES) -> float:
+    """Median length of a file's raw embedding (the element-wise max of its windows
+    before normalising), over a seeded sample of the library's files: what the stored
+    unit vectors are scaled back by for the audio model's classifiers. Decodes and embeds
+    them (seconds); the calling thread."""
+    from engine.audio.decode import decode_mono
+    from engine.audio.resample import resample
+    from engine.models.spaces import make_space
+
+    model = make_space(audio_space, device="cpu")
+    rows = [r[0] for r in catalog.conn.execute("SELECT path FROM files WHERE status = 'ok'")]
+    rng = np.random.default_rng(0)
+    pick = sorted(rng.choice(len(rows), size=min(files, len(rows)), replace=False))
+    lengths = []
+    for i in pick:
+        try:
+            audio, rate = decode_mono(rows[i])
+        except Exception as exc:  # a file unreadable now is left out of the sample
+            log.info("left out of the scale sample: %s (%s)", rows[i], exc)
+            continue
+        (embedding,) = model.embed([resample(audio, rate, model.sample_rate)])
+        if embedding.windows:
+            peak = np.max(np.stack([w[2] for w in embedding.windows]), axis=0)
+            lengths.append(float(np.linalg.norm(peak)))
+    if not lengths:
+        raise NothingToLearn("no file of the library could be embedded to measure the scale")
+    return float(np.median(lengths))
 
 
 def _speech_audio(speech: Catalog, adapter: Adapter) -> np.ndarray:

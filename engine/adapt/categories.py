@@ -98,10 +98,13 @@ class CategoryKnowledge:
 
     def query_distribution(self, text_vector: np.ndarray) -> np.ndarray:
         """(c,) how much the query reads like each (usable) category; sums to 1."""
-        p = _softmax(self.category_vectors @ text_vector, self.options.query_tau)
-        p = p * (self.mass >= MIN_CATEGORY_MASS)
+        p = self.text_distribution(text_vector) * (self.mass >= MIN_CATEGORY_MASS)
         total = p.sum()
         return p / total if total > 0 else p
+
+    def text_distribution(self, text_vector: np.ndarray) -> np.ndarray:
+        """(c,) how much the query reads like each category, thin ones included."""
+        return _softmax(self.category_vectors @ text_vector, self.options.query_tau)
 
     def log_probs(self, audio: np.ndarray) -> np.ndarray:
         """(n, c) log P(category | sound) of standardised, L2-normalised audio vectors."""

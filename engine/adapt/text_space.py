@@ -15,6 +15,7 @@ from engine.adapt.captions import (
     knowledge_words,
 )
 from engine.adapt.categories import CategoryKnowledge
+from engine.adapt.classes import ClassKnowledge
 from engine.catalog.db import Catalog
 from engine.catalog.vectors import VectorStore, nearest_rows, normalise
 from engine.errors import ModelUnavailable
@@ -29,6 +30,9 @@ NEIGHBOUR_CANDIDATES = 50
 NEIGHBOUR_SEARCHES = 5
 # Weight of the category part against the whole file-level score (each z-scored).
 CATEGORY_WEIGHT = 1.0
+# Weight of the audio model's own classifiers against the score with categories (each
+# z-scored): chosen on a split of the training corpus (docs/measurements.md).
+CLASSES_WEIGHT = 0.25
 # Files whose category log-probabilities are kept between queries (752 floats each).
 LOG_PROB_CACHE_FILES = 50_000
 # Vectors sampled to standardise a library by its own statistics (base knowledge).
@@ -36,8 +40,10 @@ STATISTICS_SAMPLE = 20_000
 
 
 # A text query's parts: centroid, neighbours' audio vectors, their weights, head query,
-# category distribution.
-_QueryParts = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
+# category distribution, class-category weights.
+_QueryParts = tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None
+]
 
 
 class AdaptedTextSpace:
@@ -59,11 +65,13 @@ class AdaptedTextSpace:
         encoder: Any = None,
         *,
         categories: CategoryKnowledge | None = None,
+        classes: ClassKnowledge | None = None,
         own_statistics: bool = False,
     ) -> None:
-        """`categories` adds category-level knowledge; `own_statistics` standardises the
-        library's vectors by its own mean and spread instead of the adapter's (an adapter
-        learned on another library: base knowledge)."""
+        """`categories` adds category-level knowledge, `classes` (with categories) the
+        audio model's own classifiers; `own_statistics` standardises the library's
+        vectors by its own mean and spread instead of the adapter's (an adapter learned
+        on another library: base knowledge)."""
         from engine.models.text_encoder import encoder_identity
 
         self.catalog = catalog
@@ -89,16 +97,25 @@ class AdaptedTextSpace:
             or categories.text_identity != adapter.text_identity
         ):
             raise ModelUnavailable("the category knowledge was learned for other models")
+        if classes is not None and (
+            categories is None
+            or classes.audio_identity != space["identity"]
+            or classes.catids != categories.catids
+        ):
+            raise ModelUnavailable("the class knowledge was learned for other models")
         self.categories = categories
+        self.classes = classes
         self.space_id = space["id"]
         self._cache: dict[str, _QueryParts] = {}
         # Query text -> its sentence vector; a blend shares one between its two spaces.
         self.encoded: dict[str, np.ndarray] = {}
-        self._reference: tuple[int, np.ndarray] | None = None
+        self._reference: tuple[int, tuple[np.ndarray, np.ndarray]] | None = None
         self._stats_cache: dict[tuple[str, int], list[tuple[float, float]]] = {}
         self._log_prob_cache: dict[int, np.ndarray] = {}
         self._log_prob_generation = -1
         self._reference_log_probs: tuple[int, np.ndarray] | None = None
+        self._class_cache: dict[int, np.ndarray] = {}
+        self._reference_classes: tuple[int, np.ndarray] | None = None
         self._mean, self._std = adapter.mean, adapter.std
         # The files of this library whose words taught the adapter (None: base knowledge
         # learned elsewhere, whose file ids are another catalog's, cannot tell).
@@ -161,10 +178,12 @@ class AdaptedTextSpace:
         head_query = None
         if a.heads is not None:
             head_query = normalise((q @ a.heads["wt"] + a.heads["bt"]).reshape(1, -1))[0]
-        distribution = None
+        distribution = class_weights = None
         if self.categories is not None:
             distribution = self.categories.query_distribution(q)
-        entry = (centroid, neighbours, w, head_query, distribution)
+            if self.classes is not None:
+                class_weights = self.classes.query_weights(self.categories.text_distribution(q))
+        entry = (centroid, neighbours, w, head_query, distribution, class_weights)
         if len(self._cache) > 512:
             self._cache.clear()
         self._cache[text] = entry
@@ -180,7 +199,7 @@ class AdaptedTextSpace:
 
     def _parts(self, audio: np.ndarray, query: tuple) -> list[tuple[float, np.ndarray]]:
         """(weight, scores of `audio`) of each file-level part that is switched on."""
-        centroid, neighbours, w, head_query, _ = query
+        centroid, neighbours, w, head_query, _, _ = query
         o = self.adapter.options
         parts = [(1.0, audio @ centroid)]
         if o.kernel_weight and len(neighbours):
@@ -192,11 +211,13 @@ class AdaptedTextSpace:
             parts.append((o.heads_weight, normalise(audio @ h["wa"] + h["ba"]) @ head_query))
         return parts
 
-    def _reference_audio(self) -> np.ndarray:
-        """A fixed sample of the library's standardised vectors, for z-scoring the parts."""
+    def _reference_audio(self) -> tuple[np.ndarray, np.ndarray]:
+        """A fixed sample of the library's vectors, (raw, standardised), for z-scoring
+        the parts."""
         generation = self._store.generation(self.space_id)
         if self._reference is None or self._reference[0] != generation:
-            self._reference = (generation, self._standardise(self._sample(REFERENCE_FILES)))
+            raw = self._sample(REFERENCE_FILES)
+            self._reference = (generation, (raw, self._standardise(raw)))
         return self._reference[1]
 
     def score(
@@ -211,7 +232,7 @@ class AdaptedTextSpace:
         ids, raw = fetched or self._vectors(np.array(file_ids, dtype=np.int64))
         if len(ids) == 0:
             return {}
-        total = self._total(ids, self._standardise(raw), text, query)
+        total = self._total(ids, raw, self._standardise(raw), text, query)
         return {int(f): float(s) for f, s in zip(ids, total, strict=True)}
 
     def category_log_probs(self, file_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -226,15 +247,31 @@ class AdaptedTextSpace:
         """Category log-probabilities of these files, cached: they depend on the file alone,
         so typing the next letter reuses most of them."""
         assert self.categories is not None
+        return self._cached_rows(self._log_prob_cache, ids, audio, self.categories.log_probs)
+
+    def _class_log_probs(self, ids: np.ndarray, raw: np.ndarray) -> np.ndarray:
+        """The classifiers' category log-probabilities of these files (raw vectors), cached."""
+        assert self.classes is not None
+        return self._cached_rows(self._class_cache, ids, raw, self.classes.log_probs)
+
+    def _cached_rows(
+        self,
+        cache: dict[int, np.ndarray],
+        ids: np.ndarray,
+        audio: np.ndarray,
+        compute: Callable[[np.ndarray], np.ndarray],
+    ) -> np.ndarray:
+        """Rows of `compute(audio)` per file, through `cache` (emptied when the vectors
+        change)."""
         generation = self._store.generation(self.space_id)
         if self._log_prob_generation != generation:
             self._log_prob_cache.clear()
+            self._class_cache.clear()
             self._log_prob_generation = generation
-        cache = self._log_prob_cache
         rows = [cache.get(int(f)) for f in ids]
         todo = [i for i, row in enumerate(rows) if row is None]
         if todo:
-            fresh = self.categories.log_probs(audio[todo]).astype(np.float32)
+            fresh = compute(audio[todo]).astype(np.float32)
             # Made room for after the rows are read: a full cache is emptied, never left
             # without rows this call still needs.
             if len(cache) + len(todo) > LOG_PROB_CACHE_FILES:
@@ -252,7 +289,7 @@ class AdaptedTextSpace:
         cached = self._stats_cache.get(key)
         if cached is not None:
             return cached
-        reference = self._reference_audio()
+        raw_reference, reference = self._reference_audio()
         stats: list[tuple[float, float]] = []
 
         def z(values: np.ndarray) -> np.ndarray:
@@ -265,14 +302,19 @@ class AdaptedTextSpace:
             if self._reference_log_probs is None or self._reference_log_probs[0] != generation:
                 self._reference_log_probs = (generation, self.categories.log_probs(reference))
             category = self._reference_log_probs[1] @ query[4]
-        self._combine(self._parts(reference, query), category, z)
+        classes = None
+        if self.classes is not None and query[5] is not None:
+            if self._reference_classes is None or self._reference_classes[0] != generation:
+                self._reference_classes = (generation, self.classes.log_probs(raw_reference))
+            classes = self._reference_classes[1] @ query[5]
+        self._combine(self._parts(reference, query), category, classes, z)
         if len(self._stats_cache) > 512:
             self._stats_cache.clear()
         self._stats_cache[key] = stats
         return stats
 
     def _total(
-        self, ids: np.ndarray, audio: np.ndarray, text: str, query: _QueryParts
+        self, ids: np.ndarray, raw: np.ndarray, audio: np.ndarray, text: str, query: _QueryParts
     ) -> np.ndarray:
         """Scores of `audio`, z-scored on the reference sample (so spaces can be blended)."""
         stats = iter(self._reference_stats(text, query))
@@ -284,23 +326,30 @@ class AdaptedTextSpace:
         category = None
         if self.categories is not None and query[4] is not None:
             category = self._log_probs(ids, audio) @ query[4]
-        return self._combine(self._parts(audio, query), category, z)
+        classes = None
+        if self.classes is not None and query[5] is not None:
+            classes = self._class_log_probs(ids, raw) @ query[5]
+        return self._combine(self._parts(audio, query), category, classes, z)
 
     @staticmethod
     def _combine(
         parts: list[tuple[float, np.ndarray]],
         category: np.ndarray | None,
+        classes: np.ndarray | None,
         z: Callable[[np.ndarray], np.ndarray],
     ) -> np.ndarray:
         """The weighted sum of the z-scored parts, z-scored, plus the z-scored category
-        score, z-scored again. One sequence of z() calls for the reference sample (which
-        records the statistics) and for the files scored (which apply them in order)."""
+        score, z-scored again, plus the z-scored class score, z-scored again. One sequence
+        of z() calls for the reference sample (which records the statistics) and for the
+        files scored (which apply them in order)."""
         total = np.zeros(len(parts[0][1]), dtype=np.float64)
         for weight, part in parts:
             total += weight * z(part)
         total = z(total)
         if category is not None:
             total = z(total + CATEGORY_WEIGHT * z(category))
+            if classes is not None:
+                total = z(total + CLASSES_WEIGHT * z(classes))
         return total
 
     def candidate_rows(self, text: str) -> np.ndarray:
@@ -308,7 +357,7 @@ class AdaptedTextSpace:
         files are the candidates), then the heaviest neighbours (kernel matches the
         centroid misses) and, with categories, the audio the query's categories were
         taught with (each NEIGHBOUR_CANDIDATES nearest files)."""
-        centroid, neighbours, weights, _, distribution = self._query(text)
+        centroid, neighbours, weights, _, distribution, _ = self._query(text)
         heaviest = neighbours[np.argsort(-weights, kind="stable")[:NEIGHBOUR_SEARCHES]]
         rows = np.vstack([centroid.reshape(1, -1), heaviest])
         if self.categories is not None and distribution is not None:

@@ -173,14 +173,9 @@ def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
-def load_aisfx(path: str | Path | None = None, device: str | torch.device = "cpu") -> AisfxNet:
-    """Load the aisfx embedding network in eval mode on ``device``.
-
-    ``path`` defaults to the installed package's checkpoint. Loading never unpickles
-    arbitrary objects (``weights_only=True`` plus :func:`_allowed_globals`). Raises
-    :class:`ModelUnavailable` when the file is missing, unreadable, refused by the safe
-    unpickler or does not hold the expected weights. Any thread; no module state.
-    """
+def _read_checkpoint(path: str | Path | None, device: str | torch.device) -> tuple[Path, object]:
+    """(path, what the checkpoint holds), read with the safe unpickler only; raises
+    ModelUnavailable when the file is missing, unreadable or refused. Any thread."""
     if path is None:
         path = checkpoint_path()
         if path is None:
@@ -196,7 +191,18 @@ def load_aisfx(path: str | Path | None = None, device: str | torch.device = "cpu
             f"could not load the aisfx checkpoint {path} safely ({_reason(exc)}); reinstall "
             "it (pip install --force-reinstall --no-deps aisfx==0.1.2)"
         ) from exc
+    return path, loaded
 
+
+def load_aisfx(path: str | Path | None = None, device: str | torch.device = "cpu") -> AisfxNet:
+    """Load the aisfx embedding network in eval mode on ``device``.
+
+    ``path`` defaults to the installed package's checkpoint. Loading never unpickles
+    arbitrary objects (``weights_only=True`` plus :func:`_allowed_globals`). Raises
+    :class:`ModelUnavailable` when the file is missing, unreadable, refused by the safe
+    unpickler or does not hold the expected weights. Any thread; no module state.
+    """
+    path, loaded = _read_checkpoint(path, device)
     weights = loaded[0] if isinstance(loaded, tuple | list) and loaded else loaded
     if not isinstance(weights, Mapping):
         raise ModelUnavailable(
@@ -215,3 +221,43 @@ def load_aisfx(path: str | Path | None = None, device: str | torch.device = "cpu
             f"{path} does not match the aisfx embedding network ({exc}): {INSTALL_HINT}"
         ) from exc
     return net.to(device).eval()
+
+
+# The checkpoint's classifier heads for sound-effects libraries labelled with UCS
+# categories (Pro Sound Effects, Soundly, a UCS mix; aisfx's README), in ds_dict's names.
+UCS_HEADS = ("prosfx", "soundlyTrain", "ucsMixed")
+
+
+def load_ucs_heads(
+    path: str | Path | None = None,
+) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """The UCS-labelled classifier heads of the checkpoint: name -> [(weight (out, in),
+    bias (out,))] for its three linear layers (ReLU between them), float32 NumPy arrays.
+
+    The checkpoint names its classes by index only; engine/adapt/classes.py learns which
+    UCS category each index is. Read with the safe unpickler; raises ModelUnavailable
+    when a head is missing or malformed. Any thread; no module state.
+    """
+    path, loaded = _read_checkpoint(path, "cpu")
+    ok = isinstance(loaded, tuple | list) and len(loaded) == 2
+    weights, datasets = (loaded[0], loaded[1]) if ok else (None, None)  # type: ignore[index]
+    if not isinstance(weights, Mapping) or not isinstance(datasets, Mapping):
+        raise ModelUnavailable(f"{path} does not hold aisfx's classifier heads: {INSTALL_HINT}")
+    heads: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for name in UCS_HEADS:
+        try:
+            index, classes = int(datasets[name][0]), int(datasets[name][1])
+            layers = [
+                (
+                    weights[f"fc.{index}.{layer}.weight"].float().numpy().copy(),
+                    weights[f"fc.{index}.{layer}.bias"].float().numpy().copy(),
+                )
+                for layer in (0, 2, 4)
+            ]
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelUnavailable(f"{path}: no usable '{name}' head ({exc!r})") from exc
+        dims = [w.shape for w, _ in layers]
+        if dims[0][1] != EMBED_DIM or dims[2][0] != classes or dims[1][1] != dims[0][0]:
+            raise ModelUnavailable(f"{path}: the '{name}' head has unexpected shapes {dims}")
+        heads[name] = layers
+    return heads

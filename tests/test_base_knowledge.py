@@ -99,7 +99,9 @@ def test_base_knowledge_finds_sounds_in_a_library_that_says_nothing(tmp_path, li
         other.close()
 
 
-def test_the_library_blends_its_own_adapter_in_by_how_much_it_knows(tmp_path, library):
+def test_the_library_blends_its_own_adapter_in_by_how_much_it_knows(
+    tmp_path, library, monkeypatch
+):
     build(tmp_path, library, FakeAisfx())
     encoder = WordEncoder()
     base = build_base(library.catalog, UCS, tmp_path / "k", options=SMALL,
@@ -122,6 +124,17 @@ def test_the_library_blends_its_own_adapter_in_by_how_much_it_knows(tmp_path, li
     # Without base knowledge the own adapter answers alone.
     alone = compose_text_space(library.catalog, index, adapter, None, encoder=encoder)
     assert isinstance(alone, AdaptedTextSpace) and alone.categories is None
+    # So it does once its own names have taken over (the base would count under 5%).
+    import engine.adapt.base as base_module
+
+    monkeypatch.setattr(base_module, "HANDOVER_PAIRS", 2)  # 40 pairs: the base's say is 4.8%
+    taken_over = compose_text_space(library.catalog, index, adapter, base, encoder=encoder)
+    assert isinstance(taken_over, AdaptedTextSpace) and taken_over.categories is None
+    monkeypatch.setattr(base_module, "HANDOVER_PAIRS", 3)  # 7.0%: still blended
+    assert isinstance(
+        compose_text_space(library.catalog, index, adapter, base, encoder=encoder),
+        BlendedTextSpace,
+    )
 
 
 def test_base_knowledge_for_another_audio_model_is_refused_not_mixed(tmp_path, library):

@@ -99,9 +99,7 @@ def test_base_knowledge_finds_sounds_in_a_library_that_says_nothing(tmp_path, li
         other.close()
 
 
-def test_the_library_blends_its_own_adapter_in_by_how_much_it_knows(
-    tmp_path, library, monkeypatch
-):
+def test_the_library_blends_its_own_adapter_in_by_how_much_it_knows(tmp_path, library, monkeypatch):
     build(tmp_path, library, FakeAisfx())
     encoder = WordEncoder()
     base = build_base(library.catalog, UCS, tmp_path / "k", options=SMALL,

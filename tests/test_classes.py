@@ -178,3 +178,14 @@ def test_the_shipped_class_knowledge_matches_the_shipped_categories():
     assert base.classes.audio_identity == base.adapter.audio_identity
     assert len(base.classes.categories) == 82 and len(base.classes.heads) == 3
     assert base.classes.scale > 1
+
+
+def test_knowledge_show_names_the_classifiers(tmp_path, library, capsys):
+    import main
+
+    build(tmp_path, library, FakeAisfx())
+    out = tmp_path / "k"
+    build_base(library.catalog, UCS, out, options=SMALL, category_options=FAST,
+               encoder=WordEncoder(), heads=planted_head(), scale=1.0)  # fmt: skip
+    assert main.main(["knowledge", "show", "--out", str(out)]) == 0
+    assert "classifiers: planted over 4 UCS categories" in capsys.readouterr().out

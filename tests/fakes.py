@@ -4,7 +4,9 @@ saved like a hub folder, and a player that records what the window asks of it.""
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -187,3 +189,17 @@ class FakePlayer:
 
     def close(self):
         pass
+
+
+def with_member(source: Path, target: Path, member: str, value: np.ndarray) -> Path:
+    """A copy of the .npz `source` at `target` with `member` (e.g. "b1.npy") replaced by
+    `value`, every other member byte for byte: for tests of damaged knowledge files."""
+    with zipfile.ZipFile(source) as z, zipfile.ZipFile(target, "w") as out:
+        for item in z.infolist():
+            blob = z.read(item)
+            if item.filename == member:
+                buf = io.BytesIO()
+                np.save(buf, value)
+                blob = buf.getvalue()
+            out.writestr(item, blob)
+    return target

@@ -26,7 +26,7 @@ from engine.search.hybrid import hybrid_search
 from engine.search.keyword import keyword_search
 from engine.search.similar import SimilarIndex
 from tests.audio_factory import write
-from tests.fakes import NAMED, SMALL, FakeAisfx, FakeSpace, WordEncoder, build, dc
+from tests.fakes import NAMED, SMALL, FakeAisfx, FakeSpace, WordEncoder, build, dc, with_member
 from tests.requires import needs_encoder
 
 
@@ -345,17 +345,9 @@ def test_damaged_and_hostile_adapter_files_are_refused_before_they_are_loaded(tm
             Adapter.load(bad)
     assert read_meta(tmp_path / "truncated.npz") is None
     # Wrong shapes: captions for fewer files than vectors.
-    short = tmp_path / "short.npz"
-    with zipfile.ZipFile(path) as z, zipfile.ZipFile(short, "w") as out:
-        for item in z.infolist():
-            blob = z.read(item)
-            if item.filename == "captions.npy":
-                import io
-
-                buf = io.BytesIO()
-                np.save(buf, np.array(good.captions[:-1], dtype=str))
-                blob = buf.getvalue()
-            out.writestr(item, blob)
+    short = with_member(
+        path, tmp_path / "short.npz", "captions.npy", np.array(good.captions[:-1], dtype=str)
+    )
     with pytest.raises(AdapterInvalid, match="wrong shape: captions"):
         Adapter.load(short)
     # A bomb: a head that declares 256 MB of zeros, stored compressed in well under 1 MB.

@@ -7,9 +7,7 @@ own adapter as names appear, and refused for another audio model. Mechanics run 
 bag-of-words encoder; the library-level test uses the real sentence encoder.
 """
 
-import io
 import json
-import zipfile
 
 import numpy as np
 import pytest
@@ -31,7 +29,7 @@ from engine.scan.ucs import UcsEntry, UcsTable
 from engine.search.hybrid import hybrid_search
 from engine.search.similar import SimilarIndex
 from tests.audio_factory import write
-from tests.fakes import NAMED, SMALL, FakeAisfx, WordEncoder, build, dc
+from tests.fakes import NAMED, SMALL, FakeAisfx, WordEncoder, build, dc, with_member
 from tests.requires import needs_encoder
 
 UCS = UcsTable(
@@ -187,20 +185,9 @@ def test_damaged_or_hostile_category_files_are_refused(tmp_path, library):
     pickled = tmp_path / "pickled.npz"
     np.savez(pickled, meta=np.array([{"evil": 1}], dtype=object))
 
-    def rewritten(name, member, value):
-        target = tmp_path / name
-        with zipfile.ZipFile(path) as z, zipfile.ZipFile(target, "w") as out:
-            for item in z.infolist():
-                blob = z.read(item)
-                if item.filename == member:
-                    buf = io.BytesIO()
-                    np.save(buf, value)
-                    blob = buf.getvalue()
-                out.writestr(item, blob)
-        return target
-
-    short = rewritten("short.npz", "b2.npy", base.categories.b2[:-1])
-    nan = rewritten("nan.npz", "b1.npy", np.full_like(base.categories.b1, np.nan))
+    short = with_member(path, tmp_path / "short.npz", "b2.npy", base.categories.b2[:-1])
+    not_finite = np.full_like(base.categories.b1, np.nan)
+    nan = with_member(path, tmp_path / "nan.npz", "b1.npy", not_finite)
     for bad in (truncated, pickled, short, nan):
         with pytest.raises(AdapterInvalid):
             CategoryKnowledge.load(bad)

@@ -7,9 +7,6 @@ damaged or mismatched file must be refused. The real checkpoint's heads load whe
 aisfx is installed.
 """
 
-import io
-import zipfile
-
 import numpy as np
 import pytest
 
@@ -17,7 +14,7 @@ from engine.adapt.base import build_base, classes_file, compose_text_space, load
 from engine.adapt.classes import ClassKnowledge, monotone_alignment
 from engine.errors import AdapterInvalid, ModelUnavailable
 from engine.search.similar import SimilarIndex
-from tests.fakes import SMALL, FakeAisfx, WordEncoder, build
+from tests.fakes import SMALL, FakeAisfx, WordEncoder, build, with_member
 from tests.test_base_knowledge import FAST, UCS, names_of, unnamed_library
 
 
@@ -105,26 +102,14 @@ def test_damaged_or_mismatched_class_files_are_refused(tmp_path, library):
     path = classes_file(out, "aisfx")
     data = path.read_bytes()
 
-    def rewritten(name, member, value):
-        target = tmp_path / name
-        with zipfile.ZipFile(path) as z, zipfile.ZipFile(target, "w") as out_zip:
-            for item in z.infolist():
-                blob = z.read(item)
-                if item.filename == member:
-                    buf = io.BytesIO()
-                    np.save(buf, value)
-                    blob = buf.getvalue()
-                out_zip.writestr(item, blob)
-        return target
-
     truncated = tmp_path / "truncated.npz"
     truncated.write_bytes(data[: len(data) // 2])
     pickled = tmp_path / "pickled.npz"
     np.savez(pickled, meta=np.array([{"evil": 1}], dtype=object))
-    far = rewritten("far.npz", "h0_classes.npy", np.array([0, 1, 7], dtype=np.int32))
-    nan = rewritten("nan.npz", "h0_b0.npy", np.full(4, np.nan, dtype=np.float32))
-    broken_chain = rewritten("chain.npz", "h0_w1.npy", np.zeros((4, 5), dtype=np.float16))
-    for bad in (truncated, pickled, far, nan, broken_chain):
+    far = with_member(path, tmp_path / "far.npz", "h0_classes.npy", np.array([0, 1, 7], np.int32))
+    nan = with_member(path, tmp_path / "nan.npz", "h0_b0.npy", np.full(4, np.nan, np.float32))
+    chain = with_member(path, tmp_path / "chain.npz", "h0_w1.npy", np.zeros((4, 5), np.float16))
+    for bad in (truncated, pickled, far, nan, chain):
         with pytest.raises(AdapterInvalid):
             ClassKnowledge.load(bad)
     # A damaged class file costs only the classes: the rest of the base still serves.

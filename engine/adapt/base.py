@@ -230,10 +230,7 @@ def _learn_classes(
     ids, raw = store.file_vectors(space["id"], [int(f) for f in taught])
     row_of = {int(f): i for i, f in enumerate(taught)}
     captions = adapter.text_vectors[[row_of[int(f)] for f in ids]].astype(np.float32)
-    tau = categories.options.label_tau
-    logits = captions @ categories.category_vectors.T / tau
-    soft = np.exp(logits - logits.max(1, keepdims=True))
-    soft /= soft.sum(1, keepdims=True)
+    soft = categories.caption_distribution(captions)
     labels = np.zeros((len(ids), len(names)), dtype=np.float32)
     np.add.at(labels.T, of_catid, soft.T)
     if scale is None:

@@ -71,7 +71,8 @@ def category_texts(ucs: UcsTable) -> tuple[list[str], list[str]]:
     return ids, texts
 
 
-def _softmax(x: np.ndarray, tau: float, axis: int = -1) -> np.ndarray:
+def softmax(x: np.ndarray, tau: float, axis: int = -1) -> np.ndarray:
+    """Softmax of `x / tau` along `axis` (max subtracted first). Any thread."""
     z = x / tau
     z = z - z.max(axis=axis, keepdims=True)
     e = np.exp(z)
@@ -104,7 +105,12 @@ class CategoryKnowledge:
 
     def text_distribution(self, text_vector: np.ndarray) -> np.ndarray:
         """(c,) how much the query reads like each category, thin ones included."""
-        return _softmax(self.category_vectors @ text_vector, self.options.query_tau)
+        return softmax(self.category_vectors @ text_vector, self.options.query_tau)
+
+    def caption_distribution(self, caption_vectors: np.ndarray) -> np.ndarray:
+        """(n, c) the soft labels captions (n, 384) teach: how much each reads like each
+        category, as `train_categories` assigns them."""
+        return softmax(caption_vectors @ self.category_vectors.T, self.options.label_tau, 1)
 
     def log_probs(self, audio: np.ndarray) -> np.ndarray:
         """(n, c) log P(category | sound) of standardised, L2-normalised audio vectors."""
@@ -216,7 +222,7 @@ def train_categories(
     options = options or CategoryOptions()
     catids, texts = category_texts(ucs)
     cats = normalise(np.asarray(encoder.encode(texts), dtype=np.float32))
-    labels = _softmax(caption_vectors.astype(np.float32) @ cats.T, options.label_tau, axis=1)
+    labels = softmax(caption_vectors.astype(np.float32) @ cats.T, options.label_tau, axis=1)
     generator = torch.Generator().manual_seed(options.seed)
     x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
     y = torch.from_numpy(labels.astype(np.float32))

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from engine.adapt.adapter import npz_members
+from engine.adapt.categories import softmax
 from engine.catalog.sidefiles import written
 from engine.errors import AdapterInvalid
 
@@ -60,9 +61,7 @@ class ClassHead:
             h = h @ w.T + b
             if i < len(self.layers) - 1:
                 h = np.maximum(h, 0)
-        h = h - h.max(1, keepdims=True)
-        e = np.exp(h)
-        return e / e.sum(1, keepdims=True)
+        return softmax(h, 1.0, axis=1)
 
 
 @dataclass

@@ -125,22 +125,31 @@ def compose_text_space(
     Base knowledge for another audio model than the library's is refused (logged). None
     when there is neither. Raises ModelUnavailable when the own adapter cannot be used.
     """
-    base_space = None
-    if base is not None:
-        try:
-            base_space = AdaptedTextSpace(
-                catalog, index, base.adapter, ucs, encoder,
-                categories=base.categories, classes=base.classes, own_statistics=True,
-            )  # fmt: skip
-        except ModelUnavailable as exc:
-            log.info("base knowledge not used: %s", exc)
     if adapter is None:
-        return base_space
+        return _base_space(catalog, index, base, ucs, encoder)
     own = AdaptedTextSpace(catalog, index, adapter, ucs, encoder)
     weight = own_weight(int(adapter.stats.get("pairs", 0)))
-    if base_space is None or 1 - weight < MIN_BASE_SHARE:
-        return own
-    return BlendedTextSpace(own, base_space, weight)
+    if 1 - weight < MIN_BASE_SHARE:
+        return own  # the base is not even set up (its statistics cost a read)
+    base_space = _base_space(catalog, index, base, ucs, encoder)
+    return own if base_space is None else BlendedTextSpace(own, base_space, weight)
+
+
+def _base_space(
+    catalog: Catalog, index: Any, base: BaseKnowledge | None, ucs: UcsTable | None, encoder: Any
+) -> AdaptedTextSpace | None:
+    """The base knowledge's text space over this library, or None (none, or refused for
+    another audio model: logged)."""
+    if base is None:
+        return None
+    try:
+        return AdaptedTextSpace(
+            catalog, index, base.adapter, ucs, encoder,
+            categories=base.categories, classes=base.classes, own_statistics=True,
+        )  # fmt: skip
+    except ModelUnavailable as exc:
+        log.info("base knowledge not used: %s", exc)
+        return None
 
 
 def build_base(

@@ -503,9 +503,12 @@ class Library:
 
     def use_adapter(self, path: str | os.PathLike[str]) -> None:
         """Answer text queries with an adapter file trained elsewhere (--adapter)."""
+        from dataclasses import replace
+
         from engine.adapt.adapter import Adapter
 
-        self._adapter_override = Adapter.load(Path(path).expanduser())  # AdapterInvalid
+        # Its captions are lent by another library's files (their ids mean nothing here).
+        self._adapter_override = replace(Adapter.load(Path(path).expanduser()), lend=None)
         self._text_space = None
 
     def base_knowledge(self):

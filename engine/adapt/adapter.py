@@ -84,6 +84,13 @@ class AdaptOptions:
     lr: float = 2e-3
     seed: int = 0
     min_pairs: int = 20
+    # Each file's nearest described files (by sound, itself left out) lend it their
+    # captions: a file scores by the query's similarity to them, softmax-weighted by how
+    # close they sound, at `lend_weight` beside the parts above (0: off). Chosen on the
+    # training corpus's queries (docs/measurements.md, captions lent by neighbours).
+    lend_neighbours: int = 5
+    lend_sharpness: float = 30.0
+    lend_weight: float = 0.25
 
     def replace(self, **changes: Any) -> AdaptOptions:
         return AdaptOptions(**(asdict(self) | changes))
@@ -125,6 +132,11 @@ class Adapter:
     std: np.ndarray
     heads: dict[str, np.ndarray] | None = None  # wt, bt, wa, ba
     stats: dict[str, Any] = field(default_factory=dict)
+    # Captions lent by neighbours (AdaptOptions.lend_*): the embedded files (sorted ids,
+    # (n,)), each one's nearest captioned rows ((n, k) int32 into `captions`) and their
+    # weights ((n, k) float16, summing to 1). None: not learned (base knowledge, whose
+    # file ids mean nothing elsewhere; an adapter from before they existed).
+    lend: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def save(self, path: Path) -> None:
         """Write atomically (a crash leaves the old adapter or none, never half of one)."""
@@ -143,6 +155,8 @@ class Adapter:
         }  # fmt: skip
         for key, value in (self.heads or {}).items():
             arrays["head_" + key] = value
+        if self.lend is not None:
+            arrays["lend_ids"], arrays["lend_rows"], arrays["lend_weights"] = self.lend
         with written(path) as tmp:
             np.savez(tmp, **arrays)
 
@@ -160,6 +174,16 @@ class Adapter:
                 known = {f.name for f in fields(AdaptOptions)}
                 options = AdaptOptions(**{k: v for k, v in meta["options"].items() if k in known})
                 heads = {k[5:]: data[k] for k in data.files if k.startswith("head_")} or None
+                lend = None
+                if "lend_ids" in data.files:
+                    lend = (np.asarray(data["lend_ids"], dtype=np.int64),
+                            np.asarray(data["lend_rows"], dtype=np.int32),
+                            np.asarray(data["lend_weights"], dtype=np.float16))  # fmt: skip
+                    rows = lend[1]
+                    if rows.size and (rows.min() < 0 or rows.max() >= len(data["file_ids"])):
+                        raise AdapterInvalid(f"{path}: lent captions point past the captions")
+                    if np.any(np.diff(lend[0]) <= 0) or not np.isfinite(lend[2]).all():
+                        raise AdapterInvalid(f"{path}: damaged lent captions")
                 return cls(
                     text_identity=meta["text_identity"], audio_space=meta["audio_space"],
                     audio_identity=meta["audio_identity"],
@@ -171,7 +195,7 @@ class Adapter:
                     text_vectors=np.asarray(data["text_vectors"], dtype=np.float32),
                     audio_vectors=np.asarray(data["audio_vectors"], dtype=np.float16),
                     weights=np.asarray(data["weights"], dtype=np.float32), mean=data["mean"],
-                    std=data["std"], heads=heads, stats=meta.get("stats", {}),
+                    std=data["std"], heads=heads, stats=meta.get("stats", {}), lend=lend,
                 )  # fmt: skip
         except AdapterInvalid:
             raise
@@ -232,8 +256,11 @@ def _check_members(path: Path) -> None:
             "meta": (), "file_ids": (n,), "captions": (n,), "text_vectors": (n, _TEXT_DIM),
             "audio_vectors": (n, dim), "weights": (n,), "mean": (dim,), "std": (dim,),
         }  # fmt: skip
+        if "lend_ids" in shapes:
+            m, k = shapes["lend_rows"][0]
+            expected |= {"lend_ids": (m,), "lend_rows": (m, k), "lend_weights": (m, k)}
         wrong = [k for k, shape in expected.items() if shapes[k][0] != shape]
-    except (KeyError, IndexError) as exc:
+    except (KeyError, IndexError, ValueError) as exc:
         raise AdapterInvalid(f"{path}: not a Sonarium adapter (no {exc})") from exc
     if (
         wrong

@@ -186,7 +186,9 @@ def build_base(
         encoder=encoder,
     )  # fmt: skip
     taught = adapter.file_ids.copy()
-    adapter = replace(adapter, file_ids=np.full_like(adapter.file_ids, -1), audio_generation=-1)
+    adapter = replace(
+        adapter, file_ids=np.full_like(adapter.file_ids, -1), audio_generation=-1, lend=None
+    )
     audio = normalise(adapter.audio_vectors.astype(np.float32))
     captions = adapter.text_vectors
     pairs = {"described": len(audio), "speech": 0}

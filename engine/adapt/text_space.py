@@ -109,7 +109,12 @@ class AdaptedTextSpace:
         self._cache: dict[str, _QueryParts] = {}
         # Query text -> its sentence vector; a blend shares one between its two spaces.
         self.encoded: dict[str, np.ndarray] = {}
-        self._reference: tuple[int, tuple[np.ndarray, np.ndarray]] | None = None
+        self._reference: tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+        # Captions lent by neighbours: the library's own adapter only (base knowledge has
+        # no table; one from elsewhere had its table dropped by Library.use_adapter).
+        self._lend_weight = float(adapter.options.lend_weight)
+        self._lends = adapter.lend is not None and self._lend_weight > 0 and not own_statistics
+        self._caption_sims: dict[str, np.ndarray] = {}
         self._stats_cache: dict[tuple[str, int], list[tuple[float, float]]] = {}
         self._log_prob_cache: dict[int, np.ndarray] = {}
         self._log_prob_generation = -1
@@ -123,13 +128,13 @@ class AdaptedTextSpace:
         if own_statistics:
             self._mean, self._std = self._library_statistics()
 
-    def _sample(self, size: int) -> np.ndarray:
-        """Raw vectors of a fixed, seeded sample of up to `size` of the library's files
-        (same seed, same library -> same rows)."""
+    def _sample(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, raw vectors) of a fixed, seeded sample of up to `size` of the library's
+        files (same seed, same library -> same rows)."""
         ids = self._store.embedded_ids(self.space_id)
         rng = np.random.default_rng(0)
         pick = np.sort(rng.choice(len(ids), size=min(len(ids), size), replace=False))
-        return self._vectors(ids[pick])[1]
+        return self._vectors(ids[pick])
 
     def _library_statistics(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and spread of the library's vectors: the search index's, over all of them
@@ -139,7 +144,7 @@ class AdaptedTextSpace:
         found = known(self.name) if known is not None else None
         if found is not None:
             return found[0].astype(np.float32), found[1].astype(np.float32)
-        raw = self._sample(STATISTICS_SAMPLE)
+        raw = self._sample(STATISTICS_SAMPLE)[1]
         if len(raw) < 2:
             return self.adapter.mean, self.adapter.std
         return raw.mean(0).astype(np.float32), (raw.std(0) + 1e-6).astype(np.float32)
@@ -166,6 +171,10 @@ class AdaptedTextSpace:
             q = normalise((q + KNOWLEDGE_WEIGHT * encoder.encode([extra])[0]).reshape(1, -1))[0]
         a = self.adapter
         sims = a.text_vectors @ q
+        if self._lends:
+            if len(self._caption_sims) >= 16:
+                self._caption_sims.clear()  # (pairs,) each: a few, not 512 of them
+            self._caption_sims[text] = sims
         k = min(a.options.neighbours, len(sims))
         top = nearest_rows(sims, k)
         w = np.clip(sims[top], 0, None) ** a.options.power * a.weights[top]
@@ -211,14 +220,34 @@ class AdaptedTextSpace:
             parts.append((o.heads_weight, normalise(audio @ h["wa"] + h["ba"]) @ head_query))
         return parts
 
-    def _reference_audio(self) -> tuple[np.ndarray, np.ndarray]:
-        """A fixed sample of the library's vectors, (raw, standardised), for z-scoring
-        the parts."""
+    def _reference_audio(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A fixed sample of the library's files, (ids, raw vectors, standardised), for
+        z-scoring the parts."""
         generation = self._store.generation(self.space_id)
         if self._reference is None or self._reference[0] != generation:
-            raw = self._sample(REFERENCE_FILES)
-            self._reference = (generation, (raw, self._standardise(raw)))
+            ids, raw = self._sample(REFERENCE_FILES)
+            self._reference = (generation, (ids, raw, self._standardise(raw)))
         return self._reference[1]
+
+    def _lent(self, text: str, ids: np.ndarray) -> np.ndarray | None:
+        """Each file's score by the captions its nearest described files lend it (the
+        query's cosine to each, weighted by how close they sound); a file embedded since
+        the adapter learned gets the mean over every caption. None when off."""
+        if not self._lends:
+            return None
+        sims = self._caption_sims.get(text)
+        if sims is None:
+            self._cache.pop(text, None)
+            self._query(text)
+            sims = self._caption_sims[text]
+        assert self.adapter.lend is not None
+        lend_ids, rows, weights = self.adapter.lend
+        at = np.minimum(np.searchsorted(lend_ids, ids), len(lend_ids) - 1)
+        found = lend_ids[at] == ids
+        out = np.full(len(ids), float(sims.mean()), dtype=np.float64)
+        picked = at[found]
+        out[found] = (weights[picked].astype(np.float32) * sims[rows[picked]]).sum(axis=1)
+        return out
 
     def score(
         self,
@@ -289,7 +318,7 @@ class AdaptedTextSpace:
         cached = self._stats_cache.get(key)
         if cached is not None:
             return cached
-        raw_reference, reference = self._reference_audio()
+        reference_ids, raw_reference, reference = self._reference_audio()
         stats: list[tuple[float, float]] = []
 
         def z(values: np.ndarray) -> np.ndarray:
@@ -307,7 +336,8 @@ class AdaptedTextSpace:
             if self._reference_classes is None or self._reference_classes[0] != generation:
                 self._reference_classes = (generation, self.classes.log_probs(raw_reference))
             classes = self._reference_classes[1] @ query[5]
-        self._combine(self._parts(reference, query), category, classes, z)
+        lent = self._lent(text, reference_ids)
+        self._combine(self._parts(reference, query), category, classes, z, lent, self._lend_weight)
         if len(self._stats_cache) > 512:
             self._stats_cache.clear()
         self._stats_cache[key] = stats
@@ -329,7 +359,9 @@ class AdaptedTextSpace:
         classes = None
         if self.classes is not None and query[5] is not None:
             classes = self._class_log_probs(ids, raw) @ query[5]
-        return self._combine(self._parts(audio, query), category, classes, z)
+        lent = self._lent(text, ids)
+        parts = self._parts(audio, query)
+        return self._combine(parts, category, classes, z, lent, self._lend_weight)
 
     @staticmethod
     def _combine(
@@ -337,15 +369,20 @@ class AdaptedTextSpace:
         category: np.ndarray | None,
         classes: np.ndarray | None,
         z: Callable[[np.ndarray], np.ndarray],
+        lent: np.ndarray | None = None,
+        lend_weight: float = 0.0,
     ) -> np.ndarray:
-        """The weighted sum of the z-scored parts, z-scored, plus the z-scored category
-        score, z-scored again, plus the z-scored class score, z-scored again. One sequence
-        of z() calls for the reference sample (which records the statistics) and for the
-        files scored (which apply them in order)."""
+        """The weighted sum of the z-scored parts, z-scored, plus the z-scored score of
+        lent captions, z-scored again, plus the z-scored category score, z-scored again,
+        plus the z-scored class score, z-scored again. One sequence of z() calls for the
+        reference sample (which records the statistics) and for the files scored (which
+        apply them in order)."""
         total = np.zeros(len(parts[0][1]), dtype=np.float64)
         for weight, part in parts:
             total += weight * z(part)
         total = z(total)
+        if lent is not None:
+            total = z(total + lend_weight * z(lent))
         if category is not None:
             total = z(total + CATEGORY_WEIGHT * z(category))
             if classes is not None:

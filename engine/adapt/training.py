@@ -207,6 +207,9 @@ def train_adapter(
         heads, loss = train_heads(text_vectors, audio, weights, options, step, cancel)
         if cancel is not None and cancel():
             raise Cancelled("learning text search was cancelled")
+    lend = None
+    if options.lend_weight and options.lend_neighbours:
+        lend = lend_table(ids, vectors, mean, std, file_ids, audio, options, cancel)
     stats = {
         "pairs": len(pairs), "described": described, "files": len(ids), "encoded": len(todo),
         "sources": sources_stamp(file_texts),
@@ -217,7 +220,62 @@ def train_adapter(
         audio_generation=generation, options=options, file_ids=file_ids, captions=texts,
         text_vectors=text_vectors, audio_vectors=audio.astype(np.float16), weights=weights,
         mean=mean.astype(np.float32), std=std.astype(np.float32), heads=heads, stats=stats,
+        lend=lend,
     )  # fmt: skip
+
+
+# Above this many captioned files, their nearest ones are found through an inverted-file
+# index (recall measured in docs/measurements.md) rather than compared with every file.
+LEND_EXACT_ROWS = 30_000
+LEND_CHUNK = 65_536
+
+
+def lend_table(
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    file_ids: np.ndarray,
+    audio: np.ndarray,
+    options: AdaptOptions,
+    cancel: Callable[[], bool] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(sorted file ids, (n, k) rows of `audio`, (n, k) weights) of every embedded file's
+    `options.lend_neighbours` nearest captioned files by sound, itself left out; `audio`
+    is the captioned files' standardised, normalised vectors (rows of `file_ids`). None
+    when there are too few captioned files to lend."""
+    import faiss
+
+    k = min(options.lend_neighbours, len(audio))
+    if k < 1:
+        return None
+    rows = np.ascontiguousarray(audio, dtype=np.float32)
+    if len(rows) <= LEND_EXACT_ROWS:
+        index: Any = faiss.IndexFlatIP(rows.shape[1])
+    else:
+        lists = int(4 * np.sqrt(len(rows)))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(rows.shape[1]), rows.shape[1], lists,
+                                   faiss.METRIC_INNER_PRODUCT)  # fmt: skip
+        index.train(rows)
+        index.nprobe = 16
+    index.add(rows)
+    order = np.argsort(ids, kind="stable")
+    out_rows = np.zeros((len(ids), k), dtype=np.int32)
+    out_weights = np.zeros((len(ids), k), dtype=np.float16)
+    for start in range(0, len(order), LEND_CHUNK):
+        if cancel is not None and cancel():
+            raise Cancelled("learning text search was cancelled")
+        part = order[start : start + LEND_CHUNK]
+        query = normalise((vectors[part] - mean) / std).astype(np.float32)
+        sims, found = index.search(query, k)
+        # -1: fewer than k found; those weigh nothing.
+        sims = np.where(found >= 0, sims, -np.inf)
+        s = options.lend_sharpness * sims
+        w = np.exp(s - s.max(axis=1, keepdims=True))
+        w = np.nan_to_num(w / w.sum(axis=1, keepdims=True))
+        out_weights[start : start + len(part)] = w
+        out_rows[start : start + len(part)] = np.maximum(found, 0)
+    return ids[order].astype(np.int64), out_rows, out_weights
 
 
 # -- querying ------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 aisfx has no text tower, but a real library is half well named: its captions (see
 engine/adapt/captions.py) are weak descriptions of their audio. An adapter joins the frozen
 sentence encoder (engine/models/text_encoder.py) to the frozen audio space with what those
-pairs teach, three ways whose scores are summed (each z-scored over a fixed sample of
+pairs teach, in parts whose scores are summed (each z-scored over a fixed sample of
 the library, so they add on one scale):
 
 - nearest-caption expansion: the query's nearest captions (cosine ** POWER weights)
@@ -15,7 +15,10 @@ the library, so they add on one scale):
 - contrastive heads: linear projections of text and audio into a shared space trained
   with a soft-label contrastive loss whose targets come from caption-caption similarity
   (files with similar names are not negatives), optionally weighted per pair by
-  cross-modal consistency (reliability).
+  cross-modal consistency (reliability);
+- lent captions: each file's nearest described files by sound (itself first when it is
+  described) lend it their captions, and it scores by the query's cosine to them
+  (a table learned with the adapter; added after the three parts above).
 
 Which parts are on, and their weights, were chosen by `sonarium eval
 --hide-names` on the shared corpus (docs/measurements.md). Training is seeded and

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.adapt.adapter import Adapter
+from engine.adapt.adapter import Adapter, is_stale, read_meta
 from engine.adapt.text_space import AdaptedTextSpace
 from engine.adapt.training import lend_table, train_adapter
 from engine.catalog.vectors import VectorStore, normalise
@@ -104,3 +104,14 @@ def test_lent_captions_round_trip_and_damaged_ones_are_refused(tmp_path, library
     # An adapter from elsewhere lends nothing here: its file ids are another library's.
     library.use_adapter(path)
     assert library._adapter_override.lend is None
+
+
+def test_an_adapter_from_before_lent_captions_is_learned_again(tmp_path, library):
+    build(tmp_path, library)
+    adapter = train_adapter(library.catalog, "fake", SMALL, encoder=WordEncoder())
+    path = tmp_path / "a.adapter.npz"
+    adapter.save(path)
+    meta = read_meta(path)
+    assert not is_stale(meta, library.catalog)
+    del meta["options"]["lend_weight"]  # what an adapter of the last release says
+    assert is_stale(meta, library.catalog)

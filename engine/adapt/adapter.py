@@ -304,6 +304,8 @@ def is_stale(meta: dict[str, Any] | None, catalog: Catalog) -> bool:
     (or there is none)."""
     if meta is None or meta.get("version") != ADAPTER_VERSION:
         return True
+    if "lend_weight" not in meta.get("options", {}):
+        return True  # learned before captions were lent: learned again once, to lend them
     store = VectorStore(catalog)
     space = store.space(meta["audio_space"])
     if space is None:

@@ -113,7 +113,12 @@ class AdaptedTextSpace:
         # Captions lent by neighbours: the library's own adapter only (base knowledge has
         # no table; one from elsewhere had its table dropped by Library.use_adapter).
         self._lend_weight = float(adapter.options.lend_weight)
-        self._lends = adapter.lend is not None and self._lend_weight > 0 and not own_statistics
+        self._lends = (
+            adapter.lend is not None
+            and len(adapter.lend[0]) > 0
+            and self._lend_weight > 0
+            and not own_statistics
+        )
         self._caption_sims: dict[str, np.ndarray] = {}
         self._stats_cache: dict[tuple[str, int], list[tuple[float, float]]] = {}
         self._log_prob_cache: dict[int, np.ndarray] = {}

@@ -209,7 +209,7 @@ def train_adapter(
             raise Cancelled("learning text search was cancelled")
     lend = None
     if options.lend_weight and options.lend_neighbours:
-        lend = lend_table(ids, vectors, mean, std, file_ids, audio, options, cancel)
+        lend = lend_table(ids, vectors, mean, std, audio, options, cancel)
     stats = {
         "pairs": len(pairs), "described": described, "files": len(ids), "encoded": len(todo),
         "sources": sources_stamp(file_texts),
@@ -224,8 +224,9 @@ def train_adapter(
     )  # fmt: skip
 
 
-# Above this many captioned files, their nearest ones are found through an inverted-file
-# index (recall measured in docs/measurements.md) rather than compared with every file.
+# From this many captioned files on, their nearest ones are found through the search
+# index's inverted file (engine/search/vector_index.py; recall in docs/measurements.md)
+# rather than compared with every file.
 LEND_EXACT_ROWS = 30_000
 LEND_CHUNK = 65_536
 
@@ -235,30 +236,21 @@ def lend_table(
     vectors: np.ndarray,
     mean: np.ndarray,
     std: np.ndarray,
-    file_ids: np.ndarray,
     audio: np.ndarray,
     options: AdaptOptions,
     cancel: Callable[[], bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(sorted file ids, (n, k) rows of `audio`, (n, k) weights) of every embedded file's
-    `options.lend_neighbours` nearest captioned files by sound, itself left out; `audio`
-    is the captioned files' standardised, normalised vectors (rows of `file_ids`). None
-    when there are too few captioned files to lend."""
-    import faiss
+    `options.lend_neighbours` nearest captioned files by sound (a captioned file is its
+    own nearest); `audio` is the captioned files' standardised, normalised vectors. None
+    when there are no captioned files to lend."""
+    from engine.search.vector_index import build_index
 
     k = min(options.lend_neighbours, len(audio))
     if k < 1:
         return None
     rows = np.ascontiguousarray(audio, dtype=np.float32)
-    if len(rows) <= LEND_EXACT_ROWS:
-        index: Any = faiss.IndexFlatIP(rows.shape[1])
-    else:
-        lists = int(4 * np.sqrt(len(rows)))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(rows.shape[1]), rows.shape[1], lists,
-                                   faiss.METRIC_INNER_PRODUCT)  # fmt: skip
-        index.train(rows)
-        index.nprobe = 16
-    index.add(rows)
+    index = build_index(np.arange(len(rows)), rows, ivf_threshold=LEND_EXACT_ROWS)
     order = np.argsort(ids, kind="stable")
     out_rows = np.zeros((len(ids), k), dtype=np.int32)
     out_weights = np.zeros((len(ids), k), dtype=np.float16)
@@ -267,8 +259,10 @@ def lend_table(
             raise Cancelled("learning text search was cancelled")
         part = order[start : start + LEND_CHUNK]
         query = normalise((vectors[part] - mean) / std).astype(np.float32)
-        sims, found = index.search(query, k)
-        # -1: fewer than k found; those weigh nothing.
+        _, found = index.search(query, k)
+        # Weighed by their exact cosines (an inverted file's are quantised); -1: fewer
+        # than k found, which weigh nothing.
+        sims = np.einsum("nd,nkd->nk", query, rows[np.maximum(found, 0)])
         sims = np.where(found >= 0, sims, -np.inf)
         s = options.lend_sharpness * sims
         w = np.exp(s - s.max(axis=1, keepdims=True))

@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -168,12 +170,10 @@ class Adapter:
         """Read an adapter file (numpy arrays only, never pickles); AdapterInvalid (a
         ValueError) if it is not one, is damaged (zip CRCs are checked as it is read) or
         declares more than MAX_ADAPTER_FILES / MAX_ADAPTER_BYTES."""
-        try:
+        with reading(path, "a Sonarium adapter"):
             _check_members(path)
             with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(str(data["meta"]))
-                if meta.get("version") != ADAPTER_VERSION:
-                    raise AdapterInvalid(f"made by another version ({meta.get('version')!r})")
+                meta = versioned_meta(data, ADAPTER_VERSION)
                 known = {f.name for f in fields(AdaptOptions)}
                 options = AdaptOptions(**{k: v for k, v in meta["options"].items() if k in known})
                 heads = {k[5:]: data[k] for k in data.files if k.startswith("head_")} or None
@@ -200,11 +200,6 @@ class Adapter:
                     weights=np.asarray(data["weights"], dtype=np.float32), mean=data["mean"],
                     std=data["std"], heads=heads, stats=meta.get("stats", {}), lend=lend,
                 )  # fmt: skip
-        except AdapterInvalid:
-            raise
-        except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as exc:
-            # numpy says ValueError for pickled content, which is never loaded.
-            raise AdapterInvalid(f"{path}: not a Sonarium adapter ({exc})") from exc
 
     def vocabulary(self) -> set[str]:
         # useful_words of every caption, over their distinct whitespace tokens (split in
@@ -237,6 +232,28 @@ def npz_members(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype, int, i
                 raise AdapterInvalid(f"{path}: member {info.filename} is not a plain array")
             members[name] = (tuple(shape), dtype, size, info.file_size)
     return members
+
+
+@contextmanager
+def reading(path: Path, what: str) -> Iterator[None]:
+    """Reading a knowledge file (an adapter, categories, classes): any error a damaged
+    file raises becomes AdapterInvalid (a ValueError) naming `path` as not `what`; numpy
+    says ValueError for pickled content, which is never loaded."""
+    try:
+        yield
+    except AdapterInvalid:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+        raise AdapterInvalid(f"{path}: not {what} ({exc})") from exc
+
+
+def versioned_meta(data: Any, version: str) -> dict[str, Any]:
+    """The "meta" member of an open knowledge file; AdapterInvalid unless it says
+    `version`."""
+    meta = json.loads(str(data["meta"]))
+    if meta.get("version") != version:
+        raise AdapterInvalid(f"made by another version ({meta.get('version')!r})")
+    return meta
 
 
 def _check_members(path: Path) -> None:

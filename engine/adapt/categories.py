@@ -20,14 +20,13 @@ Pure computation and a validated file format; training runs on the caller's thre
 from __future__ import annotations
 
 import json
-import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from engine.adapt.adapter import npz_members
+from engine.adapt.adapter import npz_members, reading, versioned_meta
 from engine.catalog.sidefiles import written
 from engine.catalog.vectors import normalise
 from engine.errors import AdapterInvalid
@@ -152,12 +151,10 @@ class CategoryKnowledge:
     def load(cls, path: Path) -> CategoryKnowledge:
         """Read a category file; AdapterInvalid (a ValueError) unless it is one, with
         consistent shapes within the caps (checked on the headers before loading)."""
-        try:
+        with reading(path, "Sonarium category knowledge"):
             _check_members(path)
             with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(str(data["meta"]))
-                if meta.get("version") != CATEGORIES_VERSION:
-                    raise AdapterInvalid(f"made by another version ({meta.get('version')!r})")
+                meta = versioned_meta(data, CATEGORIES_VERSION)
                 known = {f.name for f in fields(CategoryOptions)}
                 options = CategoryOptions(
                     **{k: v for k, v in meta["options"].items() if k in known}
@@ -173,10 +170,6 @@ class CategoryKnowledge:
                     prototypes=data["prototypes"].astype(np.float32),
                     mass=data["mass"].astype(np.float32), stats=meta.get("stats", {}),
                 )  # fmt: skip
-        except AdapterInvalid:
-            raise
-        except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as exc:
-            raise AdapterInvalid(f"{path}: not Sonarium category knowledge ({exc})") from exc
         finite = all(np.isfinite(a).all() for a in (out.w1, out.b1, out.w2, out.b2, out.prototypes))
         if not finite:
             raise AdapterInvalid(f"{path}: damaged category knowledge (values not finite)")

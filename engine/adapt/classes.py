@@ -23,14 +23,13 @@ pickles); any thread that owns the object.
 from __future__ import annotations
 
 import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from engine.adapt.adapter import npz_members
+from engine.adapt.adapter import npz_members, reading, versioned_meta
 from engine.adapt.categories import softmax
 from engine.catalog.sidefiles import written
 from engine.errors import AdapterInvalid
@@ -120,12 +119,10 @@ class ClassKnowledge:
     def load(cls, path: Path) -> ClassKnowledge:
         """Read a classes file; AdapterInvalid (a ValueError) unless it is one, with
         consistent shapes within the caps (checked on the headers before loading)."""
-        try:
+        with reading(path, "Sonarium class knowledge"):
             count = _check_members(path)
             with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(str(data["meta"]))
-                if meta.get("version") != CLASSES_VERSION:
-                    raise AdapterInvalid(f"made by another version ({meta.get('version')!r})")
+                meta = versioned_meta(data, CLASSES_VERSION)
                 names = [str(n) for n in meta["heads"]]
                 if len(names) != count:
                     raise AdapterInvalid(f"{path}: {count} classifiers, {len(names)} named")
@@ -148,10 +145,6 @@ class ClassKnowledge:
                     category_of_catid=data["category_of_catid"].astype(np.int64),
                     heads=heads, scale=float(meta["scale"]), stats=meta.get("stats", {}),
                 )  # fmt: skip
-        except AdapterInvalid:
-            raise
-        except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as exc:
-            raise AdapterInvalid(f"{path}: not Sonarium class knowledge ({exc})") from exc
         out._validate(path)
         return out
 

@@ -138,13 +138,18 @@ class LoudnessMeter:
         start = len(self._context)
         end = len(samples) - _QUICK_CONTEXT  # the last frames wait for their right context
         self._context = samples[max(0, end - _QUICK_CONTEXT) :]
-        if block_peak * _QUICK_RISE <= self._true_peak:
+        if block_peak * _QUICK_RISE <= self._true_peak or end <= start:
             return
-        for a in range(start, max(start, end), _QUICK_PIECE):
-            b = min(end, a + _QUICK_PIECE)
-            piece_peak = float(np.abs(samples[a:b]).max()) if b > a else 0.0
+        # Every piece's sample peak in one pass, then the loudest pieces first: the true
+        # peak found in them rules out the quieter pieces before they cost a resample.
+        starts = np.arange(start, end, _QUICK_PIECE)
+        piece_peaks = np.maximum.reduceat(np.abs(samples[start:end]), starts - start, axis=0).max(axis=1)
+        for i in np.argsort(-piece_peaks, kind="stable"):
+            piece_peak = float(piece_peaks[i])
             if piece_peak * _QUICK_RISE <= self._true_peak:
-                continue
+                break  # the rest are quieter still
+            a = int(starts[i])
+            b = min(end, a + _QUICK_PIECE)
             lo, hi = max(0, a - _QUICK_CONTEXT), min(len(samples), b + _QUICK_CONTEXT)
             up = soxr.resample(samples[lo:hi], self.rate, self.rate * self._factor, quality="HQ")
             inner = up[(a - lo) * self._factor : (b - lo) * self._factor]

@@ -143,7 +143,8 @@ class LoudnessMeter:
         # Every piece's sample peak in one pass, then the loudest pieces first: the true
         # peak found in them rules out the quieter pieces before they cost a resample.
         starts = np.arange(start, end, _QUICK_PIECE)
-        piece_peaks = np.maximum.reduceat(np.abs(samples[start:end]), starts - start, axis=0).max(axis=1)
+        magnitudes = np.abs(samples[start:end])
+        piece_peaks = np.maximum.reduceat(magnitudes, starts - start, axis=0).max(axis=1)
         for i in np.argsort(-piece_peaks, kind="stable"):
             piece_peak = float(piece_peaks[i])
             if piece_peak * _QUICK_RISE <= self._true_peak:

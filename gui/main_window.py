@@ -162,8 +162,10 @@ class MainWindow(QMainWindow):
         self.results.verticalHeader().setVisible(False)
         self.results.verticalHeader().setDefaultSectionSize(26)
         self.results.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        for column, width in enumerate((240, 150, 80, 70, 40, 60, 300, 80)):
+        for column, width in enumerate((240, 150, 80, 70, 40, 60, 80, 300)):
             self.results.setColumnWidth(column, width)
+        # The folder (last) takes the width that is left, so every other column shows.
+        self.results.horizontalHeader().setStretchLastSection(True)
         # Results arrive best first: no column sort until the user clicks a header.
         self.results.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
         self.results.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)

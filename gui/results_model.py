@@ -30,7 +30,8 @@ from PySide6.QtGui import QBrush, QColor, QFont
 from engine.catalog.text import printable
 from gui.file_urls import file_url
 
-COLUMNS = ("Name", "Waveform", "Duration", "Rate", "Ch", "Format", "Folder", "Relevance")
+# Relevance before Folder: a long path is what a narrow window may cut, never the score.
+COLUMNS = ("Name", "Waveform", "Duration", "Rate", "Ch", "Format", "Relevance", "Folder")
 (
     COL_NAME,
     COL_WAVEFORM,
@@ -38,8 +39,8 @@ COLUMNS = ("Name", "Waveform", "Duration", "Rate", "Ch", "Format", "Folder", "Re
     COL_RATE,
     COL_CHANNELS,
     COL_FORMAT,
-    COL_FOLDER,
     COL_RELEVANCE,
+    COL_FOLDER,
 ) = range(len(COLUMNS))
 
 PATH_ROLE = Qt.ItemDataRole.UserRole + 1

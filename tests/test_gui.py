@@ -18,6 +18,7 @@ from engine.config import AUDIO_SUFFIXES  # noqa: E402
 from gui import settings as app_settings  # noqa: E402
 from gui.bridge import EngineBridge  # noqa: E402
 from gui.main_window import MainWindow  # noqa: E402
+from gui.results_model import COLUMNS  # noqa: E402
 from tests.audio_factory import noise, tone, write  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
 from tests.fakes import FakePlayer, save_tiny_clap  # noqa: E402
@@ -964,3 +965,21 @@ def test_a_drag_of_unrendered_files_renders_them_instead_of_sending_the_sources(
     assert window.model.unrendered(rows) == []
     urls = [u.toLocalFile() for u in window.model.mimeData(rows).urls()]
     assert len(urls) == 2 and all(sf.info(u).samplerate == 48000 for u in urls)
+
+
+def test_relevance_stays_in_view_and_the_folder_takes_what_is_left(qtbot, window):
+    # A 1500 px screen with the Browse panel open left about 1,000 px for the results;
+    # the columns once summed to 1,020 px with Relevance last, so it was cut off.
+    window.resize(1500, 950)
+    search(qtbot, window, "door")
+    view = window.results
+    header = view.horizontalHeader()
+    relevance, folder = COLUMNS.index("Relevance"), COLUMNS.index("Folder")
+    assert header.visualIndex(folder) == header.count() - 1
+    assert header.visualIndex(relevance) < header.visualIndex(folder)
+    right = header.sectionViewportPosition(relevance) + header.sectionSize(relevance)
+    assert right <= view.viewport().width()
+    # The folder fills the rest of the width (no empty strip after the last column).
+    end = header.sectionViewportPosition(folder) + header.sectionSize(folder)
+    assert end >= view.viewport().width() - 1
+    assert window.model.data(window.model.index(0, relevance)) not in (None, "")

@@ -162,7 +162,7 @@ class MainWindow(QMainWindow):
         self.results.verticalHeader().setVisible(False)
         self.results.verticalHeader().setDefaultSectionSize(26)
         self.results.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        for column, width in enumerate((240, 150, 80, 70, 40, 60, 80, 300)):
+        for column, width in enumerate((240, 150, 80, 70, 40, 60, 80, 120)):
             self.results.setColumnWidth(column, width)
         # The folder (last) takes the width that is left, so every other column shows.
         self.results.horizontalHeader().setStretchLastSection(True)
